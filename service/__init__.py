@@ -1,0 +1,3 @@
+"""Earnwatch: an earnings-event alerting daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,229 @@
+"""Domain types of market data, and the variables a rule sees for one symbol.
+
+`None` means unknown everywhere: a provider that gets a zero price for an unknown symbol,
+a null estimate or a figure not yet reported hands `None` on, and every rule treats it as
+unknown. Nothing in this module does IO or reads the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Final, TypeAlias
+from zoneinfo import ZoneInfo
+
+NEW_YORK: Final = ZoneInfo("America/New_York")
+
+#: A value a rule can see: a number, a flag, a string, a date, or unknown.
+Value: TypeAlias = float | int | bool | str | date | None
+
+#: How long after its date a reported event stays the one rules see.
+REPORTED_WINDOW: Final = timedelta(days=30)
+#: How long after its date an unreported event stays "scheduled" (figures can be late).
+PENDING_GRACE: Final = timedelta(days=3)
+
+
+class ReportTime(StrEnum):
+    """When in the US trading day a report is published."""
+
+    BMO = "bmo"  # before market open
+    AMC = "amc"  # after market close
+    DMH = "dmh"  # during market hours
+    UNKNOWN = "unknown"
+
+
+#: The moment (New York time) a report of each kind counts as published, for
+#: `hours_to_earnings` and `price_at_report`. Unknown counts as early as bmo: a reminder
+#: then comes too early rather than too late.
+REPORT_CLOCK: Final[Mapping[ReportTime, time]] = {
+    ReportTime.BMO: time(9, 30),
+    ReportTime.AMC: time(16, 0),
+    ReportTime.DMH: time(12, 0),
+    ReportTime.UNKNOWN: time(9, 30),
+}
+
+
+def real(value: object) -> float | None:
+    """`value` as a finite float, or None: NaN, infinities, bools and non-numbers are unknown."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def positive(value: object) -> float | None:
+    """A price: finite and above zero, else unknown (providers send 0 for unknown symbols)."""
+    number = real(value)
+    return number if number is not None and number > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The latest trade of one symbol. Any field may be unknown."""
+
+    symbol: str
+    price: float | None
+    prev_close: float | None = None
+    day_high: float | None = None
+    day_low: float | None = None
+    time: datetime | None = None  # when the price was traded (UTC), if the provider says
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTargets:
+    """Analysts' consensus price targets for one symbol."""
+
+    symbol: str
+    median: float | None = None
+    mean: float | None = None
+    high: float | None = None
+    low: float | None = None
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EarningsEvent:
+    """One scheduled or published earnings report.
+
+    `fiscal_year`/`fiscal_quarter` are the company's fiscal period (NVDA's Nov 2026 report
+    is 2027Q3). Actuals are None until reported.
+    """
+
+    symbol: str
+    date: date
+    time: ReportTime = ReportTime.UNKNOWN
+    fiscal_year: int | None = None
+    fiscal_quarter: int | None = None
+    eps_estimate: float | None = None
+    eps_actual: float | None = None
+    revenue_estimate: float | None = None
+    revenue_actual: float | None = None
+
+    @property
+    def fiscal_period(self) -> str | None:
+        if self.fiscal_year is None or self.fiscal_quarter is None:
+            return None
+        return f"{self.fiscal_year}Q{self.fiscal_quarter}"
+
+    @property
+    def report_key(self) -> str:
+        """What makes two rows the same report: the fiscal period, else the date."""
+        return self.fiscal_period or self.date.isoformat()
+
+    @property
+    def reported(self) -> bool:
+        return self.eps_actual is not None or self.revenue_actual is not None
+
+    @property
+    def published_at(self) -> datetime:
+        """The moment the report counts as published (UTC), from its date and time of day."""
+        local = datetime.combine(self.date, REPORT_CLOCK[self.time], tzinfo=NEW_YORK)
+        return local.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything known about one symbol at one moment.
+
+    `report_prices` maps an event's `report_key` to the last price seen before it was
+    published; the pipeline records it, since one quote alone cannot tell.
+    """
+
+    symbol: str
+    quote: Quote | None = None
+    events: tuple[EarningsEvent, ...] = ()
+    targets: PriceTargets | None = None
+    report_prices: Mapping[str, float] = field(default_factory=dict)
+
+
+PRICE_VARS: Final = frozenset({"price", "prev_close", "change_pct", "day_high", "day_low"})
+TARGET_VARS: Final = frozenset({"target_median", "target_mean", "target_high", "target_low"})
+#: Variables that depend on an earnings report: a rule that reads one fires at most once
+#: per report.
+EARNINGS_VARS: Final = frozenset(
+    {
+        "earnings_date",
+        "earnings_time",
+        "hours_to_earnings",
+        "days_to_earnings",
+        "reported",
+        "eps_estimate",
+        "eps_actual",
+        "eps_surprise_pct",
+        "revenue_estimate",
+        "revenue_actual",
+        "revenue_surprise_pct",
+        "price_at_report",
+        "move_since_report_pct",
+        "fiscal_period",
+    }
+)
+#: Variables whose value moves with the clock even when no new data arrives.
+TIME_VARS: Final = frozenset({"hours_to_earnings", "days_to_earnings"}) | EARNINGS_VARS
+VARIABLES: Final = PRICE_VARS | TARGET_VARS | EARNINGS_VARS
+
+
+def pct_change(new: float | None, base: float | None) -> float | None:
+    """(new - base) / |base| * 100, or unknown when either is unknown or base is zero."""
+    if new is None or base is None or base == 0:
+        return None
+    return (new - base) / abs(base) * 100.0
+
+
+def select_event(events: tuple[EarningsEvent, ...], now: datetime) -> EarningsEvent | None:
+    """The report a rule sees: the latest reported one until 30 days after its date,
+    otherwise the next scheduled one (an unreported one stays scheduled for 3 days past its
+    date, since figures can arrive late)."""
+    today = now.astimezone(NEW_YORK).date()
+    reported = [e for e in events if e.reported and e.date <= today]
+    if reported:
+        latest = max(reported, key=lambda e: e.date)
+        if today - latest.date <= REPORTED_WINDOW:
+            return latest
+    pending = [e for e in events if not e.reported and today - e.date <= PENDING_GRACE]
+    return min(pending, key=lambda e: e.date) if pending else None
+
+
+def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
+    """The variables of RULES.md for one symbol at `now`; None for every unknown."""
+    quote = snapshot.quote
+    price = quote.price if quote else None
+    prev_close = quote.prev_close if quote else None
+    targets = snapshot.targets
+    out: dict[str, Value] = {
+        "price": price,
+        "prev_close": prev_close,
+        "change_pct": pct_change(price, prev_close),
+        "day_high": quote.day_high if quote else None,
+        "day_low": quote.day_low if quote else None,
+        "target_median": targets.median if targets else None,
+        "target_mean": targets.mean if targets else None,
+        "target_high": targets.high if targets else None,
+        "target_low": targets.low if targets else None,
+    }
+    event = select_event(snapshot.events, now)
+    if event is None:
+        out.update(dict.fromkeys(EARNINGS_VARS))
+        return out
+    hours = (event.published_at - now).total_seconds() / 3600.0
+    price_at_report = snapshot.report_prices.get(event.report_key)
+    out.update(
+        earnings_date=event.date,
+        earnings_time=event.time.value,
+        hours_to_earnings=hours,
+        days_to_earnings=(event.date - now.astimezone(NEW_YORK).date()).days,
+        reported=event.reported,
+        eps_estimate=event.eps_estimate,
+        eps_actual=event.eps_actual,
+        eps_surprise_pct=pct_change(event.eps_actual, event.eps_estimate),
+        revenue_estimate=event.revenue_estimate,
+        revenue_actual=event.revenue_actual,
+        revenue_surprise_pct=pct_change(event.revenue_actual, event.revenue_estimate),
+        price_at_report=price_at_report,
+        move_since_report_pct=pct_change(price, price_at_report) if event.reported else None,
+        fiscal_period=event.fiscal_period,
+    )
+    return out
