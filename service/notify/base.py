@@ -1,0 +1,127 @@
+"""What every notifier shares: the rendered Message, the Notifier protocol, the channel
+config base model, and the one classification of HTTP statuses into outcomes.
+
+A notifier makes one delivery attempt of an already rendered message. It never retries
+and never sleeps: on failure it raises DeliveryError(permanent=..., retry_after=...), and
+`service/delivery.py` owns the retry policy, once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from service.errors import DeliveryError
+from service.market import Value
+
+
+class ChannelConfig(BaseModel):
+    """Base of each channel type's options in the rule file (`type:` excluded)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One alert, rendered, as it is stored in the outbox and sent (the same bytes on every
+    retry). `id` is the alert's stable id; `values` are the variables when it fired."""
+
+    id: str
+    rule: str
+    symbol: str
+    title: str
+    text: str
+    fired_at: datetime
+    values: Mapping[str, Value] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "id": self.id,
+                "rule": self.rule,
+                "symbol": self.symbol,
+                "title": self.title,
+                "text": self.text,
+                "fired_at": self.fired_at.isoformat(),
+                "values": {k: _jsonable(v) for k, v in self.values.items()},
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> Message:
+        data = json.loads(raw)
+        return cls(
+            id=data["id"],
+            rule=data["rule"],
+            symbol=data["symbol"],
+            title=data["title"],
+            text=data["text"],
+            fired_at=datetime.fromisoformat(data["fired_at"]),
+            values=data["values"],
+        )
+
+
+def _jsonable(value: Value) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+class Notifier(Protocol):
+    """Makes one delivery attempt. Never retries, never sleeps."""
+
+    kind: ClassVar[str]  # the `type:` in the rule file
+    Config: ClassVar[type[ChannelConfig]]
+
+    async def send(self, message: Message, config: ChannelConfig, *, delivery_id: str) -> None:
+        """Return on success; raise DeliveryError(permanent=..., retry_after=...) otherwise."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+#: Statuses worth another try; every other 4xx is permanent.
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if now is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def classify_status(
+    status: int, *, retry_after: str | None = None, detail: str = "", now: datetime | None = None
+) -> None:
+    """Return for 2xx; raise the DeliveryError this status means otherwise."""
+    if 200 <= status < 300:
+        return
+    permanent = status not in RETRYABLE_STATUSES and status < 500
+    message = f"HTTP {status}" + (f": {detail}" if detail else "")
+    raise DeliveryError(
+        message,
+        permanent=permanent,
+        retry_after=parse_retry_after(retry_after, now),
+        status=status,
+    )
