@@ -161,8 +161,10 @@ EARNINGS_VARS: Final = frozenset(
         "fiscal_period",
     }
 )
-#: Variables whose value moves with the clock even when no new data arrives.
-TIME_VARS: Final = frozenset({"hours_to_earnings", "days_to_earnings"}) | EARNINGS_VARS
+#: Variables whose value moves with the clock even when no new data arrives. (Which
+#: report a rule sees also moves with the clock, but by the day: the daemon runs a full
+#: pass at each calendar refresh for that.)
+TIME_VARS: Final = frozenset({"hours_to_earnings", "days_to_earnings"})
 VARIABLES: Final = PRICE_VARS | TARGET_VARS | EARNINGS_VARS
 
 

@@ -1,0 +1,346 @@
+"""The `when` / `clear_when` language: parsed once by Python's `ast`, checked against a
+whitelist of node types, names and functions, type-checked, and compiled into a closure.
+
+Evaluation is three-valued: a variable that is unknown (None) makes every comparison and
+every arithmetic result it touches unknown; `and`/`or`/`not` follow Kleene's logic
+(`false and unknown` is false, `true or unknown` is true). A rule fires only on True.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Final
+
+from service.market import VARIABLES, Value
+
+Vars = Mapping[str, Value]
+Fn = Callable[[Vars], Value]
+
+NUM, BOOL, STR, DATE = "number", "true/false", "string", "date"
+
+#: The type of every variable a rule may read.
+VARIABLE_TYPES: Final[Mapping[str, str]] = {
+    **dict.fromkeys(VARIABLES, NUM),
+    "earnings_date": DATE,
+    "earnings_time": STR,
+    "fiscal_period": STR,
+    "reported": BOOL,
+}
+CONSTANTS: Final[Mapping[str, bool]] = {"true": True, "false": False, "True": True, "False": False}
+FUNCTIONS: Final = ("date", "abs", "min", "max")
+
+_COMPARE: Final[Mapping[type[ast.cmpop], Callable[[Any, Any], bool]]] = {
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+}
+_ORDERED: Final = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
+_ARITH: Final[Mapping[type[ast.operator], str]] = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+}
+
+
+class ExprError(Exception):
+    """A mistake in an expression at a 1-based line and 0-based column of its text."""
+
+    def __init__(self, message: str, line: int = 1, col: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.col = col
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A compiled condition: call it with the variables of one symbol."""
+
+    source: str
+    fn: Fn
+    names: frozenset[str]
+
+    def __call__(self, values: Vars) -> Value:
+        return self.fn(values)
+
+
+def compile_condition(source: str) -> Compiled:
+    """Compile a `when`/`clear_when` text, or raise ExprError at the first mistake."""
+    text = source.strip()
+    if not text:
+        raise ExprError("the condition is empty")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ExprError(
+            _syntax_message(exc, text), exc.lineno or 1, (exc.offset or 1) - 1
+        ) from None
+    compiler = _Compiler()
+    fn, kind = compiler.node(tree.body)
+    if kind != BOOL:
+        raise _at(tree.body, f"a condition must be true or false, but this is a {kind}")
+    return Compiled(source=text, fn=fn, names=frozenset(compiler.names))
+
+
+def _syntax_message(exc: SyntaxError, text: str) -> str:
+    offset = (exc.offset or 1) - 1
+    if "=" in text and "==" not in text and not any(op in text for op in ("<=", ">=", "!=")):
+        return "invalid syntax: compare with ==, not ="
+    if "&&" in text or "||" in text:
+        return "invalid syntax: write `and` / `or`, not && / ||"
+    near = text[offset : offset + 10].strip()
+    return f"invalid syntax near {near!r}" if near else "invalid syntax at the end"
+
+
+def _at(node: ast.AST, message: str) -> ExprError:
+    return ExprError(message, getattr(node, "lineno", 1), getattr(node, "col_offset", 0))
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def node(self, node: ast.expr) -> tuple[Fn, str]:
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            raise _at(node, _refusal(node))
+        result: tuple[Fn, str] = method(node)
+        return result
+
+    # --- leaves ----------------------------------------------------------------------
+    def _Constant(self, node: ast.Constant) -> tuple[Fn, str]:
+        value = node.value
+        if isinstance(value, bool):
+            kind = BOOL
+        elif isinstance(value, int | float):
+            kind = NUM
+        elif isinstance(value, str):
+            kind = STR
+        else:
+            raise _at(node, f"{value!r} is not allowed here: use numbers, strings, true/false")
+        return (lambda _v, c=value: c), kind
+
+    def _Name(self, node: ast.Name) -> tuple[Fn, str]:
+        name = node.id
+        if name in CONSTANTS:
+            constant = CONSTANTS[name]
+            return (lambda _v, c=constant: c), BOOL
+        if name not in VARIABLE_TYPES:
+            if name in FUNCTIONS:
+                raise _at(node, f"{name} is a function: call it, like {name}(...)")
+            hint = difflib.get_close_matches(name, list(VARIABLE_TYPES), n=1)
+            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise _at(node, f"unknown name {name!r}{suffix}")
+        self.names.add(name)
+        return (lambda v, n=name: v.get(n)), VARIABLE_TYPES[name]
+
+    # --- logic -----------------------------------------------------------------------
+    def _BoolOp(self, node: ast.BoolOp) -> tuple[Fn, str]:
+        parts = [self._condition(value, "and/or") for value in node.values]
+        if isinstance(node.op, ast.And):
+            return _kleene_and(parts), BOOL
+        return _kleene_or(parts), BOOL
+
+    def _UnaryOp(self, node: ast.UnaryOp) -> tuple[Fn, str]:
+        if isinstance(node.op, ast.Not):
+            inner = self._condition(node.operand, "not")
+            return (lambda v: None if (x := inner(v)) is None else not x), BOOL
+        if isinstance(node.op, ast.USub | ast.UAdd):
+            inner, kind = self.node(node.operand)
+            if kind != NUM:
+                raise _at(node, f"a sign applies to numbers, not to a {kind}")
+            if isinstance(node.op, ast.UAdd):
+                return inner, NUM
+            return (lambda v: None if (x := inner(v)) is None else -x), NUM  # type: ignore[operator]
+        raise _at(node, _refusal(node))
+
+    def _condition(self, node: ast.expr, where: str) -> Fn:
+        fn, kind = self.node(node)
+        if kind != BOOL:
+            raise _at(node, f"{where} needs conditions on both sides, but this is a {kind}")
+        return fn
+
+    # --- comparisons -----------------------------------------------------------------
+    def _Compare(self, node: ast.Compare) -> tuple[Fn, str]:
+        left_fn, left_kind = self.node(node.left)
+        links: list[Fn] = []
+        for op, right in zip(node.ops, node.comparators, strict=True):
+            if isinstance(op, ast.In | ast.NotIn):
+                links.append(self._membership(left_fn, left_kind, op, right))
+                left_fn, left_kind = (lambda _v: None), left_kind
+                continue
+            right_fn, right_kind = self.node(right)
+            compare = _COMPARE.get(type(op))
+            if compare is None:
+                raise _at(node, _refusal(node))
+            if left_kind != right_kind:
+                raise _at(right, f"cannot compare a {left_kind} with a {right_kind}")
+            if left_kind in (BOOL, STR) and isinstance(op, _ORDERED):
+                raise _at(right, f"a {left_kind} can only be compared with == or !=")
+            links.append(_comparison(compare, left_fn, right_fn))
+            left_fn, left_kind = right_fn, right_kind
+        return (links[0] if len(links) == 1 else _kleene_and(links)), BOOL
+
+    def _membership(self, left: Fn, kind: str, op: ast.cmpop, right: ast.expr) -> Fn:
+        if not isinstance(right, ast.List | ast.Tuple):
+            raise _at(right, '`in` needs a list of values, like ["bmo", "amc"]')
+        choices = []
+        for item in right.elts:
+            fn, item_kind = self.node(item)
+            if not isinstance(item, ast.Constant | ast.Call) or item_kind != kind:
+                raise _at(item, f"the list must hold {kind} values")
+            choices.append(fn({}))
+        members = tuple(choices)
+        negate = isinstance(op, ast.NotIn)
+        return lambda v: None if (x := left(v)) is None else ((x in members) != negate)
+
+    # --- arithmetic and calls --------------------------------------------------------
+    def _BinOp(self, node: ast.BinOp) -> tuple[Fn, str]:
+        symbol = _ARITH.get(type(node.op))
+        if symbol is None:
+            raise _at(node, f"operator not allowed here; use {', '.join(_ARITH.values())}")
+        left, left_kind = self.node(node.left)
+        right, right_kind = self.node(node.right)
+        if left_kind != NUM or right_kind != NUM:
+            bad = node.left if left_kind != NUM else node.right
+            kind = left_kind if bad is node.left else right_kind
+            raise _at(bad, f"arithmetic needs numbers, but this is a {kind}")
+        return _arithmetic(symbol, left, right), NUM
+
+    def _Call(self, node: ast.Call) -> tuple[Fn, str]:
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            what = ast.unparse(node.func)
+            raise _at(
+                node, f"calling {what!r} is not allowed; the functions are {', '.join(FUNCTIONS)}"
+            )
+        if node.keywords:
+            raise _at(node.keywords[0].value, "functions take no keyword arguments")
+        name = node.func.id
+        if name == "date":
+            return self._date(node)
+        args = [self.node(arg) for arg in node.args]
+        for arg, (_fn, kind) in zip(node.args, args, strict=True):
+            if kind != NUM:
+                raise _at(arg, f"{name}() takes numbers, not a {kind}")
+        fns = [fn for fn, _kind in args]
+        if name == "abs":
+            if len(fns) != 1:
+                raise _at(node, "abs() takes exactly one number")
+            inner = fns[0]
+            return (lambda v: None if (x := inner(v)) is None else abs(x)), NUM  # type: ignore[arg-type]
+        if len(fns) < 2:
+            raise _at(node, f"{name}() takes two or more numbers")
+        pick = min if name == "min" else max
+        return _all_known(pick, fns), NUM
+
+    def _date(self, node: ast.Call) -> tuple[Fn, str]:
+        arg = node.args[0] if len(node.args) == 1 else None
+        if arg is None or not isinstance(arg, ast.Constant) or not isinstance(arg.value, str):
+            raise _at(node, 'date() takes one text like date("2026-02-03")')
+        try:
+            value = date.fromisoformat(arg.value)
+        except ValueError:
+            raise _at(arg, f"{arg.value!r} is not a date: use YYYY-MM-DD") from None
+        return (lambda _v, c=value: c), DATE
+
+
+def _refusal(node: ast.AST) -> str:
+    names = {
+        "Attribute": "attribute access (a.b) is not allowed",
+        "Subscript": "indexing (a[b]) is not allowed",
+        "Lambda": "lambda is not allowed",
+        "ListComp": "comprehensions are not allowed",
+        "SetComp": "comprehensions are not allowed",
+        "DictComp": "comprehensions are not allowed",
+        "GeneratorExp": "comprehensions are not allowed",
+        "IfExp": "`x if c else y` is not allowed",
+        "NamedExpr": "assignment (:=) is not allowed",
+        "JoinedStr": "f-strings are not allowed",
+        "Await": "await is not allowed",
+        "Starred": "* is not allowed",
+        "Dict": "dictionaries are not allowed",
+        "Set": "sets are not allowed",
+        "List": "a list is only allowed after `in`",
+        "Tuple": "a tuple is only allowed after `in`",
+    }
+    kind = type(node).__name__
+    return names.get(kind, f"{kind} is not allowed in a condition")
+
+
+def _kleene_and(parts: Sequence[Fn]) -> Fn:
+    def fn(v: Vars) -> Value:
+        unknown = False
+        for part in parts:
+            x = part(v)
+            if x is False:
+                return False
+            if x is None:
+                unknown = True
+        return None if unknown else True
+
+    return fn
+
+
+def _kleene_or(parts: Sequence[Fn]) -> Fn:
+    def fn(v: Vars) -> Value:
+        unknown = False
+        for part in parts:
+            x = part(v)
+            if x is True:
+                return True
+            if x is None:
+                unknown = True
+        return None if unknown else False
+
+    return fn
+
+
+def _comparison(compare: Callable[[Any, Any], bool], left: Fn, right: Fn) -> Fn:
+    def fn(v: Vars) -> Value:
+        a = left(v)
+        if a is None:
+            return None
+        b = right(v)
+        if b is None:
+            return None
+        return compare(a, b)
+
+    return fn
+
+
+def _arithmetic(symbol: str, left: Fn, right: Fn) -> Fn:
+    def fn(v: Vars) -> Value:
+        a, b = left(v), right(v)
+        if a is None or b is None:
+            return None
+        x: float = a  # type: ignore[assignment]
+        y: float = b  # type: ignore[assignment]
+        if symbol == "+":
+            return x + y
+        if symbol == "-":
+            return x - y
+        if symbol == "*":
+            return x * y
+        return None if y == 0 else x / y
+
+    return fn
+
+
+def _all_known(pick: Callable[..., Any], fns: Sequence[Fn]) -> Fn:
+    def fn(v: Vars) -> Value:
+        values = [f(v) for f in fns]
+        if any(x is None for x in values):
+            return None
+        result: Value = pick(values)
+        return result
+
+    return fn

@@ -1,0 +1,88 @@
+"""The rule file's structure as strict pydantic models: a misspelt key is an error, not
+ignored. Cross-references (channels, groups) are checked in `rules/__init__.py`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from service.durations import parse_duration
+
+SYMBOL: Final = re.compile(r"^[A-Z0-9.\-]{1,10}$")
+NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a duration is written like 30s, 10m, 4h or 2d")
+    return parse_duration(value)
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration),
+    Field(json_schema_extra={"type": "string", "pattern": r"^\d+(\.\d+)?[smhd]$"}),
+]
+Names = Annotated[list[str], BeforeValidator(_one_or_many)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DefaultsModel(_Strict):
+    """Values every rule gets unless it sets its own."""
+
+    notify: Names | None = Field(None, description="channel names to notify")
+    cooldown: Duration | None = Field(None, description="no second alert sooner, per symbol")
+    for_: Duration | None = Field(None, alias="for", description="hold this long before firing")
+    message: str | None = Field(None, description="Jinja2 template of the message")
+
+
+class RuleModel(_Strict):
+    """One rule, as written."""
+
+    name: str = Field(pattern=NAME, description="unique name of the rule")
+    symbols: Names = Field(min_length=1, description="symbols and/or group names")
+    when: str = Field(description="condition that fires the rule (edge-triggered)")
+    clear_when: str | None = Field(None, description="condition that re-arms the rule")
+    for_: Duration | None = Field(None, alias="for", description="hold this long before firing")
+    cooldown: Duration | None = None
+    notify: Names | None = None
+    message: str | None = None
+    enabled: bool = Field(True, description="false keeps the rule in the file but idle")
+    description: str | None = None
+
+    @field_validator("when", "clear_when")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("the condition is empty")
+        return value
+
+
+class ChannelModel(BaseModel):
+    """A channel: `type` picks the channel kind; its other keys are that kind's options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+
+
+class FileModel(_Strict):
+    """The whole rule file."""
+
+    version: Literal[1] = 1
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    groups: dict[str, Names] = Field(default_factory=dict)
+    defaults: DefaultsModel = Field(default_factory=DefaultsModel)
+    rules: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,0 +1,87 @@
+"""`earnwatch check` and `earnwatch schema` as a user runs them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTDATA = Path(__file__).parent / "rules" / "testdata"
+
+
+def earnwatch(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(Path(__file__).parent.parent),
+            **(env or {}),
+        },
+    )
+
+
+def test_check_names_all_three_mistakes_with_their_lines(tmp_path: Path) -> None:
+    target = tmp_path / "rules.yaml"
+    target.write_text(
+        (TESTDATA / "bad_three.yaml").read_text().replace("type: webhook", "type: webhook")
+    )
+    result = earnwatch("check", str(target), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line.split(": ")[0].rsplit(":", 2)[1:] for line in lines[:3]] == [
+        ["9", "24"],
+        ["14", "14"],
+        ["18", "10"],
+    ]
+    assert "unknown name 'eps_actul'" in lines[0]
+    assert "undefined channel 'team-slack'" in lines[1]
+    assert "invalid duration '10 minutes'" in lines[2]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_prints_a_one_line_summary_for_a_valid_file(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - name: r\n    symbols: [LUMN, PLTR]\n    when: price > 7.56\n"
+    )
+    result = earnwatch("check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "rules.yaml: OK: 1 rule, 2 symbols, 0 channels"
+
+
+def test_check_reads_variables_from_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("THRESHOLD=7.56\n")
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n  - name: r\n    symbols: LUMN\n    when: price > ${THRESHOLD}\n"
+    )
+    assert earnwatch("check", "r.yaml", cwd=tmp_path).returncode == 0
+    (tmp_path / ".env").write_text("")
+    result = earnwatch("check", "r.yaml", cwd=tmp_path)
+    assert result.returncode == 1 and "environment variable THRESHOLD is not set" in result.stderr
+
+
+def test_check_of_a_missing_file_is_one_clear_line(tmp_path: Path) -> None:
+    result = earnwatch("check", "nope.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip() == "nope.yaml: cannot read the rule file: No such file or directory"
+    )
+
+
+@pytest.mark.parametrize("name", ["good.yaml"])
+def test_schema_is_json_schema_that_describes_the_file(tmp_path: Path, name: str) -> None:
+    result = earnwatch("schema", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "Earnwatch rule file"
+    rule = schema["$defs"]["RuleModel"]
+    assert {"name", "symbols", "when", "clear_when", "for", "cooldown", "notify", "message"} <= set(
+        rule["properties"]
+    )
+    assert rule["additionalProperties"] is False
