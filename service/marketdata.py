@@ -1,0 +1,175 @@
+"""The last known market data of every watched symbol, and how new data merges into it.
+
+Pure and in memory: the pipeline feeds provider results in and gets back which symbols
+changed; the daemon persists `to_json()` in the store so a restart starts from what was
+known. Merging is defensive: a figure once reported is never taken back by a later row
+that lacks it, and a failed call changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from service.market import (
+    NEW_YORK,
+    EarningsEvent,
+    PriceTargets,
+    Quote,
+    ReportTime,
+    Snapshot,
+)
+
+_ACTUALS = ("eps_actual", "revenue_actual")
+
+
+@dataclass
+class MarketData:
+    """Quotes, calendar events, price targets and report prices by symbol."""
+
+    quotes: dict[str, Quote] = field(default_factory=dict)
+    events: dict[str, tuple[EarningsEvent, ...]] = field(default_factory=dict)
+    targets: dict[str, PriceTargets] = field(default_factory=dict)
+    report_prices: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def snapshot(self, symbol: str) -> Snapshot:
+        return Snapshot(
+            symbol=symbol,
+            quote=self.quotes.get(symbol),
+            events=self.events.get(symbol, ()),
+            targets=self.targets.get(symbol),
+            report_prices=self.report_prices.get(symbol, {}),
+        )
+
+    def snapshots(self, symbols: Iterable[str]) -> dict[str, Snapshot]:
+        return {s: self.snapshot(s) for s in symbols}
+
+    # --- merging -------------------------------------------------------------------------
+    def apply_quotes(self, quotes: Mapping[str, Quote], now: datetime) -> set[str]:
+        """Take new quotes; a quote without a price keeps the old one. Returns changed symbols."""
+        changed: set[str] = set()
+        for symbol, quote in quotes.items():
+            if quote.price is None or quote == self.quotes.get(symbol):
+                continue
+            self.quotes[symbol] = quote
+            self._capture_report_price(symbol, quote, now)
+            changed.add(symbol)
+        return changed
+
+    def apply_events(
+        self, events: Sequence[EarningsEvent], symbols: Iterable[str], start: date, end: date
+    ) -> set[str]:
+        """Replace what is known of `symbols` between `start` and `end` (inclusive) by
+        `events`. Rows of one report (same fiscal period, or re-dated) collapse into one;
+        an actual already known is kept when a newer row lacks it."""
+        by_symbol: dict[str, list[EarningsEvent]] = {s: [] for s in symbols}
+        for event in events:
+            if event.symbol in by_symbol:
+                by_symbol[event.symbol].append(event)
+        changed: set[str] = set()
+        for symbol, fresh in by_symbol.items():
+            old = self.events.get(symbol, ())
+            known = {e.report_key: e for e in old}
+            fresh_keys = {e.report_key for e in fresh}
+            kept = [
+                e for e in old if not (start <= e.date <= end) and e.report_key not in fresh_keys
+            ]
+            merged = [_keep_actuals(e, known.get(e.report_key)) for e in fresh]
+            result = tuple(sorted(kept + merged, key=lambda e: (e.date, e.report_key)))
+            if result != old:
+                self.events[symbol] = result
+                changed.add(symbol)
+        return changed
+
+    def apply_targets(self, targets: Mapping[str, PriceTargets | None]) -> set[str]:
+        changed: set[str] = set()
+        for symbol, target in targets.items():
+            if target is not None and target != self.targets.get(symbol):
+                self.targets[symbol] = target
+                changed.add(symbol)
+        return changed
+
+    def _capture_report_price(self, symbol: str, quote: Quote, now: datetime) -> None:
+        """Remember the last price before each report of `symbol` was published.
+
+        A quote traded before publication is that price (later ones overwrite it until
+        publication). Failing that, the first quote of the session after publication
+        carries it as its previous close (the close before an amc report, or before a
+        bmo report's open)."""
+        assert quote.price is not None
+        traded = quote.time or now
+        prices = self.report_prices.setdefault(symbol, {})
+        for event in self.events.get(symbol, ()):
+            published = event.published_at
+            if traded <= published:
+                if published - traded <= timedelta(days=4):
+                    prices[event.report_key] = quote.price
+            elif (
+                event.report_key not in prices
+                and quote.prev_close is not None
+                and _first_session_after(event, traded)
+            ):
+                prices[event.report_key] = quote.prev_close
+
+    # --- persistence ---------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "quotes": [_dump(asdict(q)) for q in self.quotes.values()],
+                "events": [_dump(asdict(e)) for es in self.events.values() for e in es],
+                "targets": [_dump(asdict(t)) for t in self.targets.values()],
+                "report_prices": self.report_prices,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> MarketData:
+        data = json.loads(raw)
+        out = cls(report_prices={k: dict(v) for k, v in data.get("report_prices", {}).items()})
+        for q in data.get("quotes", []):
+            out.quotes[q["symbol"]] = Quote(**{**q, "time": _when(q.get("time"))})
+        events: dict[str, list[EarningsEvent]] = {}
+        for e in data.get("events", []):
+            event = EarningsEvent(
+                **{**e, "date": date.fromisoformat(e["date"]), "time": ReportTime(e["time"])}
+            )
+            events.setdefault(event.symbol, []).append(event)
+        out.events = {s: tuple(es) for s, es in events.items()}
+        for t in data.get("targets", []):
+            out.targets[t["symbol"]] = PriceTargets(**{**t, "updated": _when(t.get("updated"))})
+        return out
+
+
+def _keep_actuals(new: EarningsEvent, old: EarningsEvent | None) -> EarningsEvent:
+    if old is None:
+        return new
+    missing = {f: getattr(old, f) for f in _ACTUALS if getattr(new, f) is None}
+    kept = {f: v for f, v in missing.items() if v is not None}
+    return replace(new, **kept) if kept else new
+
+
+def _first_session_after(event: EarningsEvent, traded: datetime) -> bool:
+    """Whether `traded` falls on the first trading day that follows the report (weekends
+    skipped; holidays are rare enough around reports to accept one day of slack)."""
+    day = traded.astimezone(NEW_YORK).date()
+    first = event.date
+    if event.time is ReportTime.AMC:
+        first = event.date + timedelta(days=1)
+        while first.weekday() >= 5:
+            first += timedelta(days=1)
+    return first <= day <= first + timedelta(days=1)
+
+
+def _dump(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()}
+
+
+def _when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
