@@ -13,6 +13,8 @@ DOMAIN = [
     ROOT / "errors.py",
     ROOT / "durations.py",
     ROOT / "hours.py",
+    ROOT / "marketdata.py",
+    ROOT / "schedule.py",
     *sorted((ROOT / "rules").glob("*.py")),
 ]
 FORBIDDEN = (
