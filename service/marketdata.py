@@ -9,7 +9,7 @@ that lacks it, and a failed call changes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -173,3 +173,22 @@ def _when(value: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class SnapshotView(Mapping[str, Snapshot]):
+    """Snapshots built on demand: the engine asks only for the symbols it evaluates."""
+
+    def __init__(self, data: MarketData, symbols: frozenset[str]) -> None:
+        self._data = data
+        self._symbols = symbols
+
+    def __getitem__(self, symbol: str) -> Snapshot:
+        if symbol not in self._symbols:
+            raise KeyError(symbol)
+        return self._data.snapshot(symbol)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._symbols)
+
+    def __len__(self) -> int:
+        return len(self._symbols)
