@@ -1,0 +1,121 @@
+"""Providers in the order of EARNWATCH_PROVIDERS, each call served by the first that can.
+
+A call goes to each provider in turn until one answers; a `ProviderError` (including
+ProviderUnsupported for a missing capability) moves it to the next. Per-provider health
+is kept in this object: after a refused key a provider is skipped for `AUTH_COOLDOWN`,
+after a 429 until its Retry-After, and after `TRIP_AFTER` failures in a row for
+`TRIP_COOLDOWN` (a small circuit breaker). When every provider fails or is cooling down,
+the last error is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import ClassVar, Final, TypeVar
+
+from service.clock import Clock, SystemClock
+from service.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    ProviderUnsupported,
+)
+from service.market import EarningsEvent, PriceTargets, Quote
+from service.providers.base import Provider
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+AUTH_COOLDOWN: Final = timedelta(minutes=30)
+RATE_COOLDOWN: Final = timedelta(seconds=60)  # a 429 that did not say how long
+TRIP_AFTER: Final = 5
+TRIP_COOLDOWN: Final = timedelta(seconds=30)
+
+
+@dataclass(slots=True)
+class _Health:
+    failures: int = 0
+    until: datetime | None = None
+    last_error: ProviderError | None = None
+
+
+class FailoverProvider:
+    """The Provider protocol over an ordered list of providers."""
+
+    name: ClassVar[str] = "failover"
+    # Each member chunks its own quote requests; callers may pass any number of symbols.
+    max_batch: ClassVar[int] = 1000
+
+    def __init__(self, providers: Sequence[Provider], *, clock: Clock | None = None) -> None:
+        if not providers:
+            raise ValueError("FailoverProvider needs at least one provider")
+        self.providers = tuple(providers)
+        self._clock = clock or SystemClock()
+        self._health = [_Health() for _ in self.providers]
+
+    async def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        return await self._first("quotes", lambda p: p.quotes(symbols))
+
+    async def earnings(self, start: date, end: date, symbols: Sequence[str]) -> list[EarningsEvent]:
+        return await self._first("earnings", lambda p: p.earnings(start, end, symbols))
+
+    async def price_targets(self, symbol: str) -> PriceTargets | None:
+        return await self._first("price_targets", lambda p: p.price_targets(symbol))
+
+    async def aclose(self) -> None:
+        for provider in self.providers:
+            await provider.aclose()
+
+    def cooling_down(self, now: datetime | None = None) -> list[str]:
+        """Names of the providers skipped at `now` (for /healthz and logs)."""
+        moment = now or self._clock.now()
+        return [
+            p.name
+            for p, h in zip(self.providers, self._health, strict=True)
+            if h.until is not None and h.until > moment
+        ]
+
+    async def _first(self, call: str, run: Callable[[Provider], Awaitable[T]]) -> T:
+        last: ProviderError | None = None
+        for provider, health in zip(self.providers, self._health, strict=True):
+            now = self._clock.now()
+            if health.until is not None and health.until > now:
+                log.debug("%s cooling down; skipped for %s", provider.name, call)
+                last = health.last_error or last
+                continue
+            try:
+                result = await run(provider)
+            except ProviderError as exc:
+                self._failed(provider.name, health, exc, now)
+                log.warning("%s failed %s (%s); trying the next provider", provider.name, call, exc)
+                last = exc
+                continue
+            if health.failures:
+                log.info("%s recovered", provider.name)
+            health.failures, health.until, health.last_error = 0, None, None
+            return result
+        if last is None:
+            last = ProviderUnavailable(self.name, f"no provider could serve {call}")
+        raise last
+
+    @staticmethod
+    def _failed(name: str, health: _Health, exc: ProviderError, now: datetime) -> None:
+        health.last_error = exc
+        if isinstance(exc, ProviderUnsupported):
+            return  # a missing capability says nothing about the provider's health
+        health.failures += 1
+        if isinstance(exc, ProviderAuthError):
+            health.until = now + AUTH_COOLDOWN
+        elif isinstance(exc, ProviderRateLimited):
+            wait = RATE_COOLDOWN if exc.retry_after is None else timedelta(seconds=exc.retry_after)
+            health.until = now + wait
+        elif health.failures >= TRIP_AFTER:
+            health.until = now + TRIP_COOLDOWN
+            log.warning(
+                "%s failed %d times in a row; skipped for %s", name, health.failures, TRIP_COOLDOWN
+            )

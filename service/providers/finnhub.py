@@ -1,0 +1,202 @@
+"""Finnhub (the default): earnings calendar with EPS and revenue, quotes, price targets.
+
+Endpoints (base `FINNHUB_BASE_URL`, default https://finnhub.io/api/v1), key in the
+`X-Finnhub-Token` header so it never appears in a URL:
+
+- `/calendar/earnings?from&to[&symbol]`: `hour` is bmo/amc/dmh or "" (unknown); rows come
+  unsorted and duplicated for one date with different fiscal years (de-duplicated by
+  `base.dedupe`); wide windows are truncated near 1,500 rows, so the whole-market calendar
+  is read in 3-day windows and a window that comes back full is split in half again.
+- `/quote?symbol`: one symbol per call (no batch). `t == 0` and zero prices mean no quote.
+- `/stock/price-target?symbol`: HTTP 403 on the free tier, which is a missing capability
+  (ProviderUnsupported), not a bad key.
+
+Calendar cost: per-symbol calls cost one call per symbol, windows one call per 3 days
+(whatever the symbols); `earnings()` takes whichever is fewer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any, ClassVar, Final
+
+import httpx
+from pydantic import SecretStr
+
+from service.clock import Clock
+from service.config import Settings
+from service.errors import ConfigError, ProviderDataError, ProviderUnsupported
+from service.httpclient import build_client
+from service.market import EarningsEvent, PriceTargets, Quote, ReportTime
+from service.providers import base
+from service.providers.limiter import RateLimiter, finnhub_limiter
+from service.providers.wire import auth_error, fetch
+
+log = logging.getLogger(__name__)
+
+HOURS: Final = {"bmo": ReportTime.BMO, "amc": ReportTime.AMC, "dmh": ReportTime.DMH}
+#: Finnhub truncates a calendar answer near this many rows.
+TRUNCATION: Final = 1500
+#: Days per whole-market calendar request (one project's measured safe size).
+WINDOW_DAYS: Final = 3
+KEY_VARIABLE: Final = "FINNHUB_API_KEY"
+
+
+class FinnhubProvider:
+    """Finnhub over one AsyncClient whose base URL is the API root."""
+
+    name: ClassVar[str] = "finnhub"
+    max_batch: ClassVar[int] = 1
+
+    def __init__(
+        self, client: httpx.AsyncClient, api_key: SecretStr, limiter: RateLimiter | None = None
+    ) -> None:
+        self._client = client
+        self._key = api_key
+        self._limiter = limiter or finnhub_limiter()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> FinnhubProvider:
+        key = settings.finnhub_api_key
+        if key is None or not key.get_secret_value().strip():
+            raise ConfigError(f"{KEY_VARIABLE}: required when EARNWATCH_PROVIDERS lists finnhub")
+        client = build_client(
+            timeout=settings.http_timeout.total_seconds(),
+            base_url=settings.finnhub_base_url.rstrip("/") + "/",
+        )
+        return cls(client, key, finnhub_limiter(clock))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _get(self, endpoint: str, params: dict[str, str]) -> Any:
+        answer = await fetch(
+            self._client,
+            self._limiter,
+            self.name,
+            endpoint,
+            params,
+            headers={"X-Finnhub-Token": self._key.get_secret_value()},
+        )
+        if answer.status == 401:
+            raise auth_error(self.name, 401, KEY_VARIABLE)
+        if answer.status == 403:
+            # The free tier answers 403 for paid endpoints and symbols outside the plan.
+            raise ProviderUnsupported(self.name, f"{endpoint} is not in this plan (HTTP 403)")
+        if answer.status != 200:
+            raise ProviderDataError(self.name, f"{endpoint} answered HTTP {answer.status}")
+        data = answer.json(self.name, endpoint)
+        if isinstance(data, dict) and "error" in data:
+            note = str(data["error"])[:120]
+            if "access" in note.lower():
+                raise ProviderUnsupported(self.name, f"{endpoint}: {note}")
+            raise ProviderDataError(self.name, f"{endpoint} returned an error note: {note}")
+        return data
+
+    async def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """One `/quote` call per symbol (Finnhub has no batch); unknown symbols are absent.
+        A symbol outside the plan is skipped; any other failure fails the whole call."""
+        out: dict[str, Quote] = {}
+        for symbol in base.wanted(symbols):
+            try:
+                data = await self._get("quote", {"symbol": symbol})
+            except ProviderUnsupported:
+                log.info("finnhub: no access to a quote of %s; skipped", symbol)
+                continue
+            quote = _quote(symbol, data)
+            if quote is not None:
+                out[symbol] = quote
+        return out
+
+    async def earnings(self, start: date, end: date, symbols: Sequence[str]) -> list[EarningsEvent]:
+        wanted = base.wanted(symbols)
+        days = (end - start).days + 1
+        if days <= 0:
+            return []
+        events: list[EarningsEvent] = []
+        if wanted and len(wanted) <= math.ceil(days / WINDOW_DAYS):
+            for symbol in wanted:
+                rows = await self._calendar(start, end, symbol)
+                # `symbol=TSM` has come back as 2330.TW: another listing, another currency.
+                events += [e for e in rows if e.symbol == symbol]
+        else:
+            for first, last in base.windows(start, end, WINDOW_DAYS):
+                events += await self._calendar_window(first, last)
+        keep = frozenset(wanted)
+        return base.dedupe(e for e in events if base.in_range(e, start, end, keep))
+
+    async def _calendar_window(self, first: date, last: date) -> list[EarningsEvent]:
+        rows = await self._calendar(first, last, None)
+        if len(rows) < TRUNCATION or first == last:
+            if len(rows) >= TRUNCATION:
+                log.warning("finnhub: calendar of %s may be truncated (%d rows)", first, len(rows))
+            return rows
+        middle = first + timedelta(days=(last - first).days // 2)
+        return await self._calendar_window(first, middle) + await self._calendar_window(
+            middle + timedelta(days=1), last
+        )
+
+    async def _calendar(self, first: date, last: date, symbol: str | None) -> list[EarningsEvent]:
+        params = {"from": first.isoformat(), "to": last.isoformat()}
+        if symbol:
+            params["symbol"] = symbol
+        data = await self._get("calendar/earnings", params)
+        rows = data.get("earningsCalendar") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise ProviderDataError(self.name, "calendar/earnings returned no earningsCalendar")
+        return [e for row in rows if (e := _event(row)) is not None]
+
+    async def price_targets(self, symbol: str) -> PriceTargets | None:
+        data = await self._get("stock/price-target", {"symbol": symbol.strip().upper()})
+        if not isinstance(data, dict):
+            raise ProviderDataError(self.name, "stock/price-target returned no object")
+        targets = PriceTargets(
+            symbol=symbol.strip().upper(),
+            median=base.price(data.get("targetMedian")),
+            mean=base.price(data.get("targetMean")),
+            high=base.price(data.get("targetHigh")),
+            low=base.price(data.get("targetLow")),
+            updated=base.timestamp(data.get("lastUpdated")),
+        )
+        if targets.median is None and targets.mean is None and targets.high is None:
+            return None
+        return targets
+
+
+def _quote(symbol: str, data: object) -> Quote | None:
+    if not isinstance(data, dict):
+        raise ProviderDataError("finnhub", "quote returned no object")
+    when = base.epoch(data.get("t"))
+    price = base.price(data.get("c"))
+    if when is None or price is None:
+        return None
+    return Quote(
+        symbol=symbol,
+        price=price,
+        prev_close=base.price(data.get("pc")),
+        day_high=base.price(data.get("h")),
+        day_low=base.price(data.get("l")),
+        time=when,
+    )
+
+
+def _event(row: object) -> EarningsEvent | None:
+    if not isinstance(row, dict):
+        return None
+    symbol, day = row.get("symbol"), base.iso_date(row.get("date"))
+    if not isinstance(symbol, str) or not symbol or day is None:
+        return None
+    return EarningsEvent(
+        symbol=symbol.upper(),
+        date=day,
+        time=base.report_time(row.get("hour"), HOURS),
+        fiscal_year=base.whole(row.get("year")),
+        fiscal_quarter=base.whole(row.get("quarter")),
+        eps_estimate=base.number(row.get("epsEstimate")),
+        eps_actual=base.number(row.get("epsActual")),
+        revenue_estimate=base.number(row.get("revenueEstimate")),
+        revenue_actual=base.number(row.get("revenueActual")),
+    )

@@ -1,0 +1,142 @@
+"""One GET to a vendor, with every transport fault mapped to a ProviderError.
+
+`fetch()` waits for the provider's limiter, sends the request, maps timeouts, network
+errors, 429 (pausing the limiter for Retry-After) and 5xx, caps the body size, and hands
+back the status and body of every other answer for the vendor module to judge. Messages
+name the provider and the endpoint path, never a URL (it may hold a key) and never
+`str()` of an httpx error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+from pydantic import SecretStr
+
+from service.errors import (
+    ProviderAuthError,
+    ProviderDataError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+)
+from service.httpclient import redact_url
+from service.providers.limiter import RateLimiter
+
+log = logging.getLogger(__name__)
+
+#: A body larger than this is refused as malformed rather than read into memory.
+MAX_BODY: Final = 8 * 1024 * 1024
+
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response the transport layer did not reject: status and body text."""
+
+    status: int
+    text: str
+
+    def json(self, provider: str, endpoint: str) -> object:
+        """The body as JSON; ProviderDataError when it is not, or holds NaN/Infinity."""
+        try:
+            return json.loads(self.text, parse_constant=_no_constant)
+        except ValueError as exc:
+            raise ProviderDataError(provider, f"{endpoint} returned a body not JSON") from exc
+
+
+def _no_constant(name: str) -> object:
+    # json.loads accepts NaN and Infinity by default; a vendor that sends them sent no number.
+    return None
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds, when the header holds a number of seconds."""
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 and seconds == seconds else None
+
+
+def auth_error(provider: str, status: int, variable: str) -> ProviderAuthError:
+    """The one clear message for a refused key."""
+    return ProviderAuthError(
+        provider, f"the API key was refused (HTTP {status}); set {variable} to a valid key"
+    )
+
+
+async def fetch(
+    client: httpx.AsyncClient,
+    limiter: RateLimiter,
+    provider: str,
+    endpoint: str,
+    params: Params,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> Answer:
+    """GET `endpoint` (a path below the client's base URL) with `params`."""
+    await limiter.acquire()
+    try:
+        async with client.stream(
+            "GET", endpoint, params=httpx.QueryParams(list(_pairs(params))), headers=headers
+        ) as response:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body.extend(chunk)
+                if len(body) > MAX_BODY:
+                    raise ProviderDataError(provider, f"{endpoint} returned more than 8 MB")
+    except httpx.TimeoutException as exc:
+        raise ProviderUnavailable(provider, f"{endpoint} timed out") from exc
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(provider, f"{endpoint}: {type(exc).__name__}") from exc
+    except httpx.InvalidURL as exc:
+        raise ProviderUnavailable(provider, f"{endpoint}: invalid URL") from exc
+    status = response.status_code
+    log.debug("%s GET %s -> %d", provider, redact_url(response.request.url), status)
+    if status == 429:
+        wait = retry_after(response)
+        applied = limiter.pause(wait)
+        raise ProviderRateLimited(
+            provider, f"{endpoint} answered HTTP 429; pausing {applied:.0f} s", retry_after=applied
+        )
+    if status >= 500:
+        if (wait := retry_after(response)) is not None:
+            limiter.pause(wait)
+        raise ProviderUnavailable(provider, f"{endpoint} answered HTTP {status}")
+    text = bytes(body).decode(response.encoding or "utf-8", errors="replace")
+    return Answer(status, text)
+
+
+def _pairs(params: Params) -> Iterator[tuple[str, str | int | float | bool | None]]:
+    yield from params.items() if isinstance(params, Mapping) else params
+
+
+class QueryKeyTransport(httpx.AsyncBaseTransport):
+    """Adds `param=secret` to each request's query on its way to the network, for vendors
+    that take a key only in the URL (FMP). The request the client holds, and that httpx
+    logs at INFO ("HTTP Request: GET ..."), never carries the key."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, param: str, secret: SecretStr) -> None:
+        self._inner = inner
+        self._param = param
+        self._secret = secret
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        keyed = httpx.Request(
+            request.method,
+            request.url.copy_set_param(self._param, self._secret.get_secret_value()),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=request.extensions,
+        )
+        return await self._inner.handle_async_request(keyed)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

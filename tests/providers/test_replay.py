@@ -1,0 +1,109 @@
+"""ReplayProvider on a FakeClock over the shipped LUMN Q4 2025 scenario."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from service.clock import FakeClock
+from service.errors import ConfigError
+from service.market import ReportTime, pct_change
+from service.providers.replay import ReplayProvider, default_scenario, load_scenario
+
+FEB = date(2026, 2, 1), date(2026, 2, 28)
+
+
+def at(text: str) -> FakeClock:
+    return FakeClock(datetime.fromisoformat(text).replace(tzinfo=UTC))
+
+
+@pytest.mark.anyio
+async def test_before_the_report_the_event_is_scheduled_with_estimates():
+    replay = ReplayProvider(default_scenario(), at("2026-02-02T15:00:00"))
+    (event,) = await replay.earnings(*FEB, ["LUMN"])
+    assert (event.date, event.time, event.fiscal_period) == (
+        date(2026, 2, 3),
+        ReportTime.AMC,
+        "2025Q4",
+    )
+    assert (event.eps_estimate, event.revenue_estimate) == (-0.21, 3_080_000_000)
+    assert event.eps_actual is None and event.revenue_actual is None and not event.reported
+    assert (event.published_at - datetime(2026, 2, 2, 15, tzinfo=UTC)) > timedelta(hours=24)
+
+
+@pytest.mark.anyio
+async def test_after_the_release_the_actuals_are_a_beat_and_a_miss():
+    replay = ReplayProvider(default_scenario(), at("2026-02-03T21:30:00"))
+    (event,) = await replay.earnings(*FEB, ["lumn"])
+    assert (event.eps_actual, event.revenue_actual) == (0.23, 3_041_000_000)
+    assert event.eps_actual > event.eps_estimate
+    assert event.revenue_actual < event.revenue_estimate
+
+
+@pytest.mark.anyio
+async def test_the_price_path_follows_the_recorded_days():
+    clock = at("2026-02-02T21:00:00")
+    replay = ReplayProvider(default_scenario(), clock)
+    assert (await replay.quotes(["LUMN"]))["LUMN"].price == 8.93
+    clock.set(datetime(2026, 2, 3, 21, 1, tzinfo=UTC))
+    close = (await replay.quotes(["LUMN"]))["LUMN"]
+    assert close.price == 8.46 and round(pct_change(close.price, close.prev_close), 2) == -5.26
+    clock.set(datetime(2026, 2, 3, 23, 0, tzinfo=UTC))
+    after_hours = (await replay.quotes(["LUMN"]))["LUMN"].price
+    assert pct_change(after_hours, 8.46) < -4
+    clock.set(datetime(2026, 2, 4, 18, 0, tzinfo=UTC))
+    assert (await replay.quotes(["LUMN"]))["LUMN"].price == 6.42
+    clock.set(datetime(2026, 2, 4, 21, 0, tzinfo=UTC))
+    feb4 = (await replay.quotes(["LUMN"]))["LUMN"]
+    assert round(pct_change(feb4.price, feb4.prev_close), 2) == -21.63
+
+
+@pytest.mark.anyio
+async def test_the_price_crosses_the_756_median_target_on_feb_4():
+    clock = at("2026-02-03T21:00:00")
+    replay = ReplayProvider(default_scenario(), clock)
+    targets = await replay.price_targets("LUMN")
+    assert targets is not None and targets.median == 7.56
+    assert (await replay.quotes(["LUMN"]))["LUMN"].price > 7.56
+    clock.set(datetime(2026, 2, 4, 16, 30, tzinfo=UTC))
+    assert (await replay.quotes(["LUMN"]))["LUMN"].price < 7.56
+
+
+@pytest.mark.anyio
+async def test_before_the_first_point_and_for_unknown_symbols_there_is_no_quote():
+    replay = ReplayProvider(default_scenario(), at("2026-01-30T12:00:00"))
+    assert await replay.quotes(["LUMN", "ZZZZ"]) == {}
+    assert await replay.price_targets("ZZZZ") is None
+
+
+@pytest.mark.anyio
+async def test_without_symbols_every_symbol_of_the_scenario_is_listed():
+    replay = ReplayProvider(default_scenario(), at("2026-02-05T21:00:00"))
+    events = await replay.earnings(*FEB, [])
+    assert [e.symbol for e in events] == ["PLTR", "LUMN", "EQIX"]
+    assert not events[2].reported
+    await replay.aclose()
+
+
+def test_the_scenario_says_which_figures_are_filled_in():
+    scenario = default_scenario()
+    assert any("Filled in" in note for note in scenario.notes)
+    assert all(p.note for p in scenario.symbols["LUMN"].prices)
+    assert scenario.symbols["PLTR"].illustrative and scenario.symbols["EQIX"].illustrative
+    assert not scenario.symbols["LUMN"].illustrative
+    assert scenario.start.date() == date(2026, 2, 2)
+
+
+def test_a_bad_scenario_file_is_a_config_error(tmp_path: Path):
+    bad = tmp_path / "bad.json"
+    data = json.loads(default_scenario().model_dump_json())
+    data["symbols"]["LUMN"]["prices"][0]["price"] = 0
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"bad\.json"):
+        load_scenario(bad)
+    good = tmp_path / "good.json"
+    good.write_text(default_scenario().model_dump_json())
+    assert load_scenario(good) == default_scenario()
