@@ -24,7 +24,8 @@ from service.engine import RuleState
 from service.errors import StoreError
 from service.store import outbox, state
 from service.store.db import create_db_engine, current_revision, migrate, read_tx, write_tx
-from service.store.outbox import (
+from service.store.state import MarketData
+from service.store.types import (
     AttemptRecord,
     ClaimedDelivery,
     DeliverySummary,
@@ -34,7 +35,6 @@ from service.store.outbox import (
     Render,
     Status,
 )
-from service.store.state import MarketData
 
 __all__ = [
     "AttemptRecord",

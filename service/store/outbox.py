@@ -18,25 +18,24 @@ Promises:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Literal
 
 from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from service.engine import Alert
 from service.notify.base import Message
 from service.store.tables import ALERT, ATTEMPT, DEAD, DELIVERED, DELIVERY, PENDING, SENDING
-
-Outcome = Literal["ok", "retry", "permanent", "error"]
-Status = Literal["pending", "sending", "delivered", "dead"]
-Render = Callable[[Alert, str], Message]
-#: One alert to record: the alert, how to render it once its id is known, (channel, kind) pairs.
-NewAlert = tuple[Alert, Render, Sequence[tuple[str, str]]]
+from service.store.types import (
+    AttemptRecord,
+    ClaimedDelivery,
+    DeliverySummary,
+    HistoryEntry,
+    NewAlert,
+    Status,
+)
 
 MAX_ERROR_CHARS = 2000
 
@@ -44,65 +43,6 @@ MAX_ERROR_CHARS = 2000
 def new_id() -> str:
     """A fresh random id (uuid4, 32 hex digits) for an alert or a delivery."""
     return uuid.uuid4().hex
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
-    """A delivery this worker holds until `lease_until`. `attempts` counts this attempt."""
-
-    id: str
-    alert_id: str
-    channel: str
-    kind: str
-    attempts: int
-    created_at: datetime
-    lease_until: datetime
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One send attempt as the worker saw it. `number` is `ClaimedDelivery.attempts`.
-    `error` must already be free of secrets (notifiers redact); it is truncated here."""
-
-    number: int
-    started_at: datetime
-    finished_at: datetime
-    outcome: Outcome
-    status_code: int | None = None
-    error: str | None = None
-
-    @property
-    def duration_ms(self) -> int:
-        return max(0, round((self.finished_at - self.started_at).total_seconds() * 1000))
-
-
-@dataclass(frozen=True, slots=True)
-class DeliverySummary:
-    """Where one channel of an alert stands."""
-
-    id: str
-    channel: str
-    kind: str
-    status: Status
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    delivered_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One alert and each of its deliveries, for `earnwatch history`."""
-
-    alert_id: str
-    rule: str
-    symbol: str
-    dedup_key: str
-    report_key: str | None
-    fired_at: datetime
-    message: Message
-    deliveries: tuple[DeliverySummary, ...]
 
 
 def dialect_insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
