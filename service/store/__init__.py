@@ -1,0 +1,186 @@
+"""The persistent store: the only package that imports SQLModel, SQLAlchemy or Alembic.
+
+`open_store(url)` connects to SQLite or PostgreSQL, migrates the schema to the newest
+revision and returns a `Store`. Its methods are short and synchronous (async callers use
+`asyncio.to_thread`), each one transaction, and return frozen dataclasses or domain values,
+never rows. Database failures surface as `StoreError` with a one-line message.
+
+The delivery guarantee rests here: an alert and its delivery rows are committed, under the
+dedup key's unique constraint, before anything is sent (`record`); a delivery is claimed by
+one worker at a time under a lease (`claim`); and it is marked delivered only after the
+notifier returned (`finish`). See `outbox.py` for the details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.engine import RuleState
+from service.errors import StoreError
+from service.store import outbox, state
+from service.store.db import create_db_engine, current_revision, migrate, read_tx, write_tx
+from service.store.state import MarketData
+from service.store.types import (
+    AttemptRecord,
+    ClaimedDelivery,
+    DeliverySummary,
+    HistoryEntry,
+    NewAlert,
+    Outcome,
+    Render,
+    Status,
+)
+
+__all__ = [
+    "AttemptRecord",
+    "ClaimedDelivery",
+    "DeliverySummary",
+    "HistoryEntry",
+    "MarketData",
+    "NewAlert",
+    "Outcome",
+    "Render",
+    "Status",
+    "Store",
+    "open_store",
+]
+
+
+def open_store(url: str) -> Store:
+    """Connect, migrate to the newest schema, and return the store. Raises StoreError."""
+    engine = create_db_engine(url)
+    try:
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine)
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    """One line naming the failure, without SQL parameters (they may hold alert text)."""
+    original = getattr(exc, "orig", None) or exc
+    first = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {first[0] if first else ''}".rstrip(": ")
+
+
+class Store:
+    """The outbox, rule state and market data on one database. Thread-safe."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self._engine.dialect.name
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {operation} failed: {_describe(exc)}") from exc
+
+    # --- outbox ----------------------------------------------------------------------
+
+    def record(
+        self,
+        alerts: Sequence[NewAlert],
+        states: Mapping[tuple[str, str], RuleState],
+        now: datetime,
+    ) -> list[str]:
+        """In one transaction: insert each new alert with one delivery per (channel, kind),
+        skip alerts whose dedup key exists, and upsert `states`. Returns the new alert ids."""
+        with self._errors("record"), write_tx(self._engine) as connection:
+            inserted = outbox.record(connection, alerts, now)
+            state.save_states(connection, states)
+            return inserted
+
+    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[ClaimedDelivery]:
+        """Take up to `limit` due deliveries (pending and due, or sending with an expired
+        lease), mark them `sending` until `now + lease`, and return them."""
+        if limit <= 0:
+            return []
+        with self._errors("claim"), write_tx(self._engine) as connection:
+            return outbox.claim(connection, now, limit, lease)
+
+    def finish(
+        self,
+        delivery_id: str,
+        attempt: AttemptRecord,
+        new_status: Status,
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Record the attempt and move the delivery (pending needs `next_attempt_at`).
+        Returns False when the delivery had moved on (delivered, or claimed again)."""
+        with self._errors("finish"), write_tx(self._engine) as connection:
+            return outbox.finish(connection, delivery_id, attempt, new_status, next_attempt_at)
+
+    def attempts(self, delivery_id: str) -> list[AttemptRecord]:
+        """The recorded attempts of one delivery, oldest first."""
+        with self._errors("attempts"), read_tx(self._engine) as connection:
+            return outbox.attempts_of(connection, delivery_id)
+
+    def history(
+        self, limit: int = 50, rule: str | None = None, status: Status | None = None
+    ) -> list[HistoryEntry]:
+        """Newest alerts first, each with its deliveries."""
+        with self._errors("history"), read_tx(self._engine) as connection:
+            return outbox.history(connection, limit, rule, status)
+
+    def pending_count(self) -> int:
+        """Deliveries not yet delivered or dead."""
+        with self._errors("count"), read_tx(self._engine) as connection:
+            return outbox.pending_count(connection)
+
+    def next_due(self) -> datetime | None:
+        """When the next delivery becomes claimable (may be in the past), or None."""
+        with self._errors("next_due"), read_tx(self._engine) as connection:
+            return outbox.next_due(connection)
+
+    # --- rule state and market data --------------------------------------------------
+
+    def load_states(self) -> dict[tuple[str, str], RuleState]:
+        """Every saved rule state by (rule, symbol)."""
+        with self._errors("load_states"), read_tx(self._engine) as connection:
+            return state.load_states(connection)
+
+    def save_states(self, states: Mapping[tuple[str, str], RuleState]) -> None:
+        """Upsert rule states without alerts (e.g. a `for` delay started)."""
+        with self._errors("save_states"), write_tx(self._engine) as connection:
+            state.save_states(connection, states)
+
+    def delete_states(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Forget the state of (rule, symbol) pairs that left the rule file."""
+        with self._errors("delete_states"), write_tx(self._engine) as connection:
+            state.delete_states(connection, list(keys))
+
+    def save_market_data(self, key: str, data_json: str, now: datetime) -> None:
+        """Keep `data_json` under `key` (replacing what was there)."""
+        with self._errors("save_market_data"), write_tx(self._engine) as connection:
+            state.save_market_data(connection, key, data_json, now)
+
+    def load_market_data(self, key: str) -> MarketData | None:
+        """What `save_market_data` kept under `key`, or None."""
+        with self._errors("load_market_data"), read_tx(self._engine) as connection:
+            return state.load_market_data(connection, key)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at."""
+        with self._errors("schema_revision"):
+            return current_revision(self._engine)
+
+    def close(self) -> None:
+        """Close every pooled connection. The store is unusable afterwards."""
+        self._engine.dispose()

@@ -1,0 +1,133 @@
+"""Engine setup and schema migration: the one place that tells SQLite and PostgreSQL apart.
+
+Promises:
+- SQLite runs with `journal_mode=WAL`, `synchronous=FULL` (a commit survives a power loss,
+  not only a crash), `busy_timeout=10000` and `foreign_keys=ON` on every connection. The
+  driver's own transaction handling is switched off and we emit `BEGIN` ourselves, so reads
+  are isolated and every writer takes `BEGIN IMMEDIATE` (no "database is locked" upgrade
+  failures half-way through a transaction).
+- PostgreSQL goes through psycopg 3 with `pool_pre_ping`.
+- `migrate()` runs Alembic `upgrade head` from the packaged `migrations/` folder inside one
+  transaction (transactional DDL on both backends: an interrupted upgrade leaves the
+  previous revision), under an advisory lock on PostgreSQL so replicas starting together
+  migrate once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from service.errors import StoreError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: pg_advisory_xact_lock key held while migrating ("earnwatch" in ASCII, truncated).
+MIGRATION_LOCK_KEY = 0x6561726E7761
+BUSY_TIMEOUT_MS = 10_000
+_BEGIN_OPTION = "earnwatch_sqlite_begin"
+
+
+def normalize_url(url: str) -> str:
+    """`postgres://` and `postgresql://` mean psycopg 3; anything else is kept as given."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine configured as the module docstring promises. Does not connect yet."""
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, memory=parsed.database in (None, "", ":memory:"))
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    raise StoreError(
+        f"unsupported database URL scheme {parsed.drivername!r}: use sqlite or postgresql"
+    )
+
+
+def _sqlite_engine(url: str, *, memory: bool) -> Engine:
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if memory:
+        kwargs["poolclass"] = StaticPool  # one shared connection, or each would see its own DB
+    engine = create_engine(url, **kwargs)
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see on_begin)
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    def on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+    return engine
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: `BEGIN IMMEDIATE` on SQLite. Commits on success."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction (one consistent snapshot)."""
+    with engine.connect() as connection, connection.begin():
+        yield connection
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config built in code: no alembic.ini is needed at run time."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (a no-op when it is there already)."""
+    try:
+        with write_tx(engine) as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            command.upgrade(alembic_config(connection), "head")
+    except CommandError as exc:
+        raise StoreError(
+            f"database schema cannot be migrated ({exc}); is it from a newer earnwatch?"
+        ) from exc
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision stored in the database, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with read_tx(engine) as connection:
+        return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,274 @@
+"""The transactional outbox: alerts and their deliveries, claims, attempts, history.
+
+Promises:
+- `record()` writes each alert with its dedup key and one delivery row per channel in the
+  caller's single transaction, before anything is sent. An alert whose dedup key exists is
+  skipped silently (`ON CONFLICT DO NOTHING` on both backends): that unique constraint, not
+  memory, is what keeps one alert per rule, symbol and event across restarts and replicas.
+- `claim()` hands each due delivery to one claimer only: `FOR UPDATE SKIP LOCKED` on
+  PostgreSQL, `BEGIN IMMEDIATE` (one writer at a time) on SQLite. A claim is a lease: a
+  `sending` row whose lease ran out (its worker died) is due again. Each claim counts one
+  attempt, so a delivery that keeps crashing its worker still reaches `max_attempts`.
+- `finish()` records the attempt and moves the delivery in one transaction. `delivered` is
+  final. A non-delivered outcome applies only while the caller still holds the claim (its
+  attempt number matches and the row is `sending`), so a slow worker whose lease ran out
+  cannot overwrite a newer claim.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from service.notify.base import Message
+from service.store.tables import ALERT, ATTEMPT, DEAD, DELIVERED, DELIVERY, PENDING, SENDING
+from service.store.types import (
+    AttemptRecord,
+    ClaimedDelivery,
+    DeliverySummary,
+    HistoryEntry,
+    NewAlert,
+    Status,
+)
+
+MAX_ERROR_CHARS = 2000
+
+
+def new_id() -> str:
+    """A fresh random id (uuid4, 32 hex digits) for an alert or a delivery."""
+    return uuid.uuid4().hex
+
+
+def dialect_insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT with `on_conflict_do_nothing/_update` for the connection's backend."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) -> list[str]:
+    """Insert new alerts and their deliveries; return the ids of the alerts inserted."""
+    inserted: list[str] = []
+    for alert, render, channels in alerts:
+        alert_id = new_id()
+        message = render(alert, alert_id)
+        if message.id != alert_id:
+            raise ValueError(f"render() must use the alert id it is given ({alert.rule})")
+        statement = (
+            dialect_insert(connection, ALERT)
+            .values(
+                id=alert_id,
+                dedup_key=alert.dedup_key,
+                rule=alert.rule,
+                symbol=alert.symbol,
+                report_key=alert.report_key,
+                fired_at=alert.fired_at,
+                message_json=message.to_json(),
+            )
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(ALERT.c.id)
+        )
+        if connection.execute(statement).scalar_one_or_none() is None:
+            continue  # already fired: the dedup key decides, silently
+        rows = [
+            {
+                "id": new_id(),
+                "alert_id": alert_id,
+                "channel": channel,
+                "kind": kind,
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for channel, kind in dict(channels).items()  # one row per channel name
+        ]
+        if rows:
+            connection.execute(DELIVERY.insert(), rows)
+        inserted.append(alert_id)
+    return inserted
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    c = DELIVERY.c
+    return or_(
+        and_(c.status == PENDING, c.next_attempt_at <= now),
+        and_(c.status == SENDING, c.lease_until <= now),
+    )
+
+
+def claim(
+    connection: Connection, now: datetime, limit: int, lease: timedelta
+) -> list[ClaimedDelivery]:
+    """Mark up to `limit` due deliveries `sending` until now + lease and return them."""
+    c = DELIVERY.c
+    due_ids = (
+        connection.execute(
+            select(c.id)
+            .where(_due(now))
+            .order_by(c.next_attempt_at, c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
+    if not due_ids:
+        return []
+    lease_until = now + lease
+    connection.execute(
+        update(DELIVERY)
+        .where(c.id.in_(due_ids), _due(now))
+        .values(status=SENDING, lease_until=lease_until, attempts=c.attempts + 1)
+    )
+    rows = connection.execute(
+        select(c.id, c.alert_id, c.channel, c.kind, c.attempts, c.created_at, ALERT.c.message_json)
+        .join(ALERT, ALERT.c.id == c.alert_id)
+        .where(c.id.in_(due_ids), c.status == SENDING, c.lease_until == lease_until)
+        .order_by(c.next_attempt_at, c.id)
+    ).all()
+    return [
+        ClaimedDelivery(
+            id=row.id,
+            alert_id=row.alert_id,
+            channel=row.channel,
+            kind=row.kind,
+            attempts=row.attempts,
+            created_at=row.created_at,
+            lease_until=lease_until,
+            message=Message.from_json(row.message_json),
+        )
+        for row in rows
+    ]
+
+
+def finish(
+    connection: Connection,
+    delivery_id: str,
+    attempt: AttemptRecord,
+    new_status: Status,
+    next_attempt_at: datetime | None,
+) -> bool:
+    """Record `attempt` and move the delivery to `new_status`. False when the delivery was
+    not moved (already delivered, or claimed again by someone else since)."""
+    if new_status not in (PENDING, DELIVERED, DEAD):
+        raise ValueError(f"finish() cannot set status {new_status!r}")
+    if new_status == PENDING and next_attempt_at is None:
+        raise ValueError("a pending delivery needs next_attempt_at")
+    error = attempt.error[:MAX_ERROR_CHARS] if attempt.error else None
+    connection.execute(
+        ATTEMPT.insert().values(
+            delivery_id=delivery_id,
+            number=attempt.number,
+            started_at=attempt.started_at,
+            finished_at=attempt.finished_at,
+            outcome=attempt.outcome,
+            status_code=attempt.status_code,
+            error=error,
+            duration_ms=attempt.duration_ms,
+        )
+    )
+    c = DELIVERY.c
+    conditions = [c.id == delivery_id, c.status != DELIVERED]
+    if new_status != DELIVERED:
+        conditions += [c.status == SENDING, c.attempts == attempt.number]
+    values: dict[str, object] = {"status": new_status, "lease_until": None}
+    if error is not None:
+        values["last_error"] = error
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    if new_status == DELIVERED:
+        values["delivered_at"] = attempt.finished_at
+    result = connection.execute(update(DELIVERY).where(*conditions).values(**values))
+    return result.rowcount == 1
+
+
+def attempts_of(connection: Connection, delivery_id: str) -> list[AttemptRecord]:
+    """Every recorded attempt of a delivery, oldest first."""
+    a = ATTEMPT.c
+    rows = connection.execute(
+        select(a.number, a.started_at, a.finished_at, a.outcome, a.status_code, a.error)
+        .where(a.delivery_id == delivery_id)
+        .order_by(a.id)
+    ).all()
+    return [
+        AttemptRecord(
+            number=r.number,
+            started_at=r.started_at,
+            finished_at=r.finished_at,
+            outcome=r.outcome,
+            status_code=r.status_code,
+            error=r.error,
+        )
+        for r in rows
+    ]
+
+
+def history(
+    connection: Connection, limit: int, rule: str | None, status: Status | None
+) -> list[HistoryEntry]:
+    """The newest `limit` alerts (optionally of one rule, or having a delivery in `status`)."""
+    a, d = ALERT.c, DELIVERY.c
+    query = select(ALERT).order_by(a.fired_at.desc(), a.id).limit(limit)
+    if rule is not None:
+        query = query.where(a.rule == rule)
+    if status is not None:
+        query = query.where(a.id.in_(select(d.alert_id).where(d.status == status)))
+    alerts = connection.execute(query).all()
+    ids = [row.id for row in alerts]
+    by_alert: dict[str, list[DeliverySummary]] = {alert_id: [] for alert_id in ids}
+    if ids:
+        for row in connection.execute(
+            select(DELIVERY).where(d.alert_id.in_(ids)).order_by(d.channel)
+        ).all():
+            by_alert[row.alert_id].append(
+                DeliverySummary(
+                    id=row.id,
+                    channel=row.channel,
+                    kind=row.kind,
+                    status=row.status,
+                    attempts=row.attempts,
+                    next_attempt_at=row.next_attempt_at,
+                    last_error=row.last_error,
+                    delivered_at=row.delivered_at,
+                )
+            )
+    return [
+        HistoryEntry(
+            alert_id=row.id,
+            rule=row.rule,
+            symbol=row.symbol,
+            dedup_key=row.dedup_key,
+            report_key=row.report_key,
+            fired_at=row.fired_at,
+            message=Message.from_json(row.message_json),
+            deliveries=tuple(by_alert[row.id]),
+        )
+        for row in alerts
+    ]
+
+
+def pending_count(connection: Connection) -> int:
+    """Deliveries not final yet (pending, or sending under a lease)."""
+    c = DELIVERY.c
+    query = select(func.count()).select_from(DELIVERY).where(c.status.in_((PENDING, SENDING)))
+    return int(connection.execute(query).scalar_one())
+
+
+def next_due(connection: Connection) -> datetime | None:
+    """When the earliest non-final delivery becomes claimable, or None when there is none."""
+    c = DELIVERY.c
+    pending = connection.execute(
+        select(func.min(c.next_attempt_at)).where(c.status == PENDING)
+    ).scalar_one_or_none()
+    leased = connection.execute(
+        select(func.min(c.lease_until)).where(c.status == SENDING)
+    ).scalar_one_or_none()
+    moments = [m for m in (pending, leased) if m is not None]
+    return min(moments) if moments else None

@@ -1,0 +1,105 @@
+"""What the daemon remembers between cycles and across restarts, besides the outbox.
+
+- Rule state (`service.engine.RuleState`) per (rule, symbol), upserted in the same
+  transaction as the alerts it produced, so a restart never re-fires what was recorded.
+- Market data: the last known quotes and calendar as JSON text by key, so a restart has
+  something to evaluate before the first poll answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from service.engine import RuleState
+from service.store.outbox import dialect_insert
+from service.store.tables import MARKET_DATA, RULE_STATE
+
+
+@dataclass(frozen=True, slots=True)
+class MarketData:
+    """JSON text kept under a key, and when it was saved."""
+
+    key: str
+    data_json: str
+    updated_at: datetime
+
+
+def save_states(connection: Connection, states: Mapping[tuple[str, str], RuleState]) -> None:
+    """Insert or replace the state of each (rule, symbol)."""
+    if not states:
+        return
+    rows = [
+        {
+            "rule": rule,
+            "symbol": symbol,
+            "fingerprint": state.fingerprint,
+            "armed": state.armed,
+            "pending_since": state.pending_since,
+            "last_fired": state.last_fired,
+            "last_report": state.last_report,
+            "fired": state.fired,
+        }
+        for (rule, symbol), state in states.items()
+    ]
+    statement = dialect_insert(connection, RULE_STATE)
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=["rule", "symbol"],
+        set_={
+            name: excluded[name]
+            for name in (
+                "fingerprint",
+                "armed",
+                "pending_since",
+                "last_fired",
+                "last_report",
+                "fired",
+            )
+        },
+    )
+    connection.execute(statement, rows)
+
+
+def load_states(connection: Connection) -> dict[tuple[str, str], RuleState]:
+    """Every saved rule state by (rule, symbol)."""
+    return {
+        (row.rule, row.symbol): RuleState(
+            fingerprint=row.fingerprint,
+            armed=row.armed,
+            pending_since=row.pending_since,
+            last_fired=row.last_fired,
+            last_report=row.last_report,
+            fired=row.fired,
+        )
+        for row in connection.execute(select(RULE_STATE)).all()
+    }
+
+
+def delete_states(connection: Connection, keys: list[tuple[str, str]]) -> None:
+    """Forget the state of rules or symbols that left the rule file."""
+    c = RULE_STATE.c
+    for rule, symbol in keys:
+        connection.execute(RULE_STATE.delete().where(c.rule == rule, c.symbol == symbol))
+
+
+def save_market_data(connection: Connection, key: str, data_json: str, now: datetime) -> None:
+    """Insert or replace the JSON kept under `key`."""
+    statement = dialect_insert(connection, MARKET_DATA).values(
+        key=key, data_json=data_json, updated_at=now
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"data_json": statement.excluded.data_json, "updated_at": now},
+    )
+    connection.execute(statement)
+
+
+def load_market_data(connection: Connection, key: str) -> MarketData | None:
+    """The JSON kept under `key` and when it was saved, or None."""
+    row = connection.execute(select(MARKET_DATA).where(MARKET_DATA.c.key == key)).first()
+    return None if row is None else MarketData(row.key, row.data_json, row.updated_at)
