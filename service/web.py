@@ -40,7 +40,9 @@ class HealthState:
     Unhealthy when the scheduler is not running; when `max_failures` provider calls in a
     row failed; when the last success is older than `stale_after`; or, once `start_grace`
     has passed since `started_at`, when no provider call succeeded yet. The grace starts at
-    the first `check()` when `started_at` is not given.
+    the first `check()` when `started_at` is not given. A standby replica (`leading` False)
+    makes no provider calls, so only its scheduler counts; `set_leading(True, now)` restarts
+    the grace, so a new leader is not judged on the old leader's silence.
     """
 
     def __init__(
@@ -56,10 +58,19 @@ class HealthState:
         self.max_failures = max_failures
         self.started_at = started_at
         self.scheduler_running = False
+        self.leading = True
         self.last_success: datetime | None = None
         self.last_failure: datetime | None = None
         self.last_error: str | None = None
         self.consecutive_failures = 0
+
+    def set_leading(self, leading: bool, now: datetime) -> None:
+        """This replica became leader (polls from now on) or standby (polls nothing)."""
+        if leading and not self.leading:
+            self.started_at = now
+            self.last_success = self.last_failure = self.last_error = None
+            self.consecutive_failures = 0
+        self.leading = leading
 
     def mark_provider_success(self, now: datetime) -> None:
         """A provider call succeeded at `now`."""
@@ -74,11 +85,14 @@ class HealthState:
         self.consecutive_failures += 1
 
     def check(self, now: datetime) -> tuple[bool, str]:
-        """(healthy, reason) at `now`; the reason is "ok" or "starting" when healthy."""
+        """(healthy, reason) at `now`; when healthy the reason is "ok", "starting" or
+        "standby"."""
         if self.started_at is None:
             self.started_at = now
         if not self.scheduler_running:
             return False, "scheduler not running"
+        if not self.leading:
+            return True, "standby"
         error = self.last_error or "no provider call since"
         if self.max_failures and self.consecutive_failures >= self.max_failures:
             return False, f"{self.consecutive_failures} provider calls failed in a row: {error}"

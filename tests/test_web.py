@@ -291,6 +291,26 @@ def test_health_turns_503_after_three_failures_in_a_row_and_back_after_one_succe
     assert state.check(T0 + timedelta(seconds=4)) == (True, "ok")
 
 
+def test_a_standby_replica_is_healthy_without_provider_calls() -> None:
+    state = running(180, start_grace=timedelta(seconds=60))
+    state.set_leading(False, T0)
+    assert state.check(T0 + timedelta(hours=1)) == (True, "standby")
+    state.scheduler_running = False
+    assert state.check(T0 + timedelta(hours=1)) == (False, "scheduler not running")
+
+
+def test_a_new_leader_gets_a_fresh_start_grace() -> None:
+    state = running(180, start_grace=timedelta(seconds=60))
+    state.set_leading(False, T0)
+    took_over = T0 + timedelta(hours=1)
+    state.set_leading(True, took_over)
+    assert state.check(took_over + timedelta(seconds=59)) == (True, "starting")
+    assert state.check(took_over + timedelta(seconds=60)) == (
+        False,
+        "starting: no provider call yet",
+    )
+
+
 def test_health_grace_starts_at_the_first_check_when_no_start_is_given() -> None:
     state = HealthState(timedelta(seconds=30))
     state.scheduler_running = True
@@ -298,7 +318,27 @@ def test_health_grace_starts_at_the_first_check_when_no_start_is_given() -> None
     assert state.check(T0 + timedelta(seconds=31)) == (False, "starting: no provider call yet")
 
 
-def test_health_state_serves_as_the_health_callable_of_the_web_server() -> None:
-    state = running(180)
-    check = lambda: state.check(T0)  # noqa: E731
-    assert check() == (True, "starting")
+@pytest.mark.anyio
+async def test_health_state_drives_the_healthz_answer(metrics: Metrics) -> None:
+    state = HealthState(timedelta(seconds=180), started_at=T0)
+    now = [T0]
+
+    def check() -> tuple[bool, str]:
+        return state.check(now[0])
+
+    web = await start_web("127.0.0.1", 0, check, metrics)
+    base = f"http://127.0.0.1:{web.port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=5) as http:
+            first = await http.get("/healthz")
+            state.scheduler_running = True
+            state.mark_provider_success(T0)
+            second = await http.get("/healthz")
+            now[0] = T0 + timedelta(minutes=5)
+            third = await http.get("/healthz")
+    finally:
+        await web.aclose()
+    assert (first.status_code, first.text) == (503, "scheduler not running\n")
+    assert (second.status_code, second.text) == (200, "ok\n")
+    assert third.status_code == 503
+    assert third.text.startswith("no successful provider call in the last 180 s")
