@@ -1,0 +1,250 @@
+"""The daemon's HTTP side: `/healthz` and `/metrics`, on plain `asyncio.start_server`.
+
+Promises: GET and HEAD on `/healthz` (200 `ok`, or 503 with the reason) and `/metrics`
+(Prometheus text); 404 for other paths, 405 for other methods, 400 for a request that is
+not HTTP/1.x; one request per connection, closed after the response; a slow or broken
+client, a failing health callable or a failing render is answered or dropped and never
+raises into the daemon. No framework, no thread.
+
+`HealthState` is the pure part: the daemon tells it what happened, with `now`, and
+`check(now)` says whether the process is healthy and, if not, why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from http import HTTPStatus
+from typing import Final
+
+from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT: Final = 5.0
+MAX_REQUEST_LINE: Final = 8192
+MAX_HEADER_LINES: Final = 100
+MAX_REASON: Final = 300
+TEXT: Final = "text/plain; charset=utf-8"
+
+HealthCheck = Callable[[], tuple[bool, str]]
+
+
+class HealthState:
+    """What `/healthz` reports, from what the daemon tells it.
+
+    Unhealthy when the scheduler is not running; when `max_failures` provider calls in a
+    row failed; when the last success is older than `stale_after`; or, once `start_grace`
+    has passed since `started_at`, when no provider call succeeded yet. The grace starts at
+    the first `check()` when `started_at` is not given. A standby replica (`leading` False)
+    makes no provider calls, so only its scheduler counts; `set_leading(True, now)` restarts
+    the grace, so a new leader is not judged on the old leader's silence.
+    """
+
+    def __init__(
+        self,
+        stale_after: timedelta,
+        *,
+        started_at: datetime | None = None,
+        start_grace: timedelta | None = None,
+        max_failures: int = 3,
+    ) -> None:
+        self.stale_after = stale_after
+        self.start_grace = stale_after if start_grace is None else start_grace
+        self.max_failures = max_failures
+        self.started_at = started_at
+        self.scheduler_running = False
+        self.leading = True
+        self.last_success: datetime | None = None
+        self.last_failure: datetime | None = None
+        self.last_error: str | None = None
+        self.consecutive_failures = 0
+
+    def set_leading(self, leading: bool, now: datetime) -> None:
+        """This replica became leader (polls from now on) or standby (polls nothing)."""
+        if leading and not self.leading:
+            self.started_at = now
+            self.last_success = self.last_failure = self.last_error = None
+            self.consecutive_failures = 0
+        self.leading = leading
+
+    def mark_provider_success(self, now: datetime) -> None:
+        """A provider call succeeded at `now`."""
+        self.last_success = now
+        self.consecutive_failures = 0
+
+    def mark_provider_failure(self, now: datetime, reason: str) -> None:
+        """A provider call failed at `now`; `reason` is shown by `/healthz`, so it must be
+        a message free of secrets (every `EarnwatchError` message is)."""
+        self.last_failure = now
+        self.last_error = " ".join(reason.split())[:MAX_REASON]
+        self.consecutive_failures += 1
+
+    def check(self, now: datetime) -> tuple[bool, str]:
+        """(healthy, reason) at `now`; when healthy the reason is "ok", "starting" or
+        "standby"."""
+        if self.started_at is None:
+            self.started_at = now
+        if not self.scheduler_running:
+            return False, "scheduler not running"
+        if not self.leading:
+            return True, "standby"
+        error = self.last_error or "no provider call since"
+        if self.max_failures and self.consecutive_failures >= self.max_failures:
+            return False, f"{self.consecutive_failures} provider calls failed in a row: {error}"
+        if self.last_success is None:
+            if now - self.started_at < self.start_grace:
+                return True, "starting"
+            if self.last_failure is None:
+                return False, "starting: no provider call yet"
+            return False, f"{self._no_success_since()}: {error}"
+        if now - self.last_success > self.stale_after:
+            return False, f"{self._no_success_since()}: {error}"
+        return True, "ok"
+
+    def _no_success_since(self) -> str:
+        return f"no successful provider call in the last {self.stale_after.total_seconds():g} s"
+
+
+class _BadRequest(Exception):
+    """The bytes received are not an HTTP/1.x request we can answer."""
+
+
+class WebServer:
+    """A running `/healthz` + `/metrics` server; `aclose()` stops it and drops clients."""
+
+    def __init__(self, health: HealthCheck, metrics: Metrics) -> None:
+        self._health = health
+        self._metrics = metrics
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    @property
+    def host(self) -> str:
+        """The address actually bound."""
+        return str(self._sockname()[0])
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful after asking for port 0)."""
+        port = self._sockname()[1]
+        assert isinstance(port, int)
+        return port
+
+    def _sockname(self) -> tuple[object, ...]:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the web server is not listening")
+        name: tuple[object, ...] = tuple(self._server.sockets[0].getsockname())
+        return name
+
+    async def _start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_REQUEST_LINE)
+
+    async def aclose(self) -> None:
+        """Stop listening, end open connections, and wait until done. Idempotent."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for task in list(self._clients):
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+        await server.wait_closed()
+
+    async def __aenter__(self) -> WebServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        try:
+            try:
+                method, path = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT)
+            except _BadRequest:
+                status, ctype, body, method = HTTPStatus.BAD_REQUEST, TEXT, b"bad request\n", ""
+            else:
+                status, ctype, body = self._route(method, path)
+            writer.write(_response(status, ctype, body, head=method == "HEAD"))
+            await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
+        except (TimeoutError, ConnectionError, OSError):
+            pass  # a client that is slow or gone gets no answer
+        except Exception:
+            log.exception("web: unexpected error while answering a request")
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await writer.wait_closed()
+            if task is not None:
+                self._clients.discard(task)
+
+    def _route(self, method: str, path: str) -> tuple[HTTPStatus, str, bytes]:
+        if path not in ("/healthz", "/metrics"):
+            return HTTPStatus.NOT_FOUND, TEXT, b"not found\n"
+        if method not in ("GET", "HEAD"):
+            return HTTPStatus.METHOD_NOT_ALLOWED, TEXT, b"method not allowed\n"
+        if path == "/metrics":
+            try:
+                return HTTPStatus.OK, METRICS_CONTENT_TYPE, self._metrics.render()
+            except Exception:
+                log.exception("web: rendering /metrics failed")
+                return HTTPStatus.INTERNAL_SERVER_ERROR, TEXT, b"metrics unavailable\n"
+        try:
+            healthy, reason = self._health()
+        except Exception:
+            log.exception("web: the health check raised")
+            healthy, reason = False, "health check failed"
+        if healthy:
+            return HTTPStatus.OK, TEXT, b"ok\n"
+        text = " ".join(reason.split())[:MAX_REASON] or "unhealthy"
+        return HTTPStatus.SERVICE_UNAVAILABLE, TEXT, (text + "\n").encode("utf-8")
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str]:
+    """(method, path without query) of one request; headers are read and ignored."""
+    try:
+        line = await reader.readline()
+        parts = line.decode("ascii").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            raise _BadRequest
+        method, target = parts[0], parts[1]
+        if not method.isalpha() or not method.isupper() or not target.startswith("/"):
+            raise _BadRequest
+        for _ in range(MAX_HEADER_LINES):
+            header = await reader.readline()
+            if header in (b"\r\n", b"\n"):
+                return method, target.split("?", 1)[0].split("#", 1)[0]
+            if not header.endswith(b"\n"):
+                raise _BadRequest  # the client closed mid-request
+    except (UnicodeDecodeError, ValueError, asyncio.LimitOverrunError) as exc:
+        raise _BadRequest from exc
+    raise _BadRequest  # too many header lines
+
+
+def _response(status: HTTPStatus, content_type: str, body: bytes, *, head: bool) -> bytes:
+    headers = (
+        f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n"
+    )
+    if status is HTTPStatus.METHOD_NOT_ALLOWED:
+        headers += "Allow: GET, HEAD\r\n"
+    return (headers + "\r\n").encode("ascii") + (b"" if head else body)
+
+
+async def start_web(host: str, port: int, health: HealthCheck, metrics: Metrics) -> WebServer:
+    """Listen on `host:port` (port 0 picks a free one; see `WebServer.port`) and answer in
+    the background. Raises OSError only when the address cannot be bound."""
+    server = WebServer(health, metrics)
+    await server._start(host, port)
+    log.info("web: listening on %s:%d (/healthz, /metrics)", server.host, server.port)
+    return server
