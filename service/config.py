@@ -11,6 +11,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     delivery_concurrency: int = Field(8, ge=1)
     delivery_max_attempts: int = Field(12, ge=1)
     delivery_max_age: timedelta = timedelta(hours=24)
+    delivery_lease: timedelta = timedelta(minutes=2)
     slack_interval: timedelta = timedelta(seconds=1)
     allow_private_targets: bool = False
     allowed_hosts: str = ""
@@ -83,6 +85,7 @@ class Settings(BaseSettings):
         "earnings_poll",
         "rules_watch",
         "delivery_max_age",
+        "delivery_lease",
         "slack_interval",
         "smtp_timeout",
         mode="before",
@@ -115,7 +118,11 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value set, for the log filter that masks them."""
         found = [self.finnhub_api_key, self.fmp_api_key, self.smtp_password]
-        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        password = urlsplit(self.database_url).password
+        if password:
+            values.append(password)
+        return values
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:

@@ -1,0 +1,46 @@
+"""Settings: defaults, durations, errors that name the variable and never the value."""
+
+from datetime import timedelta
+
+import pytest
+
+from service.config import load_settings
+from service.errors import ConfigError
+
+
+def test_defaults_and_durations(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EARNWATCH_PRICE_POLL", "1s")
+    monkeypatch.setenv("EARNWATCH_OFF_HOURS_POLL", "90")
+    settings = load_settings(env_file=None)
+    assert settings.price_poll == timedelta(seconds=1)
+    assert settings.off_hours_poll == timedelta(seconds=90)
+    assert settings.calendar_refresh == timedelta(hours=6)
+    assert settings.provider_names == ["finnhub"]
+    assert settings.http_host_port == ("127.0.0.1", 8787)
+
+
+def test_a_bad_setting_names_the_variable_and_not_the_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EARNWATCH_DELIVERY_CONCURRENCY", "0")
+    monkeypatch.setenv("SMTP_SECURITY", "sometimes-hunter2")
+    with pytest.raises(ConfigError) as info:
+        load_settings(env_file=None)
+    text = str(info.value)
+    assert "EARNWATCH_DELIVERY_CONCURRENCY" in text and "SMTP_SECURITY" in text
+    assert "hunter2" not in text
+
+
+def test_secrets_include_keys_and_the_database_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINNHUB_API_KEY", "fh-secret")
+    monkeypatch.setenv("EARNWATCH_DATABASE_URL", "postgresql+psycopg://u:pg-secret@db/earnwatch")
+    assert sorted(load_settings(env_file=None).secrets()) == ["fh-secret", "pg-secret"]
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = tmp_path / ".env"
+    env.write_text("EARNWATCH_PROVIDERS=fmp,nasdaq\nEARNWATCH_PRICE_POLL=5m\n")
+    monkeypatch.setenv("EARNWATCH_PRICE_POLL", "30s")
+    settings = load_settings(env_file=env)
+    assert settings.provider_names == ["fmp", "nasdaq"]
+    assert settings.price_poll == timedelta(seconds=30)
