@@ -10,6 +10,7 @@ threads, so no socket outlives the test.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -17,8 +18,8 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message as MimeMessage
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -179,11 +180,13 @@ class Mail:
     tls: bool
 
     @property
-    def parsed(self) -> MimeMessage:
-        return message_from_bytes(self.content)
+    def parsed(self) -> EmailMessage:
+        parsed = message_from_bytes(self.content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
-class _Handler_SMTP:
+class _SmtpHandler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
@@ -240,13 +243,9 @@ class SmtpServer:
             kwargs |= {"authenticator": self._authenticate, "auth_required": starttls}
             kwargs["auth_require_tls"] = starttls
         self.port = _free_port()
-        self._controller = Controller(
-            _Handler_SMTP(self),
-            hostname="127.0.0.1",
-            port=self.port,
-            ssl_context=implicit_tls,
-            **kwargs,
-        )
+        self._kwargs = kwargs | {"ssl_context": implicit_tls}
+        self._controller: Controller | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _next(self, replies: deque[str], default: str) -> str:
         with self._lock:
@@ -260,14 +259,26 @@ class SmtpServer:
         username, password = auth_data.login.decode(), auth_data.password.decode()
         with self._lock:
             self.auth_attempts.append((username, session.ssl is not None))
-        return AuthResult(success=self.users.get(username) == password)
+        ok = self.users.get(username) == password
+        return AuthResult(success=ok, handled=False)
 
     def start(self) -> SmtpServer:
+        # Our own loop, so stop() can close it (the Controller leaves its loop open).
+        self._loop = asyncio.new_event_loop()
+        self._controller = Controller(
+            _SmtpHandler(self),
+            hostname="127.0.0.1",
+            port=self.port,
+            loop=self._loop,
+            **self._kwargs,
+        )
         self._controller.start()
         return self
 
     def stop(self) -> None:
+        assert self._controller is not None and self._loop is not None
         self._controller.stop()
+        self._loop.close()
 
     def __enter__(self) -> SmtpServer:
         return self.start()

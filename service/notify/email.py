@@ -204,7 +204,9 @@ def _delivery_error(where: str, exc: BaseException) -> DeliveryError:
     if tls is None and isinstance(cause, ssl.SSLError):
         tls = cause
     if tls is not None:
-        reason = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or "failed"
+        reason = tls.reason or type(tls).__name__
+        if isinstance(tls, ssl.SSLCertVerificationError):
+            reason = f"certificate verify failed ({tls.verify_message})"
         return DeliveryError(f"{where}: TLS failed: {reason}", permanent=True)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
