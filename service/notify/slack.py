@@ -117,7 +117,7 @@ def payload(message: Message) -> dict[str, Any]:
     ]
     fields = [
         {"type": "mrkdwn", "text": _cut(f"*{_mrkdwn(k)}*\n{_mrkdwn(_plain(v))}", 2000)}
-        for k, v in message.values.items()
+        for k, v in sorted(message.values.items())
         if v is not None
     ][:MAX_FIELDS]
     if fields:
@@ -150,11 +150,10 @@ class SlackNotifier:
         status = response.status_code
         if status == 200 and response.text.strip() == "ok":
             return
-        retry_after = None
-        if status == 429:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if retry_after is not None:
-                retry_after = min(retry_after, RETRY_AFTER_CAP)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if retry_after is not None:
+            retry_after = min(retry_after, RETRY_AFTER_CAP)
+        if status == 429 or retry_after is not None:
             self._pacer.hold(url, retry_after if retry_after is not None else 1.0)
         permanent = status < 500 and status not in RETRYABLE_STATUSES
         raise DeliveryError(

@@ -7,7 +7,7 @@ retry sends the same bytes; only `webhook-timestamp` and `webhook-signature` are
 Payload (keys in this order, compact JSON, UTF-8)::
 
     {"version": "1", "type": "alert.fired", "alert_id": ..., "rule": ..., "symbol": ...,
-     "title": ..., "message": ..., "fired_at": "ISO 8601", "values": {...}}
+     "title": ..., "message": ..., "fired_at": "ISO 8601", "values": {sorted by name}}
 """
 
 from __future__ import annotations
@@ -108,8 +108,9 @@ def payload(message: Message) -> bytes:
             "title": message.title,
             "message": message.text,
             "fired_at": message.fired_at.isoformat(),
-            "values": {
-                k: v.isoformat() if isinstance(v, date) else v for k, v in message.values.items()
+            "values": {  # sorted: the outbox round trip (Message.to_json) sorts them too
+                k: v.isoformat() if isinstance(v, date) else v
+                for k, v in sorted(message.values.items())
             },
         },
         ensure_ascii=False,

@@ -234,3 +234,9 @@ def test_the_config_never_prints_its_url_or_secret() -> None:
         {"url": "https://example.com/SENTINELpath", "secret": "SENTINELsecret"}
     )
     assert "SENTINEL" not in repr(cfg) and "SENTINEL" not in str(cfg)
+
+
+def test_the_body_is_the_same_bytes_after_the_outbox_round_trip(message: Message) -> None:
+    from service.notify.webhook import payload
+
+    assert payload(Message.from_json(message.to_json())) == payload(message)
