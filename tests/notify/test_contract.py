@@ -37,7 +37,7 @@ def test_each_registry_key_is_its_notifiers_kind_and_configs_follow() -> None:
 
 
 async def test_build_notifiers_makes_one_of_each_kind_from_settings() -> None:
-    settings = Settings(_env_file=None, SMTP_HOST="127.0.0.1", SMTP_SECURITY="none")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, SMTP_HOST="127.0.0.1", SMTP_SECURITY="none")
     notifiers = build_notifiers(settings)
     try:
         assert {k: type(v) for k, v in notifiers.items()} == {
@@ -53,7 +53,9 @@ async def test_build_notifiers_makes_one_of_each_kind_from_settings() -> None:
 async def test_build_notifiers_guards_http_channels_by_default(
     receiver: Receiver, message: Message
 ) -> None:
-    notifiers = build_notifiers(Settings(_env_file=None))
+    notifiers = build_notifiers(
+        Settings(_env_file=None, allow_private_targets=False, allowed_hosts="")
+    )
     try:
         cfg = WebhookConfig.model_validate({"url": receiver.url_for("/hook")})
         with pytest.raises(DeliveryError, match="refused target") as caught:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 
 import anyio
 import pytest
@@ -127,10 +128,9 @@ async def test_three_messages_to_one_url_are_spaced_by_the_interval_and_none_is_
     try:
         async with anyio.create_task_group() as tg:
             for i in range(3):
-                tg.start_soon(
-                    lambda i=i: notifier.send(message, config(receiver), delivery_id=f"d{i}")
-                )
-            tg.start_soon(lambda: notifier.send(message, config(other), delivery_id="x"))
+                send = partial(notifier.send, message, config(receiver), delivery_id=f"d{i}")
+                tg.start_soon(send)
+            tg.start_soon(partial(notifier.send, message, config(other), delivery_id="x"))
     finally:
         other.stop()
     times = [r.at for r in receiver.requests]

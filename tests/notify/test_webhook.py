@@ -185,7 +185,7 @@ async def test_a_refused_connection_is_a_retryable_failure(
 ) -> None:
     closed = Receiver().start()
     closed.stop()  # the port is now free: nothing listens
-    cfg = WebhookConfig(url=closed.url + "/hook")  # type: ignore[arg-type]
+    cfg = WebhookConfig.model_validate({"url": closed.url + "/hook"})
     with pytest.raises(DeliveryError) as caught:
         await notifier.send(message, cfg, delivery_id="d")
     assert not caught.value.permanent
