@@ -1,0 +1,167 @@
+"""The `slack` channel: a Slack incoming-webhook message with blocks and a plain-text
+fallback, paced per webhook URL.
+
+Outcomes follow Slack's documented replies: 200 with body `ok` is success; 429 is
+retryable and honours `Retry-After`; 5xx (`rollup_error`) is retryable; any other reply
+(`invalid_payload`, `no_service`, `channel_not_found`, a 200 that is not `ok`, ...) is
+permanent, with Slack's body in the error. Pacing: at most one post per `interval` per
+URL (Slack asks for about one a second); callers queue, nothing is dropped. A 429 also
+holds that URL back for `Retry-After`. A send whose turn is further off than `max_wait`
+is not held: it raises a retryable DeliveryError with `retry_after` set to the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, ClassVar, Final
+
+import httpx
+from pydantic import SecretStr, field_validator
+
+from service.errors import DeliveryError
+from service.market import Value
+from service.notify.base import RETRYABLE_STATUSES, ChannelConfig, Message, parse_retry_after
+from service.notify.http import detail, expect, http_url, post
+
+TEXT_LIMIT: Final = 3000  # Slack's limit for a section's text
+HEADER_LIMIT: Final = 150  # Slack's limit for a header block
+MAX_FIELDS: Final = 10  # Slack's limit of fields in a section
+RETRY_AFTER_CAP: Final = 300.0
+
+
+class SlackConfig(ChannelConfig):
+    """A `type: slack` channel: the incoming-webhook URL (a secret; never printed)."""
+
+    url: SecretStr
+
+    _url = field_validator("url")(http_url)
+
+
+@dataclass(slots=True)
+class _Slot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    next_at: float = float("-inf")
+
+
+class SlackPacer:
+    """Per-key spacing of sends: one turn per `interval`, in arrival order."""
+
+    def __init__(
+        self,
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        max_wait: float = 60.0,
+    ) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._max_wait = max_wait
+        self._slots: dict[str, _Slot] = {}
+
+    async def turn(self, key: str) -> None:
+        """Wait for this key's next turn and take it; raise a retryable DeliveryError
+        (retry_after = the wait) instead of waiting longer than `max_wait`."""
+        slot = self._slots.setdefault(key, _Slot())
+        async with slot.lock:
+            wait = slot.next_at - self._clock()
+            if wait > self._max_wait:
+                raise DeliveryError(
+                    f"Slack URL paced for {wait:.1f} s more", permanent=False, retry_after=wait
+                )
+            if wait > 0:
+                await self._sleep(wait)
+            slot.next_at = self._clock() + self._interval
+
+    def hold(self, key: str, seconds: float) -> None:
+        """No turn for `key` sooner than `seconds` from now (after a 429)."""
+        slot = self._slots.setdefault(key, _Slot())
+        slot.next_at = max(slot.next_at, self._clock() + seconds)
+
+
+def _plain(value: Value) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{round(value, 4)}"
+    return str(value)
+
+
+def _mrkdwn(text: str) -> str:
+    """Slack's escaping: only &, < and > are control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def payload(message: Message) -> dict[str, Any]:
+    """The Slack message: header, the alert text, its values, and a plain `text` fallback
+    (shown in notifications and by clients that cannot render blocks)."""
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut(message.title, HEADER_LIMIT)},
+        },
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _cut(_mrkdwn(message.text), TEXT_LIMIT)},
+        },
+    ]
+    fields = [
+        {"type": "mrkdwn", "text": _cut(f"*{_mrkdwn(k)}*\n{_mrkdwn(_plain(v))}", 2000)}
+        for k, v in sorted(message.values.items())
+        if v is not None
+    ][:MAX_FIELDS]
+    if fields:
+        blocks.append({"type": "section", "fields": fields})
+    fired = message.fired_at.isoformat(timespec="seconds")
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"fired {fired} · earnwatch"}]}
+    )
+    return {"text": _cut(f"{message.title}: {message.text}", TEXT_LIMIT), "blocks": blocks}
+
+
+class SlackNotifier:
+    """One paced POST per send(). Owns its (guarded) client; close with aclose()."""
+
+    kind: ClassVar[str] = "slack"
+    Config: ClassVar[type[ChannelConfig]] = SlackConfig
+
+    def __init__(self, client: httpx.AsyncClient, *, pacer: SlackPacer | None = None) -> None:
+        self._client = client
+        self._pacer = pacer or SlackPacer(1.0)
+
+    async def send(self, message: Message, config: ChannelConfig, *, delivery_id: str) -> None:
+        """Return when Slack answers `ok`; raise DeliveryError otherwise."""
+        url = expect(config, SlackConfig).url.get_secret_value()
+        await self._pacer.turn(url)
+        body = json.dumps(payload(message), ensure_ascii=False, separators=(",", ":"))
+        response = await post(
+            self._client, url, body.encode(), {"content-type": "application/json"}
+        )
+        status = response.status_code
+        if status == 200 and response.text.strip() == "ok":
+            return
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if retry_after is not None:
+            retry_after = min(retry_after, RETRY_AFTER_CAP)
+        if status == 429 or retry_after is not None:
+            self._pacer.hold(url, retry_after if retry_after is not None else 1.0)
+        permanent = status < 500 and status not in RETRYABLE_STATUSES
+        raise DeliveryError(
+            f"Slack HTTP {status}: {detail(response) or '(empty body)'}",
+            permanent=permanent,
+            retry_after=retry_after,
+            status=status,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

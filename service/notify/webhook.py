@@ -1,0 +1,165 @@
+"""The `webhook` channel: POSTs a documented, versioned JSON payload, signed per the
+Standard Webhooks spec (v1) when the channel has a `secret`.
+
+Promises: `webhook-id` is `msg_<delivery id>`, the same on every retry, so a receiver can
+deduplicate on it; the body bytes are a function of the stored Message alone, so every
+retry sends the same bytes; only `webhook-timestamp` and `webhook-signature` are fresh.
+Payload (keys in this order, compact JSON, UTF-8)::
+
+    {"version": "1", "type": "alert.fired", "alert_id": ..., "rule": ..., "symbol": ...,
+     "title": ..., "message": ..., "fired_at": "ISO 8601", "values": {sorted by name}}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import ClassVar, Final
+
+import httpx
+from pydantic import Field, SecretStr, field_validator
+
+from service.notify.base import ChannelConfig, Message, classify_status
+from service.notify.http import detail, expect, http_url, post
+
+PAYLOAD_VERSION: Final = "1"
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_RESERVED_HEADERS: Final = frozenset(
+    {"host", "content-length", "content-type", "transfer-encoding", "connection"}
+)
+_DELIVERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+
+
+class WebhookConfig(ChannelConfig):
+    """A `type: webhook` channel. `url` and `secret` are secrets (never printed)."""
+
+    url: SecretStr
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+    _url = field_validator("url")(http_url)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            signing_key(value.get_secret_value())
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, header in value.items():
+            lowered = name.lower()
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP token")
+            if lowered in _RESERVED_HEADERS or lowered.startswith("webhook-"):
+                raise ValueError(f"header {name!r} is set by earnwatch and cannot be overridden")
+            if any(ch in header.get_secret_value() for ch in "\r\n\0"):
+                raise ValueError(f"header {name!r}: value must not contain CR, LF or NUL")
+        return value
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key: a `whsec_` secret is base64 (as Standard Webhooks issues them); any
+    other string is used as its UTF-8 bytes."""
+    if not secret:
+        raise ValueError("must not be empty")
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            raise ValueError("a whsec_ secret must be base64 after the prefix") from None
+        if not key:
+            raise ValueError("must not be empty")
+        return key
+    return secret.encode()
+
+
+def sign(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` (Standard Webhooks)."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def webhook_id(delivery_id: str) -> str:
+    """`msg_<delivery id>`: stable across retries; never holds a `.` (it is signed)."""
+    if not _DELIVERY_ID.match(delivery_id):
+        raise ValueError("delivery_id must be 1-200 characters of A-Z a-z 0-9 _ -")
+    return f"msg_{delivery_id}"
+
+
+def payload(message: Message) -> bytes:
+    """The request body: a pure function of the message (same bytes on every retry)."""
+    return json.dumps(
+        {
+            "version": PAYLOAD_VERSION,
+            "type": "alert.fired",
+            "alert_id": message.id,
+            "rule": message.rule,
+            "symbol": message.symbol,
+            "title": message.title,
+            "message": message.text,
+            "fired_at": message.fired_at.isoformat(),
+            "values": {  # sorted: the outbox round trip (Message.to_json) sorts them too
+                k: v.isoformat() if isinstance(v, date) else v
+                for k, v in sorted(message.values.items())
+            },
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+
+
+class WebhookNotifier:
+    """Makes one signed POST per send(). Owns its (guarded) client; close with aclose()."""
+
+    kind: ClassVar[str] = "webhook"
+    Config: ClassVar[type[ChannelConfig]] = WebhookConfig
+
+    def __init__(
+        self, client: httpx.AsyncClient, *, wall_clock: Callable[[], float] = time.time
+    ) -> None:
+        self._client = client
+        self._wall_clock = wall_clock
+
+    async def send(self, message: Message, config: ChannelConfig, *, delivery_id: str) -> None:
+        """Return on a 2xx; raise DeliveryError otherwise (3xx: permanent, not followed)."""
+        cfg = expect(config, WebhookConfig)
+        body = payload(message)
+        msg_id = webhook_id(delivery_id)
+        now = self._wall_clock()
+        timestamp = str(int(now))
+        headers = {name: value.get_secret_value() for name, value in cfg.headers.items()}
+        headers |= {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": timestamp,
+        }
+        if cfg.secret is not None:
+            key = signing_key(cfg.secret.get_secret_value())
+            headers["webhook-signature"] = sign(key, msg_id, timestamp, body)
+        response = await post(self._client, cfg.url.get_secret_value(), body, headers)
+        status = response.status_code
+        if 300 <= status < 400:
+            why = "redirect not followed"
+        elif status == 410:
+            why = "gone: the receiver asks to disable this endpoint"
+        else:
+            why = detail(response)
+        classify_status(
+            status,
+            retry_after=response.headers.get("retry-after"),
+            detail=why,
+            now=datetime.fromtimestamp(now, UTC),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
