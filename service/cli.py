@@ -6,6 +6,7 @@ non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from service.config import Settings, load_env, load_settings
 from service.errors import ConfigError, RuleFileError
 from service.rules import RuleSet, load_rules
 from service.rules.schema import rule_file_schema
+from service.targets import channel_check
 
 app = typer.Typer(
     name="earnwatch",
@@ -47,7 +49,7 @@ def _channel_configs() -> dict[str, type]:
     return dict(CHANNEL_CONFIGS)
 
 
-def read_rules(path: Path) -> RuleSet:
+def read_rules(path: Path, settings: Settings | None = None) -> RuleSet:
     """Load a rule file for a command, or print why not and exit 1."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -56,7 +58,11 @@ def read_rules(path: Path) -> RuleSet:
         raise typer.Exit(1) from None
     try:
         return load_rules(
-            text, source=str(path), env=load_env(), channel_configs=_channel_configs()
+            text,
+            source=str(path),
+            env=load_env(),
+            channel_configs=_channel_configs(),
+            channel_check=channel_check(settings or _settings()),
         )
     except RuleFileError as exc:
         for line in exc.lines():
@@ -79,6 +85,75 @@ def check(
 def schema() -> None:
     """Print the JSON Schema of the rule file (for editors)."""
     typer.echo(json.dumps(rule_file_schema(_channel_configs()), indent=2))
+
+
+@app.command()
+def run(
+    rules: RulesPath = None,
+    once: Annotated[bool, typer.Option("--once", help="one full cycle, then exit")] = False,
+) -> None:
+    """Run the daemon: poll, evaluate, notify, until SIGTERM/SIGINT."""
+    from service.daemon import Daemon
+    from service.logs import setup_logging
+
+    settings = _settings()
+    mask = setup_logging(
+        fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets()
+    )
+    daemon = Daemon(settings, rules_path=rules or settings.rules, mask=mask)
+    raise typer.Exit(asyncio.run(daemon.run(once=once)))
+
+
+@app.command()
+def history(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="newest N alerts")] = 20,
+    rule: Annotated[str | None, typer.Option("--rule", help="only this rule")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, sending, delivered or dead")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List alerts with each delivery's status and attempts (secrets redacted)."""
+    from service.commands import show_history
+
+    if status not in (None, "pending", "sending", "delivered", "dead"):
+        typer.echo(
+            f"--status: unknown status {status!r}; use pending, sending, delivered or dead",
+            err=True,
+        )
+        raise typer.Exit(2)
+    typer.echo(show_history(_settings(), limit=limit, rule=rule, status=status, as_json=as_json))
+
+
+@app.command("test-notify")
+def test_notify(
+    channel: Annotated[str, typer.Argument(help="a channel name from the rule file")],
+    rules: RulesPath = None,
+) -> None:
+    """Send a test message through one channel and report the outcome."""
+    from service.commands import send_test
+
+    settings = _settings()
+    ruleset = read_rules(rules or settings.rules, settings)
+    ok, line = asyncio.run(send_test(settings, ruleset, channel))
+    typer.echo(line, err=not ok)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def calendar(
+    days: Annotated[int, typer.Option("--days", min=1, max=365, help="days ahead")] = 14,
+    rules: RulesPath = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """A table of the upcoming (and just reported) reports of the watched symbols."""
+    from service.commands import show_calendar
+
+    settings = _settings()
+    ruleset = read_rules(rules or settings.rules, settings)
+    code, text = asyncio.run(show_calendar(settings, ruleset, days=days, as_json=as_json))
+    typer.echo(text, err=code != 0)
+    raise typer.Exit(code)
 
 
 @app.command()

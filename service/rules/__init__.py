@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +30,9 @@ from service.rules.templates import (
     make_environment,
 )
 from service.rules.yamlpos import Document, Path, format_path, parse
+
+#: Checks a valid channel's options beyond their model: (kind, config) -> [(field, message)].
+ChannelCheck = Callable[[str, BaseModel], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +115,13 @@ def load_rules(
     source: str,
     env: Mapping[str, str],
     channel_configs: Mapping[str, type[BaseModel]],
+    channel_check: ChannelCheck | None = None,
 ) -> RuleSet:
-    """Validate and compile a rule file, or raise RuleFileError with every problem."""
-    loader = _Loader(text, env, channel_configs)
+    """Validate and compile a rule file, or raise RuleFileError with every problem.
+
+    `channel_check(kind, config)` may add problems about a valid channel's options (the
+    caller's SSRF guard, say) as (field, message) pairs."""
+    loader = _Loader(text, env, channel_configs, channel_check)
     ruleset = loader.load()
     if loader.problems or ruleset is None:
         raise RuleFileError(source, loader.problems)
@@ -123,8 +130,13 @@ def load_rules(
 
 class _Loader:
     def __init__(
-        self, text: str, env: Mapping[str, str], channel_configs: Mapping[str, type[BaseModel]]
+        self,
+        text: str,
+        env: Mapping[str, str],
+        channel_configs: Mapping[str, type[BaseModel]],
+        channel_check: ChannelCheck | None = None,
     ) -> None:
+        self.channel_check = channel_check
         self.lines = text.splitlines()
         self.doc: Document = parse(text, env)
         self.problems: list[Problem] = list(self.doc.problems)
@@ -209,6 +221,10 @@ class _Loader:
             except ValidationError as exc:
                 self.pydantic_problems(exc, path)
                 continue
+            for field_name, message in (
+                self.channel_check(kind, config) if self.channel_check else ()
+            ):
+                self.problem((*path, field_name), message)
             out[name] = Channel(name=name, kind=kind, config=config)
         return out
 

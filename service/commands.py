@@ -1,0 +1,211 @@
+"""What the one-shot commands do (`history`, `test-notify`, `calendar`), kept out of
+`cli.py` so it stays argument parsing and printing. Each returns text to print."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from service.config import Settings
+from service.errors import ConfigError, DeliveryError, ProviderError, StoreError, UnsafeTargetError
+from service.market import NEW_YORK, EarningsEvent, pct_change
+from service.notify import build_notifiers
+from service.notify.base import ChannelConfig, Message
+from service.rules import RuleSet
+from service.rules.templates import format_value
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned; numbers right-aligned."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for cell, width in zip(cells, widths, strict=True):
+            numeric = cell[:1].isdigit() or (cell[:1] in "-+$" and cell[1:2].isdigit())
+            out.append(cell.rjust(width) if numeric else cell.ljust(width))
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def show_history(
+    settings: Settings, *, limit: int, rule: str | None, status: str | None, as_json: bool
+) -> str:
+    from service.store import open_store
+
+    try:
+        store = open_store(settings.database_url)
+    except StoreError as exc:
+        return f"earnwatch: {exc}"
+    try:
+        entries = store.history(limit=limit, rule=rule, status=status)  # type: ignore[arg-type]
+    finally:
+        store.close()
+    if as_json:
+        return json.dumps(
+            [
+                {
+                    "alert_id": e.alert_id,
+                    "rule": e.rule,
+                    "symbol": e.symbol,
+                    "fired_at": e.fired_at.isoformat(),
+                    "report": e.report_key,
+                    "message": e.message.text,
+                    "deliveries": [
+                        {
+                            "channel": d.channel,
+                            "kind": d.kind,
+                            "status": d.status,
+                            "attempts": d.attempts,
+                            "last_error": d.last_error,
+                            "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+                        }
+                        for d in e.deliveries
+                    ],
+                }
+                for e in entries
+            ],
+            indent=2,
+        )
+    if not entries:
+        return "no alerts yet"
+    rows = []
+    for e in entries:
+        fired = e.fired_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        deliveries = e.deliveries or ()
+        if not deliveries:
+            rows.append([fired, e.rule, e.symbol, "-", "-", "0", "", _short(e.message.text)])
+        for i, d in enumerate(deliveries):
+            rows.append(
+                [
+                    fired if i == 0 else "",
+                    e.rule if i == 0 else "",
+                    e.symbol if i == 0 else "",
+                    f"{d.channel} ({d.kind})",
+                    d.status,
+                    str(d.attempts),
+                    _short(d.last_error or "", 40),
+                    _short(e.message.text) if i == 0 else "",
+                ]
+            )
+    headers = ["FIRED", "RULE", "SYMBOL", "CHANNEL", "STATUS", "ATTEMPTS", "LAST ERROR", "MESSAGE"]
+    return format_table(headers, rows)
+
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+async def send_test(settings: Settings, ruleset: RuleSet, name: str) -> tuple[bool, str]:
+    """One attempt through one channel, as the daemon would send it."""
+    channel = ruleset.channels.get(name)
+    if channel is None:
+        known = ", ".join(ruleset.channels) or "none"
+        return False, f"test-notify: no channel {name!r} in the rule file (defined: {known})"
+    now = datetime.now(UTC)
+    delivery_id = uuid.uuid4().hex
+    message = Message(
+        id=delivery_id,
+        rule="test-notify",
+        symbol="TEST",
+        title=f"TEST · earnwatch test-notify ({name})",
+        text=f"Earnwatch test message to channel {name!r}: alerts will reach you here.",
+        fired_at=now,
+        values={"price": 7.56},
+    )
+    notifiers = build_notifiers(settings)
+    try:
+        notifier = notifiers[channel.kind]
+        config = channel.config
+        assert isinstance(config, ChannelConfig)
+        await notifier.send(message, config, delivery_id=delivery_id)
+    except DeliveryError as exc:
+        kind = "permanent" if exc.permanent else "retryable"
+        return False, f"{name} ({channel.kind}): failed ({kind}): {exc}"
+    except (UnsafeTargetError, ConfigError) as exc:
+        return False, f"{name} ({channel.kind}): refused: {exc}"
+    finally:
+        for n in notifiers.values():
+            await n.aclose()
+    return True, f"{name} ({channel.kind}): delivered"
+
+
+async def show_calendar(
+    settings: Settings, ruleset: RuleSet, *, days: int, as_json: bool
+) -> tuple[int, str]:
+    from service.providers import build_providers
+
+    symbols = sorted(ruleset.symbols)
+    if not symbols:
+        return 0, "no symbols are watched by the rule file"
+    today = datetime.now(NEW_YORK).date()
+    try:
+        provider = build_providers(settings)
+    except ConfigError as exc:
+        return 2, f"calendar: {exc}"
+    try:
+        events = await provider.earnings(
+            today - timedelta(days=7), today + timedelta(days=days), symbols
+        )
+    except ProviderError as exc:
+        return 1, f"calendar: {exc}"
+    finally:
+        await provider.aclose()
+    events = sorted(events, key=lambda e: (e.date, e.symbol))
+    if as_json:
+        return 0, json.dumps([_event_json(e) for e in events], indent=2)
+    if not events:
+        return 0, f"no reports for {len(symbols)} watched symbol(s) in the next {days} days"
+    headers = [
+        "DATE",
+        "TIME",
+        "SYMBOL",
+        "PERIOD",
+        "EPS EST",
+        "EPS ACT",
+        "EPS SURP",
+        "REV EST",
+        "REV ACT",
+        "REV SURP",
+    ]
+    rows = [
+        [
+            e.date.isoformat(),
+            e.time.value,
+            e.symbol,
+            e.fiscal_period or "",
+            format_value(e.eps_estimate),
+            format_value(e.eps_actual) if e.reported else "",
+            _pct(pct_change(e.eps_actual, e.eps_estimate)),
+            format_value(e.revenue_estimate),
+            format_value(e.revenue_actual) if e.reported else "",
+            _pct(pct_change(e.revenue_actual, e.revenue_estimate)),
+        ]
+        for e in events
+    ]
+    return 0, format_table(headers, rows)
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:+.1f}%"
+
+
+def _event_json(e: EarningsEvent) -> dict[str, object]:
+    return {
+        "symbol": e.symbol,
+        "date": e.date.isoformat(),
+        "time": e.time.value,
+        "fiscal_period": e.fiscal_period,
+        "eps_estimate": e.eps_estimate,
+        "eps_actual": e.eps_actual,
+        "eps_surprise_pct": pct_change(e.eps_actual, e.eps_estimate),
+        "revenue_estimate": e.revenue_estimate,
+        "revenue_actual": e.revenue_actual,
+        "revenue_surprise_pct": pct_change(e.revenue_actual, e.revenue_estimate),
+    }

@@ -1,0 +1,376 @@
+"""The daemon: the only module that imports APScheduler. It wires the parts, owns the
+clock, and runs a few fixed jobs that ask pure functions what is due:
+
+- `calendar`: every watched symbol's calendar (yesterday to 90 days out) and price
+  targets, at start and every EARNWATCH_CALENDAR_REFRESH, then a full evaluation;
+- `market`: every second, quotes when due (EARNWATCH_PRICE_POLL while NYSE is open,
+  EARNWATCH_OFF_HOURS_POLL otherwise), the calendar entry of every symbol inside its report
+  window (EARNWATCH_EARNINGS_POLL), then evaluation of what changed;
+- `rules`: the rule file, reloaded when it changes (and on SIGHUP).
+
+Deliveries run in their own task, woken as soon as alerts are stored. Jobs live in
+memory and are rebuilt at each start; everything that must survive lives in the store.
+Shutdown is pause -> drain -> shutdown, because APScheduler 3's asyncio executor cancels
+running jobs on `shutdown()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import BaseModel, SecretStr
+
+from service.clock import Clock, SystemClock
+from service.config import Settings, load_env
+from service.delivery import DeliveryWorker
+from service.errors import ConfigError, EarnwatchError, RuleFileError, StoreError
+from service.hours import is_market_open
+from service.logs import SecretMask
+from service.marketdata import MarketData
+from service.metrics import Metrics
+from service.notify import CHANNEL_CONFIGS, build_notifiers
+from service.notify.base import ChannelConfig, Notifier
+from service.pipeline import Pipeline
+from service.providers import build_providers
+from service.providers.base import Provider
+from service.rules import ChannelCheck, RuleSet, load_rules
+from service.schedule import is_due, quote_interval
+from service.store import Store, open_store
+from service.targets import channel_check
+from service.web import HealthState, WebServer, start_web
+
+log = logging.getLogger(__name__)
+
+MARKET_TICK = 1.0  # seconds between `market` job runs; what is due is decided inside
+
+
+class RuleFile:
+    """The rule file on disk and the last rule set that validated from it."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        env_file: str | Path | None,
+        channel_configs: Mapping[str, type[BaseModel]],
+        channel_check: ChannelCheck | None = None,
+        mask: SecretMask | None = None,
+    ) -> None:
+        self.path = path
+        self.channel_check = channel_check
+        self.env_file = env_file
+        self.channel_configs = channel_configs
+        self.mask = mask
+        self.ruleset: RuleSet | None = None
+        self._digest: str | None = None
+        self._stat: tuple[int, int] | None = None
+
+    def load(self) -> RuleSet:
+        """Read and validate the file; raises RuleFileError or OSError. Keeps the old set."""
+        text = self.path.read_text(encoding="utf-8")
+        ruleset = load_rules(
+            text,
+            source=str(self.path),
+            env=load_env(self.env_file),
+            channel_configs=self.channel_configs,
+            channel_check=self.channel_check,
+        )
+        self._digest = hashlib.sha256(text.encode()).hexdigest()
+        self._register_secrets(ruleset)
+        self.ruleset = ruleset
+        return ruleset
+
+    def changed(self) -> bool:
+        """Cheap check first (mtime, size), then the content hash."""
+        try:
+            stat = self.path.stat()
+            key = (stat.st_mtime_ns, stat.st_size)
+            if key == self._stat:
+                return False
+            self._stat = key
+            digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return False
+        return digest != self._digest
+
+    def _register_secrets(self, ruleset: RuleSet) -> None:
+        if self.mask is None:
+            return
+        for channel in ruleset.channels.values():
+            for value in channel.config.__dict__.values():
+                if isinstance(value, SecretStr):
+                    self.mask.add(value.get_secret_value())
+
+
+@dataclass
+class _Timers:
+    last_quotes: datetime | None = None
+
+
+class Daemon:
+    """One Earnwatch process: `run()` until SIGTERM/SIGINT, or one cycle with `once`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rules_path: Path,
+        clock: Clock | None = None,
+        provider: Provider | None = None,
+        env_file: str | Path | None = ".env",
+        mask: SecretMask | None = None,
+        until: datetime | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.rule_file = RuleFile(
+            rules_path,
+            env_file=env_file,
+            channel_configs=CHANNEL_CONFIGS,
+            channel_check=channel_check(settings),
+            mask=mask,
+        )
+        self._provider = provider
+        self.until = until
+        self.metrics = Metrics()
+        stale = max(settings.off_hours_poll, settings.calendar_refresh / 6) * 3
+        self.health = HealthState(stale_after=stale, start_grace=timedelta(minutes=2))
+        self.stopping = asyncio.Event()
+        self.timers = _Timers()
+        self.store: Store | None = None
+        self.pipeline: Pipeline | None = None
+        self.worker: DeliveryWorker | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    # --- wiring --------------------------------------------------------------------------
+    def rules(self) -> RuleSet:
+        assert self.rule_file.ruleset is not None
+        return self.rule_file.ruleset
+
+    def channel_configs(self) -> Mapping[str, ChannelConfig]:
+        return {n: c.config for n, c in self.rules().channels.items()}  # type: ignore[misc]
+
+    async def _open(self) -> tuple[Provider, dict[str, Notifier]]:
+        ruleset = self.rule_file.load()
+        self.metrics.set_rules_loaded(len(ruleset.rules))
+        log.info("rules %s: %s", self.rule_file.path, ruleset.summary())
+        self.store = store = await asyncio.to_thread(open_store, self.settings.database_url)
+        states = await asyncio.to_thread(store.load_states)
+        saved = await asyncio.to_thread(store.load_market_data, "market")
+        data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()
+        provider = self._provider or build_providers(self.settings, clock=self.clock)
+        notifiers = build_notifiers(self.settings)
+        self.worker = DeliveryWorker(
+            store,
+            notifiers,
+            self.channel_configs,
+            clock=self.clock,
+            rng=random.Random(),
+            concurrency=self.settings.delivery_concurrency,
+            max_attempts=self.settings.delivery_max_attempts,
+            max_age=self.settings.delivery_max_age,
+        )
+        self.pipeline = Pipeline(
+            provider=provider,
+            store=store,
+            data=data,
+            states=states,
+            rules=self.rules,
+            metrics=self.metrics,
+            health=self.health,
+            on_alerts=self.worker.wake,
+        )
+        return provider, notifiers
+
+    # --- jobs ----------------------------------------------------------------------------
+    def _job(self, name: str, work: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Wrap a job: never raises into the scheduler, and registers itself for draining."""
+
+        async def run() -> None:
+            if self.stopping.is_set():
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._inflight.add(task)
+            try:
+                await work()
+            except (EarnwatchError, OSError) as exc:
+                log.error("%s job failed: %s", name, exc)
+            except Exception:
+                log.exception("%s job failed unexpectedly", name)
+            finally:
+                self._inflight.discard(task)
+
+        return run
+
+    async def calendar_job(self) -> None:
+        assert self.pipeline is not None
+        now = self.clock.now()
+        await self.pipeline.refresh_calendar(now)
+        await self.pipeline.refresh_targets(now)
+        await self.pipeline.evaluate(now, None)  # which report a rule sees moves by the day
+        await self.pipeline.save_data(now)
+
+    async def market_job(self) -> None:
+        assert self.pipeline is not None
+        now = self.clock.now()
+        changed: set[str] = set()
+        settings = self.settings
+        interval = quote_interval(is_market_open(now), settings.price_poll, settings.off_hours_poll)
+        if is_due(self.timers.last_quotes, now, interval):
+            self.timers.last_quotes = now
+            changed |= await self.pipeline.poll_quotes(now)
+        changed |= await self.pipeline.poll_earnings(now, settings.earnings_poll)
+        await self.pipeline.evaluate(now, changed)
+        if changed:
+            await self.pipeline.save_data(now)
+        if self.until is not None and now >= self.until:
+            self.stopping.set()
+
+    async def rules_job(self, *, force: bool = False) -> None:
+        if not force and not self.rule_file.changed():
+            return
+        old = self.rules()
+        try:
+            ruleset = self.rule_file.load()
+        except RuleFileError as exc:
+            self.metrics.rule_reload_error()
+            for line in exc.lines():
+                log.error("%s", line)
+            log.error(
+                "rule file refused (%d problem(s)); the previous rules keep running",
+                len(exc.problems),
+            )
+            return
+        except OSError as exc:
+            self.metrics.rule_reload_error()
+            log.error(
+                "%s: cannot read the rule file: %s; the previous rules keep running",
+                self.rule_file.path,
+                exc.strerror,
+            )
+            return
+        self.metrics.set_rules_loaded(len(ruleset.rules))
+        log.info("rules reloaded: %s", ruleset.summary())
+        if ruleset.symbols - old.symbols:
+            self.timers.last_quotes = None
+            await self.calendar_job()
+        else:
+            assert self.pipeline is not None
+            await self.pipeline.evaluate(self.clock.now(), None)
+
+    # --- running -------------------------------------------------------------------------
+    async def run(self, *, once: bool = False) -> int:
+        try:
+            provider, notifiers = await self._open()
+        except RuleFileError as exc:
+            for line in exc.lines():
+                log.error("%s", line)
+            log.error("cannot start: the rule file has %d problem(s)", len(exc.problems))
+            return 2
+        except OSError as exc:
+            log.error("cannot start: %s: %s", self.rule_file.path, exc.strerror)
+            return 2
+        except (StoreError, ConfigError) as exc:
+            log.error("cannot start: %s", exc)
+            return 2
+        web: WebServer | None = None
+        try:
+            if once:
+                await self._once()
+                return 0
+            if self.settings.http not in ("", "off"):
+                host, port = self.settings.http_host_port
+                web = await start_web(
+                    host, port, lambda: self.health.check(self.clock.now()), self.metrics
+                )
+                log.info("health and metrics on http://%s:%d", web.host, web.port)
+            await self._serve()
+            return 0
+        finally:
+            if web is not None:
+                await web.aclose()
+            await provider.aclose()
+            for notifier in notifiers.values():
+                await notifier.aclose()
+            if self.store is not None:
+                await asyncio.to_thread(self.store.close)
+
+    async def _once(self) -> None:
+        assert self.worker is not None and self.pipeline is not None
+        await self.calendar_job()
+        await self.market_job()
+        while await self.worker.run_once():
+            pass
+
+    async def _serve(self) -> None:
+        assert self.worker is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(
+            signal.SIGHUP,
+            lambda: asyncio.ensure_future(self._job("rules", lambda: self.rules_job(force=True))()),
+        )
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one INFO line per run
+        scheduler = AsyncIOScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+        )
+        start = datetime.now().astimezone()
+        scheduler.add_job(
+            self._job("calendar", self.calendar_job),
+            "interval",
+            seconds=self.settings.calendar_refresh.total_seconds(),
+            next_run_time=start,
+            id="calendar",
+        )
+        scheduler.add_job(
+            self._job("market", self.market_job),
+            "interval",
+            seconds=MARKET_TICK,
+            next_run_time=start + timedelta(seconds=0.5),
+            id="market",
+        )
+        scheduler.add_job(
+            self._job("rules", self.rules_job),
+            "interval",
+            seconds=self.settings.rules_watch.total_seconds(),
+            id="rules",
+        )
+        worker_stop = asyncio.Event()
+        worker_task = asyncio.create_task(self.worker.run(worker_stop))
+        scheduler.start()
+        self.health.scheduler_running = True
+        log.info("earnwatch running: %s", self.rules().summary())
+        await self.stopping.wait()
+        log.info("stopping: no new polls; letting deliveries in flight finish")
+        scheduler.pause()
+        self.health.scheduler_running = False
+        if self._inflight:
+            await asyncio.wait(
+                set(self._inflight), timeout=self.settings.shutdown_grace.total_seconds()
+            )
+        worker_stop.set()
+        try:
+            await asyncio.wait_for(
+                worker_task, timeout=self.settings.shutdown_grace.total_seconds()
+            )
+        except TimeoutError:
+            log.warning(
+                "deliveries still in flight after %s; they will be retried at the next start",
+                self.settings.shutdown_grace,
+            )
+        scheduler.shutdown(wait=False)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")
