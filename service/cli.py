@@ -157,6 +157,18 @@ def calendar(
 
 
 @app.command()
+def demo(
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=5, help="how long the replay takes")
+    ] = 40.0,
+) -> None:
+    """Run the real daemon offline on LUMN's Q4 2025 report, replayed on a fast clock."""
+    from service.demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo(seconds=seconds)))
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(f"earnwatch {__version__}")

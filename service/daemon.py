@@ -129,8 +129,10 @@ class Daemon:
         env_file: str | Path | None = ".env",
         mask: SecretMask | None = None,
         until: datetime | None = None,
+        tick: float = MARKET_TICK,
     ) -> None:
         self.settings = settings
+        self.tick = tick
         self.clock: Clock = clock or SystemClock()
         self.rule_file = RuleFile(
             rules_path,
@@ -233,8 +235,12 @@ class Daemon:
         await self.pipeline.evaluate(now, changed)
         if changed:
             await self.pipeline.save_data(now)
-        if self.until is not None and now >= self.until:
-            self.stopping.set()
+        if self.until is not None and now >= self.until and await self._outbox_empty():
+            self.stopping.set()  # a replay ends once its alerts are out
+
+    async def _outbox_empty(self) -> bool:
+        assert self.store is not None
+        return await asyncio.to_thread(self.store.pending_count) == 0
 
     async def rules_job(self, *, force: bool = False) -> None:
         if not force and not self.rule_file.changed():
@@ -337,7 +343,7 @@ class Daemon:
         scheduler.add_job(
             self._job("market", self.market_job),
             "interval",
-            seconds=MARKET_TICK,
+            seconds=self.tick,
             next_run_time=start + timedelta(seconds=0.5),
             id="market",
         )
