@@ -180,6 +180,7 @@ class Daemon:
             concurrency=self.settings.delivery_concurrency,
             max_attempts=self.settings.delivery_max_attempts,
             max_age=self.settings.delivery_max_age,
+            lease=self.settings.delivery_lease,
         )
         self.pipeline = Pipeline(
             provider=provider,

@@ -64,6 +64,7 @@ def write_env(
         "EARNWATCH_PRICE_POLL=1s",
         "EARNWATCH_OFF_HOURS_POLL=1s",
         "EARNWATCH_EARNINGS_POLL=1s",
+        "EARNWATCH_DELIVERY_LEASE=3s",  # a send cut short by kill -9 is retaken after this
         f"HOOK_URL={receiver.url_for('/hooks/earnings-s3cr3t-path')}",
         "HOOK_SECRET=whsec_c2VjcmV0LXNpZ25pbmcta2V5",
     ]
@@ -116,7 +117,9 @@ def test_killed_after_storing_and_before_delivering_the_alert_still_arrives_once
     tmp_path: Path, finnhub: FakeFinnhub
 ) -> None:
     statuses: list[int] = []
-    with Receiver(default=Reply(503)) as receiver:
+    # Refusals take 2 s, so the kill always lands while a request is in flight (the hard
+    # case: the delivery is leased to the dead process and must be retaken after restart).
+    with Receiver(default=Reply(503, delay=2.0)) as receiver:
         write_env(tmp_path, finnhub, receiver, None)
         (tmp_path / "rules.yaml").write_text(RULES % "[hook]")
         db = tmp_path / "earnwatch.db"
