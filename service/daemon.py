@@ -181,6 +181,7 @@ class Daemon:
             max_attempts=self.settings.delivery_max_attempts,
             max_age=self.settings.delivery_max_age,
             lease=self.settings.delivery_lease,
+            on_outcome=self.metrics.delivery,
         )
         self.pipeline = Pipeline(
             provider=provider,
@@ -234,6 +235,7 @@ class Daemon:
             changed |= await self.pipeline.poll_quotes(now)
         changed |= await self.pipeline.poll_earnings(now, settings.earnings_poll)
         await self.pipeline.evaluate(now, changed)
+        self.metrics.set_outbox_pending(await asyncio.to_thread(self.pipeline.store.pending_count))
         if changed:
             await self.pipeline.save_data(now)
         if self.until is not None and now >= self.until and await self._outbox_empty():

@@ -25,6 +25,7 @@ import math
 import random
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Literal
 
 from service.clock import Clock
 from service.errors import DeliveryError, StoreError
@@ -63,6 +64,10 @@ def compute_backoff(
     return delay
 
 
+#: What a finished attempt did to its delivery, as metrics count it.
+Result = Literal["delivered", "retry", "dead"]
+
+
 class DeliveryWorker:
     """Sends the outbox. One per process; several processes may share a database."""
 
@@ -82,6 +87,7 @@ class DeliveryWorker:
         backoff_factor: float = 2.0,
         backoff_cap: float = 300.0,
         idle_wait: float = 5.0,
+        on_outcome: Callable[[str, Result], None] | None = None,
     ) -> None:
         if concurrency < 1 or max_attempts < 1:
             raise ValueError("concurrency and max_attempts must be at least 1")
@@ -96,6 +102,7 @@ class DeliveryWorker:
         self._lease = lease
         self._backoff = (backoff_base, backoff_factor, backoff_cap)
         self._idle_wait = idle_wait
+        self._on_outcome = on_outcome  # (channel kind, delivered|retry|dead), for metrics
         self._semaphore = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
 
@@ -261,6 +268,9 @@ class DeliveryWorker:
         moved = await asyncio.to_thread(
             self._store.finish, delivery.id, record, new_status, next_at
         )
+        if moved and self._on_outcome is not None:
+            result: Result = "retry" if new_status == "pending" else new_status
+            self._on_outcome(delivery.kind, result)
         logger.log(
             logging.INFO if outcome == "ok" else logging.WARNING,
             "delivery %s channel=%s kind=%s alert=%s attempt=%d outcome=%s status=%s -> %s%s",

@@ -413,3 +413,17 @@ async def test_two_replicas_sharing_a_database_deliver_each_alert_exactly_once(
     assert stores[1].pending_count() == 0
     for store in stores:
         store.close()
+
+
+async def test_every_finished_attempt_is_reported_for_metrics(
+    store: Store, clock: FakeClock
+) -> None:
+    record(store, 2)
+    outcomes: list[tuple[str, str]] = []
+    notifier = FakeNotifier(script=[http_error(500), http_error(400, permanent=True)])
+    await drain(
+        store,
+        make_worker(store, notifier, clock, on_outcome=lambda k, r: outcomes.append((k, r))),
+        clock,
+    )
+    assert sorted(outcomes) == [("webhook", "dead"), ("webhook", "delivered"), ("webhook", "retry")]
