@@ -74,9 +74,10 @@ def read_rules(path: Path, settings: Settings | None = None) -> RuleSet:
 @app.command()
 def check(
     path: Annotated[Path | None, typer.Argument(help="rule file to check")] = None,
+    rules: RulesPath = None,
 ) -> None:
     """Validate a rule file: exit 0 with a summary, or 1 with every problem as PATH:LINE:COL."""
-    target = path or _settings().rules
+    target = path or rules or _settings().rules
     ruleset = read_rules(target)
     typer.echo(f"{target}: OK: {ruleset.summary()}")
 

@@ -85,3 +85,14 @@ def test_schema_is_json_schema_that_describes_the_file(tmp_path: Path, name: str
         rule["properties"]
     )
     assert rule["additionalProperties"] is False
+
+
+def test_check_takes_the_rule_file_as_rules_too(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n  - name: r\n    symbols: [LUMN]\n    when: price > 1\n"
+    )
+    result = earnwatch("check", "--rules", "r.yaml", cwd=tmp_path)
+    assert (
+        result.returncode == 0
+        and result.stdout.strip() == "r.yaml: OK: 1 rule, 1 symbol, 0 channels"
+    )
