@@ -4,12 +4,14 @@ Finnhub's API, a local webhook receiver and a local SMTP server (aiosmtpd)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from tests.e2e import Daemon, count_rows, wait_for
@@ -97,7 +99,18 @@ def test_a_reported_miss_arrives_once_on_each_channel_within_5_seconds(
             )
             time.sleep(3)  # several more polls of the same report
             assert len(receiver.requests) == 1 and len(smtp.messages) == 1, daemon.log()[-3000:]
+            port = re.search(r"health and metrics on http://127\.0\.0\.1:(\d+)", daemon.log())
+            assert port is not None, daemon.log()[-2000:]
+            base = f"http://127.0.0.1:{port.group(1)}"
+            health = httpx.get(f"{base}/healthz", timeout=5)
+            metrics = httpx.get(f"{base}/metrics", timeout=5).text
             code = daemon.stop()
+        assert (health.status_code, health.text.strip()) == (200, "ok")
+        assert 'earnwatch_alerts_fired_total{rule="lumn-miss"} 1.0' in metrics
+        assert (
+            'earnwatch_deliveries_total{channel_kind="webhook",outcome="delivered"} 1.0' in metrics
+        )
+        assert 'earnwatch_polls_total{kind="calendar"}' in metrics
         assert code == 0
     body = json.loads(receiver.requests[0].body)
     assert body["rule"] == "lumn-miss" and body["symbol"] == "LUMN"
