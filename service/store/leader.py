@@ -95,6 +95,11 @@ class Leader(Protocol):
     """What the daemon needs from an election, on any backend."""
 
     @property
+    def step_interval(self) -> float:
+        """Seconds between `step()` calls (well under the self-fence delay F/2)."""
+        ...
+
+    @property
     def leading(self) -> bool:
         """True while this replica may poll and evaluate (checked by every job)."""
         ...
@@ -114,6 +119,7 @@ class LeaderTimings:
     Seconds unless the name says otherwise; libpq and the server take whole seconds."""
 
     failover: float
+    step_interval: float  # how often the daemon should call step(): min(1 s, F/10)
     fence_after: float  # F/2: no successful renewal started for this long -> not leading
     stale_after: float  # 0.6 F: a standby terminates a holder idle on the server this long
     op_timeout: float  # F/4: statement timeout of each query, and of the renewal step
@@ -134,6 +140,7 @@ class LeaderTimings:
         count = max(1, min(3, int((detect - idle) / interval)))
         return cls(
             failover=f,
+            step_interval=min(1.0, f / 10),
             fence_after=f / 2,
             stale_after=detect,
             op_timeout=f / 4,
@@ -311,6 +318,10 @@ class Leadership:
         return {k: v for k, v in params.items() if v is not None}
 
     # --- state -----------------------------------------------------------------------
+    @property
+    def step_interval(self) -> float:
+        return self.timings.step_interval
+
     @property
     def leading(self) -> bool:
         """True while the lock is held and the last renewal started less than F/2 ago."""
@@ -508,6 +519,10 @@ class SingleLeader:
         self._released = False
 
     @property
+    def step_interval(self) -> float:
+        return 1.0
+
+    @property
     def leading(self) -> bool:
         return not self._released
 
@@ -527,9 +542,7 @@ class SingleLeader:
             self._on_change(False, "released at shutdown")
 
 
-def leadership_for(
-    url: str, failover: timedelta, *, on_change: OnChange | None = None
-) -> Leadership | SingleLeader:
+def leadership_for(url: str, failover: timedelta, *, on_change: OnChange | None = None) -> Leader:
     """A PostgreSQL election for a PostgreSQL URL, a `SingleLeader` for SQLite."""
     backend = make_url(normalize_url(url)).get_backend_name()
     if backend == "sqlite":

@@ -400,7 +400,7 @@ async def test_single_leader_always_leads(sqlite_url) -> None:
         sqlite_url, FAILOVER, on_change=lambda lead, why: changes.append((lead, why))
     )
     assert isinstance(leader, SingleLeader)
-    assert leader.leading
+    assert leader.leading and leader.step_interval == 1.0
     for _ in range(3):
         assert await leader.step() is True
     assert changes == [(True, "single process (SQLite)")]
@@ -427,6 +427,7 @@ def test_leadership_for_picks_the_backend() -> None:
 def test_timings_fit_the_failover_budget() -> None:
     for seconds in (5, 10, 15, 30, 60, 120):
         t = LeaderTimings.from_failover(timedelta(seconds=seconds))
+        assert t.step_interval <= t.fence_after / 5
         # the leader fences itself before the server or a standby can end its session...
         assert t.op_timeout < t.fence_after < t.stale_after
         assert t.fence_after < t.keepalive_detection
@@ -437,5 +438,7 @@ def test_timings_fit_the_failover_budget() -> None:
     t = LeaderTimings.from_failover(FAILOVER)
     assert (t.keepalives_idle, t.keepalives_interval, t.keepalives_count) == (6, 1, 3)
     assert (t.fence_after, t.stale_after, t.op_timeout) == (7.5, 9.0, 3.75)
+    assert t.step_interval == 1.0
+    assert LeaderTimings.from_failover(timedelta(seconds=5)).step_interval == 0.5
     with pytest.raises(ValueError):
         LeaderTimings.from_failover(timedelta(0))
