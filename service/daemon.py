@@ -45,6 +45,7 @@ from service.providers.base import Provider
 from service.rules import ChannelCheck, RuleSet, load_rules
 from service.schedule import is_due, quote_interval
 from service.store import Store, open_store
+from service.store.leader import Leader, leadership_for
 from service.targets import channel_check
 from service.web import HealthState, WebServer, start_web
 
@@ -152,6 +153,9 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.worker: DeliveryWorker | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._scheduler: AsyncIOScheduler | None = None
+        self.leadership: Leader | None = None
+        self._leading: bool | None = None  # None before the first step: the first result applies
 
     # --- wiring --------------------------------------------------------------------------
     def rules(self) -> RuleSet:
@@ -166,6 +170,7 @@ class Daemon:
         self.metrics.set_rules_loaded(len(ruleset.rules))
         log.info("rules %s: %s", self.rule_file.path, ruleset.summary())
         self.store = store = await asyncio.to_thread(open_store, self.settings.database_url)
+        self.leadership = leadership_for(self.settings.database_url, self.settings.failover)
         states = await asyncio.to_thread(store.load_states)
         saved = await asyncio.to_thread(store.load_market_data, "market")
         data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()
@@ -216,8 +221,36 @@ class Daemon:
 
         return run
 
+    def is_leading(self) -> bool:
+        """Only the leader polls and evaluates (always this process on SQLite)."""
+        return bool(self._leading) and self.leadership is not None and self.leadership.leading
+
+    async def leader_job(self) -> None:
+        assert self.leadership is not None and self.store is not None and self.pipeline is not None
+        leading = await self.leadership.step()
+        if leading == self._leading:
+            return
+        if leading:
+            # The previous leader moved rule states and market data on: start from theirs.
+            states = await asyncio.to_thread(self.store.load_states)
+            saved = await asyncio.to_thread(self.store.load_market_data, "market")
+            self.pipeline.states = states
+            self.pipeline.data = MarketData.from_json(saved.data_json) if saved else MarketData()
+            self.pipeline.earnings_polled.clear()
+            self.timers.last_quotes = None
+            if not self.leadership.leading:
+                return
+        self._leading = leading
+        self.metrics.set_leader(leading)
+        self.health.set_leading(leading, self.clock.now())
+        job = self._scheduler.get_job("calendar") if self._scheduler is not None else None
+        if leading and job is not None:
+            job.modify(next_run_time=datetime.now().astimezone())
+
     async def calendar_job(self) -> None:
         assert self.pipeline is not None
+        if not self.is_leading():
+            return
         now = self.clock.now()
         await self.pipeline.refresh_calendar(now)
         await self.pipeline.refresh_targets(now)
@@ -226,6 +259,8 @@ class Daemon:
 
     async def market_job(self) -> None:
         assert self.pipeline is not None
+        if not self.is_leading():
+            return
         now = self.clock.now()
         changed: set[str] = set()
         settings = self.settings
@@ -273,7 +308,7 @@ class Daemon:
         if ruleset.symbols - old.symbols:
             self.timers.last_quotes = None
             await self.calendar_job()
-        else:
+        elif self.is_leading():
             assert self.pipeline is not None
             await self.pipeline.evaluate(self.clock.now(), None)
 
@@ -306,6 +341,8 @@ class Daemon:
             await self._serve()
             return 0
         finally:
+            if self.leadership is not None:
+                await self.leadership.release()
             if web is not None:
                 await web.aclose()
             await provider.aclose()
@@ -316,6 +353,7 @@ class Daemon:
 
     async def _once(self) -> None:
         assert self.worker is not None and self.pipeline is not None
+        await self.leader_job()  # with another replica leading, --once only delivers
         await self.calendar_job()
         await self.market_job()
         while await self.worker.run_once():
@@ -335,7 +373,17 @@ class Daemon:
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         )
+        self._scheduler = scheduler
+        assert self.leadership is not None
+        await self._job("leader", self.leader_job)()  # elect before the first poll
         start = datetime.now().astimezone()
+        scheduler.add_job(
+            self._job("leader", self.leader_job),
+            "interval",
+            seconds=self.leadership.step_interval,
+            id="leader",
+            misfire_grace_time=None,
+        )
         scheduler.add_job(
             self._job("calendar", self.calendar_job),
             "interval",
@@ -360,7 +408,11 @@ class Daemon:
         worker_task = asyncio.create_task(self.worker.run(worker_stop))
         scheduler.start()
         self.health.scheduler_running = True
-        log.info("earnwatch running: %s", self.rules().summary())
+        log.info(
+            "earnwatch running: %s; %s",
+            self.rules().summary(),
+            "leading" if self.is_leading() else "standby (another replica leads)",
+        )
         await self.stopping.wait()
         log.info("stopping: no new polls; letting deliveries in flight finish")
         scheduler.pause()
@@ -369,6 +421,7 @@ class Daemon:
             await asyncio.wait(
                 set(self._inflight), timeout=self.settings.shutdown_grace.total_seconds()
             )
+        await self.leadership.release()  # a standby takes over at once
         worker_stop.set()
         try:
             await asyncio.wait_for(

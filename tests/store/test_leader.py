@@ -361,6 +361,12 @@ async def test_keepalives_and_timeouts_are_set_on_the_lock_connection(pg_url, ad
         await a.release()
 
 
+def where(url: str) -> str:
+    """How the leader names the database in logs: host:port/db, never the URL."""
+    parsed = make_url(url)
+    return f"{parsed.host}:{parsed.port or 5432}/{parsed.database}"
+
+
 @pytest.mark.postgres
 async def test_unreachable_database_never_leads_and_logs_no_password(pg_url, key, caplog) -> None:
     url = make_url(pg_url).set(password="s3cr3t-pw-x").render_as_string(hide_password=False)
@@ -372,7 +378,7 @@ async def test_unreachable_database_never_leads_and_logs_no_password(pg_url, key
     assert "s3cr3t-pw-x" not in caplog.text
     warnings = [r for r in caplog.records if "cannot reach" in r.getMessage()]
     assert len(warnings) == 1  # the same error is logged once, not at every step
-    assert "127.0.0.1:5432/earnwatch_test" in warnings[0].getMessage()
+    assert where(pg_url) in warnings[0].getMessage()
 
 
 @pytest.mark.postgres
@@ -387,8 +393,8 @@ async def test_gain_and_loss_are_logged_with_host_and_db_only(pg_url, admin, key
         await a.release()
     records = [r for r in caplog.records if r.name == "service.store.leader"]
     lines = [r.getMessage() for r in records]
-    assert any("now leads on 127.0.0.1:5432/earnwatch_test" in m for m in lines)
-    assert any("stopped leading on 127.0.0.1:5432/earnwatch_test" in m for m in lines)
+    assert any(f"now leads on {where(pg_url)}" in m for m in lines)
+    assert any(f"stopped leading on {where(pg_url)}" in m for m in lines)
     assert all(f":{password}@" not in m for m in lines)
     assert all(r.args for r in records)  # %-args, not pre-formatted strings
 
