@@ -1,0 +1,266 @@
+"""Benchmark: commit N alerts to the outbox and deliver them to a local webhook receiver.
+
+The real pieces: a store (SQLite in a temporary folder, or PostgreSQL with
+`--database-url`), `Store.record()` with `render` (one webhook delivery per alert), the
+real `WebhookNotifier` (signed, through the SSRF guard with private targets allowed) and
+`DeliveryWorker.run()`, woken after each commit as the pipeline wakes it. Alerts are
+committed in batches of `--batch` per transaction while the worker runs; the receiver is a
+small HTTP server on 127.0.0.1 in this process (no import from tests/) that answers 200
+and records the arrival time of each `webhook-id`.
+
+Latency is from the moment `record()` returned (the batch is committed) to the moment the
+receiver read the request. Duplicates are raw receipts minus distinct webhook-ids.
+
+    .venv/bin/python bench/delivery.py [--alerts 1000] [--concurrency 8] [--batch 50]
+        [--pause 0] [--database-url postgresql+psycopg://...]
+
+`--database-url` defaults to $EARNWATCH_TEST_PG_URL when `--pg` is given, else SQLite.
+The bench creates its tables with `open_store` (migrations) and leaves them in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pydantic import SecretStr
+
+from service.clock import SystemClock
+from service.config import load_settings
+from service.delivery import DeliveryWorker
+from service.engine import Alert
+from service.notify import WebhookConfig, build_notifiers
+from service.notify.base import ChannelConfig
+from service.notify.render import render
+from service.store import NewAlert, Store, open_store
+
+
+@dataclass
+class Arrivals:
+    """What the receiver saw: (webhook-id, alert id, monotonic time) per request."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    seen: list[tuple[str, str, float]] = field(default_factory=list)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, arrivals: Arrivals) -> None:
+        self.arrivals = arrivals
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        at = time.monotonic()
+        alert_id = str(json.loads(body).get("alert_id", ""))
+        with self.server.arrivals.lock:
+            self.server.arrivals.seen.append((self.headers.get("webhook-id", ""), alert_id, at))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def alerts_for(batch: int, first: int, now: datetime) -> list[NewAlert]:
+    out: list[NewAlert] = []
+    for i in range(first, first + batch):
+        symbol = f"S{i % 500:03d}"
+        alert = Alert(
+            rule=f"bench-miss-{i % 50}",
+            symbol=symbol,
+            dedup_key=f"bench:{now.isoformat()}:{i}",
+            fired_at=now,
+            text=f"{symbol} missed: EPS -0.30 vs -0.21 (alert {i})",
+            channels=("hook",),
+            values={"eps_actual": -0.30, "eps_estimate": -0.21, "price": 8.46},
+            report_key="2025Q4",
+        )
+        out.append((alert, render, [("hook", "webhook")]))
+    return out
+
+
+async def run_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    arrivals = Arrivals()
+    server = _Server(arrivals)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    store: Store = await asyncio.to_thread(open_store, url)
+    settings = load_settings(env_file=None, allow_private_targets=True)
+    notifiers = build_notifiers(settings)
+    hook_url = f"http://127.0.0.1:{server.server_address[1]}/hooks/bench-s3cr3t"
+    channels: Mapping[str, ChannelConfig] = {
+        "hook": WebhookConfig(
+            url=SecretStr(hook_url), secret=SecretStr("whsec_YmVuY2gtc2lnbmluZy1rZXk=")
+        )
+    }
+    worker = DeliveryWorker(
+        store,
+        notifiers,
+        lambda: channels,
+        clock=SystemClock(),
+        rng=random.Random(7),
+        concurrency=args.concurrency,
+    )
+    committed: dict[str, float] = {}
+    commit_s = 0.0
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    started = time.monotonic()
+    try:
+        for first in range(0, args.alerts, args.batch):
+            now = datetime.now(UTC)
+            batch = alerts_for(min(args.batch, args.alerts - first), first, now)
+            ids = await asyncio.to_thread(store.record, batch, {}, now)
+            at = time.monotonic()
+            committed.update((alert_id, at) for alert_id in ids)
+            commit_s = at - started
+            worker.wake()
+            if args.pause:
+                await asyncio.sleep(args.pause)
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            with arrivals.lock:
+                got = {a for _w, a, _t in arrivals.seen}
+            if len(got & committed.keys()) == len(committed):
+                break
+            await asyncio.sleep(0.02)
+        ours = set(committed)
+        while True:  # the last `finish()` transactions land just after the last receipt
+            entries = await asyncio.to_thread(store.history, len(committed), None, None)
+            mine = [d for e in entries if e.alert_id in ours for d in e.deliveries]
+            if all(d.status in ("delivered", "dead") for d in mine):
+                break
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        total_s = time.monotonic() - started
+        attempts = [d.attempts for d in mine]
+        statuses = [d.status for d in mine]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        for notifier in notifiers.values():
+            await notifier.aclose()
+        await asyncio.to_thread(store.close)
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    with arrivals.lock:
+        seen = [s for s in arrivals.seen if s[1] in committed]
+    first_arrival: dict[str, float] = {}
+    for _wid, alert_id, at in seen:
+        first_arrival.setdefault(alert_id, at)
+    latencies = sorted(first_arrival[a] - committed[a] for a in first_arrival)
+    distinct_ids = {wid for wid, _a, _t in seen}
+    last = max(first_arrival.values(), default=started)
+    return {
+        "backend": store.backend,
+        "alerts": len(committed),
+        "received": len(first_arrival),
+        "raw": len(seen),
+        "duplicates": len(seen) - len(distinct_ids),
+        "commit_s": commit_s,
+        "deliver_s": last - started,
+        "total_s": total_s,
+        "latencies": latencies,
+        "attempts": attempts,
+        "delivered": statuses.count("delivered"),
+    }
+
+
+def pct(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    lat = r["latencies"]
+    attempts = r["attempts"]
+    rows = [
+        ("database", r["backend"]),
+        (
+            "alerts / batch / concurrency",
+            f"{r['alerts']:,} / {args.batch} per transaction / {args.concurrency}",
+        ),
+        ("received (distinct alerts)", f"{r['received']:,} of {r['alerts']:,}"),
+        ("delivered in the store", f"{r['delivered']:,}"),
+        ("time to commit all batches", f"{r['commit_s']:.2f} s"),
+        ("time to the last receipt", f"{r['deliver_s']:.2f} s"),
+        ("deliveries per second", f"{r['received'] / r['deliver_s']:,.0f}"),
+        (
+            "commit -> receipt p50 / p90",
+            f"{pct(lat, 50) * 1000:,.0f} ms / {pct(lat, 90) * 1000:,.0f} ms",
+        ),
+        (
+            "commit -> receipt p99 / max",
+            f"{pct(lat, 99) * 1000:,.0f} ms / {(lat[-1] if lat else float('nan')) * 1000:,.0f} ms",
+        ),
+        (
+            "attempts per delivery",
+            f"mean {statistics.fmean(attempts):.2f}, max {max(attempts)}" if attempts else "-",
+        ),
+        ("duplicates (raw - distinct ids)", f"{r['duplicates']}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--alerts", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=8, help="worker sends in flight")
+    parser.add_argument("--batch", type=int, default=50, help="alerts per transaction")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds between batches")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this")
+    parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
+    parser.add_argument(
+        "--pg", action="store_true", help="use $EARNWATCH_TEST_PG_URL as --database-url"
+    )
+    args = parser.parse_args()
+    if args.alerts < 1 or args.batch < 1 or args.concurrency < 1:
+        parser.error("--alerts, --batch and --concurrency must be at least 1")
+    url = args.database_url
+    if url is None and args.pg:
+        url = os.environ.get("EARNWATCH_TEST_PG_URL") or parser.error(
+            "--pg needs EARNWATCH_TEST_PG_URL"
+        )
+    with tempfile.TemporaryDirectory(prefix="earnwatch-bench-") as folder:
+        if url is None:
+            url = f"sqlite:///{Path(folder) / 'earnwatch.db'}"
+        result = asyncio.run(run_bench(args, url))
+    report(args, result)
+    if result["received"] != result["alerts"] or result["duplicates"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
