@@ -67,7 +67,7 @@ def read_rules(path: Path, settings: Settings | None = None) -> RuleSet:
     except RuleFileError as exc:
         for line in exc.lines():
             typer.echo(line, err=True)
-        typer.echo(f"{path}: {len(exc.problems)} problem(s); nothing was changed", err=True)
+        typer.echo(f"{path}: {len(exc.problems)} problem(s)", err=True)
         raise typer.Exit(1) from None
 
 
@@ -123,7 +123,9 @@ def history(
             err=True,
         )
         raise typer.Exit(2)
-    typer.echo(show_history(_settings(), limit=limit, rule=rule, status=status, as_json=as_json))
+    code, text = show_history(_settings(), limit=limit, rule=rule, status=status, as_json=as_json)
+    typer.echo(text, err=code != 0)
+    raise typer.Exit(code)
 
 
 @app.command("test-notify")

@@ -35,19 +35,20 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def show_history(
     settings: Settings, *, limit: int, rule: str | None, status: str | None, as_json: bool
-) -> str:
+) -> tuple[int, str]:
+    """(exit code, text): 1 with one line when the database cannot be opened."""
     from service.store import open_store
 
     try:
         store = open_store(settings.database_url)
     except StoreError as exc:
-        return f"earnwatch: {exc}"
+        return 1, f"history: {exc}"
     try:
         entries = store.history(limit=limit, rule=rule, status=status)  # type: ignore[arg-type]
     finally:
         store.close()
     if as_json:
-        return json.dumps(
+        return 0, json.dumps(
             [
                 {
                     "alert_id": e.alert_id,
@@ -73,7 +74,7 @@ def show_history(
             indent=2,
         )
     if not entries:
-        return "no alerts yet"
+        return 0, "no alerts yet"
     rows = []
     for e in entries:
         fired = e.fired_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
@@ -94,7 +95,7 @@ def show_history(
                 ]
             )
     headers = ["FIRED", "RULE", "SYMBOL", "CHANNEL", "STATUS", "ATTEMPTS", "LAST ERROR", "MESSAGE"]
-    return format_table(headers, rows)
+    return 0, format_table(headers, rows)
 
 
 def _short(text: str, width: int = 60) -> str:

@@ -26,6 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import BaseModel, SecretStr
 
@@ -36,6 +42,7 @@ from service.errors import ConfigError, EarnwatchError, RuleFileError, StoreErro
 from service.hours import is_market_open
 from service.logs import SecretMask
 from service.marketdata import MarketData
+from service.metrics import JobEvent as JobEventKind
 from service.metrics import Metrics
 from service.notify import CHANNEL_CONFIGS, build_notifiers
 from service.notify.base import ChannelConfig, Notifier
@@ -134,6 +141,7 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.tick = tick
+        self.tick_quotes_inline = False  # --once polls quotes inside the market step
         self.clock: Clock = clock or SystemClock()
         self.rule_file = RuleFile(
             rules_path,
@@ -153,6 +161,8 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.worker: DeliveryWorker | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self.provider: Provider | None = None
+        self.notifiers: dict[str, Notifier] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self.leadership: Leader | None = None
         self._leading: bool | None = None  # None before the first step: the first result applies
@@ -165,17 +175,20 @@ class Daemon:
     def channel_configs(self) -> Mapping[str, ChannelConfig]:
         return {n: c.config for n, c in self.rules().channels.items()}  # type: ignore[misc]
 
-    async def _open(self) -> tuple[Provider, dict[str, Notifier]]:
+    async def _open(self) -> None:
+        """Everything that can refuse a bad setting first, then the database."""
         ruleset = self.rule_file.load()
         self.metrics.set_rules_loaded(len(ruleset.rules))
         log.info("rules %s: %s", self.rule_file.path, ruleset.summary())
-        self.store = store = await asyncio.to_thread(open_store, self.settings.database_url)
+        self.provider = provider = self._provider or build_providers(
+            self.settings, clock=self.clock
+        )
+        self.notifiers = notifiers = build_notifiers(self.settings)
         self.leadership = leadership_for(self.settings.database_url, self.settings.failover)
+        self.store = store = await asyncio.to_thread(open_store, self.settings.database_url)
         states = await asyncio.to_thread(store.load_states)
         saved = await asyncio.to_thread(store.load_market_data, "market")
         data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()
-        provider = self._provider or build_providers(self.settings, clock=self.clock)
-        notifiers = build_notifiers(self.settings)
         self.worker = DeliveryWorker(
             store,
             notifiers,
@@ -198,7 +211,6 @@ class Daemon:
             health=self.health,
             on_alerts=self.worker.wake,
         )
-        return provider, notifiers
 
     # --- jobs ----------------------------------------------------------------------------
     def _job(self, name: str, work: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -212,6 +224,10 @@ class Daemon:
             self._inflight.add(task)
             try:
                 await work()
+            except asyncio.CancelledError:
+                if not self.stopping.is_set():
+                    raise
+                log.info("%s job cut short by shutdown", name)
             except (EarnwatchError, OSError) as exc:
                 log.error("%s job failed: %s", name, exc)
             except Exception:
@@ -257,18 +273,31 @@ class Daemon:
         await self.pipeline.evaluate(now, None)  # which report a rule sees moves by the day
         await self.pipeline.save_data(now)
 
-    async def market_job(self) -> None:
+    async def quotes_job(self) -> None:
+        """Quotes when due. Its own job: a provider without batch quotes needs minutes for
+        hundreds of symbols, and the report-window polls must not wait behind it."""
         assert self.pipeline is not None
         if not self.is_leading():
             return
         now = self.clock.now()
-        changed: set[str] = set()
         settings = self.settings
         interval = quote_interval(is_market_open(now), settings.price_poll, settings.off_hours_poll)
-        if is_due(self.timers.last_quotes, now, interval):
-            self.timers.last_quotes = now
-            changed |= await self.pipeline.poll_quotes(now)
-        changed |= await self.pipeline.poll_earnings(now, settings.earnings_poll)
+        if not is_due(self.timers.last_quotes, now, interval):
+            return
+        self.timers.last_quotes = now
+        if await self.pipeline.poll_quotes(self.clock.now, stop=self.stopping):
+            await self.pipeline.save_data(self.clock.now())
+
+    async def market_job(self) -> None:
+        """The report-window calendar polls, then an evaluation of what changed and of
+        the rules that move with the clock alone."""
+        assert self.pipeline is not None
+        if not self.is_leading():
+            return
+        now = self.clock.now()
+        if self.tick_quotes_inline:
+            await self.quotes_job()
+        changed = await self.pipeline.poll_earnings(now, self.settings.earnings_poll)
         await self.pipeline.evaluate(now, changed)
         self.metrics.set_outbox_pending(await asyncio.to_thread(self.pipeline.store.pending_count))
         if changed:
@@ -315,7 +344,7 @@ class Daemon:
     # --- running -------------------------------------------------------------------------
     async def run(self, *, once: bool = False) -> int:
         try:
-            provider, notifiers = await self._open()
+            await self._open()
         except RuleFileError as exc:
             for line in exc.lines():
                 log.error("%s", line)
@@ -326,6 +355,7 @@ class Daemon:
             return 2
         except (StoreError, ConfigError) as exc:
             log.error("cannot start: %s", exc)
+            await self._close()
             return 2
         web: WebServer | None = None
         try:
@@ -341,20 +371,36 @@ class Daemon:
             await self._serve()
             return 0
         finally:
-            if self.leadership is not None:
-                await self.leadership.release()
             if web is not None:
                 await web.aclose()
-            await provider.aclose()
-            for notifier in notifiers.values():
-                await notifier.aclose()
-            if self.store is not None:
-                await asyncio.to_thread(self.store.close)
+            await self._close()
+
+    async def _close(self) -> None:
+        """Close whatever was opened (idempotent), also after a start that failed."""
+        if self.leadership is not None:
+            await self.leadership.release()
+        if self.provider is not None:
+            await self.provider.aclose()
+            self.provider = None
+        for notifier in self.notifiers.values():
+            await notifier.aclose()
+        self.notifiers = {}
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+
+    def _job_event(self, event: JobEvent) -> None:
+        kinds: dict[int, JobEventKind] = {
+            EVENT_JOB_MAX_INSTANCES: "max_instances",
+            EVENT_JOB_MISSED: "missed",
+        }
+        self.metrics.job_event(event.job_id, kinds.get(event.code, "error"))
 
     async def _once(self) -> None:
         assert self.worker is not None and self.pipeline is not None
         await self.leader_job()  # with another replica leading, --once only delivers
         await self.calendar_job()
+        self.tick_quotes_inline = True
         await self.market_job()
         while await self.worker.run_once():
             pass
@@ -368,7 +414,9 @@ class Daemon:
             signal.SIGHUP,
             lambda: asyncio.ensure_future(self._job("rules", lambda: self.rules_job(force=True))()),
         )
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one INFO line per run
+        # APScheduler logs every run at INFO and every skipped run (a job still busy) at
+        # WARNING; both are counted in /metrics instead (earnwatch_job_events_total).
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         scheduler = AsyncIOScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
@@ -392,6 +440,13 @@ class Daemon:
             id="calendar",
         )
         scheduler.add_job(
+            self._job("quotes", self.quotes_job),
+            "interval",
+            seconds=self.tick,
+            next_run_time=start + timedelta(seconds=0.3),
+            id="quotes",
+        )
+        scheduler.add_job(
             self._job("market", self.market_job),
             "interval",
             seconds=self.tick,
@@ -403,6 +458,9 @@ class Daemon:
             "interval",
             seconds=self.settings.rules_watch.total_seconds(),
             id="rules",
+        )
+        scheduler.add_listener(
+            self._job_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR
         )
         worker_stop = asyncio.Event()
         worker_task = asyncio.create_task(self.worker.run(worker_stop))
@@ -421,6 +479,10 @@ class Daemon:
             await asyncio.wait(
                 set(self._inflight), timeout=self.settings.shutdown_grace.total_seconds()
             )
+        for task in set(self._inflight):  # polls still running past the grace: cut short
+            task.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.leadership.release()  # a standby takes over at once
         worker_stop.set()
         try:

@@ -438,11 +438,6 @@ def test_run_once_with_nothing_to_report_exits_0_and_sends_nothing(
     assert_no_secret(output(result))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: show_history returns the StoreError as text; cli.history prints it on "
-    "stdout and exits 0 (service/commands.py show_history, service/cli.py history)",
-)
 def test_history_with_an_unreachable_database_exits_non_zero(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(
         "EARNWATCH_DATABASE_URL=postgresql+psycopg://u:pw-s3cr3t@127.0.0.1:1/earnwatch\n"

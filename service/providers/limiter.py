@@ -112,8 +112,10 @@ class RateLimiter:
 
 
 def finnhub_limiter(clock: Clock | None = None) -> RateLimiter:
-    """Finnhub free tier: 60 calls a minute, and 30 a second on every plan."""
-    return RateLimiter("finnhub", [Rate(60, 60.0), Rate(30, 1.0)], clock=clock)
+    """Finnhub free tier: 60 calls a minute, and 30 a second on every plan. A call is
+    counted when it takes its slot, before it leaves; the 2 s of margin keep the server's
+    count (which sees arrivals) at 60 in any 60 s even when the event loop is busy."""
+    return RateLimiter("finnhub", [Rate(60, 62.0), Rate(30, 1.0)], clock=clock)
 
 
 def fmp_limiter(clock: Clock | None = None) -> RateLimiter:

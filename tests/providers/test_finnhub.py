@@ -143,6 +143,6 @@ async def test_500_quotes_stay_within_60_a_minute(finnhub, clock):
         await finnhub.quotes([f"S{i}" for i in range(500)])
     assert len(times) == 500
     for i in range(60, 500):
-        assert (times[i] - times[i - 60]).total_seconds() >= 60
-    # Bursts of 60 a minute: the 500th call goes out 8 minutes after the first.
-    assert (times[-1] - times[0]).total_seconds() == 8 * 60
+        assert (times[i] - times[i - 60]).total_seconds() >= 62  # 2 s of margin on 60
+    # Bursts of 60 per 62 s: the 500th call goes out 8 windows after the first.
+    assert (times[-1] - times[0]).total_seconds() == 8 * 62
