@@ -17,7 +17,6 @@ running jobs on `shutdown()`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import signal
@@ -33,10 +32,9 @@ from apscheduler.events import (
     JobEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from pydantic import BaseModel, SecretStr
 
 from service.clock import Clock, SystemClock
-from service.config import Settings, load_env
+from service.config import Settings
 from service.delivery import DeliveryWorker
 from service.errors import ConfigError, EarnwatchError, RuleFileError, StoreError
 from service.hours import is_market_open
@@ -49,7 +47,8 @@ from service.notify.base import ChannelConfig, Notifier
 from service.pipeline import Pipeline
 from service.providers import build_providers
 from service.providers.base import Provider
-from service.rules import ChannelCheck, RuleSet, load_rules
+from service.rulefile import RuleFile
+from service.rules import RuleSet
 from service.schedule import is_due, quote_interval
 from service.store import Store, open_store
 from service.store.leader import Leader, leadership_for
@@ -59,64 +58,6 @@ from service.web import HealthState, WebServer, start_web
 log = logging.getLogger(__name__)
 
 MARKET_TICK = 1.0  # seconds between `market` job runs; what is due is decided inside
-
-
-class RuleFile:
-    """The rule file on disk and the last rule set that validated from it."""
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        env_file: str | Path | None,
-        channel_configs: Mapping[str, type[BaseModel]],
-        channel_check: ChannelCheck | None = None,
-        mask: SecretMask | None = None,
-    ) -> None:
-        self.path = path
-        self.channel_check = channel_check
-        self.env_file = env_file
-        self.channel_configs = channel_configs
-        self.mask = mask
-        self.ruleset: RuleSet | None = None
-        self._digest: str | None = None
-        self._stat: tuple[int, int] | None = None
-
-    def load(self) -> RuleSet:
-        """Read and validate the file; raises RuleFileError or OSError. Keeps the old set."""
-        text = self.path.read_text(encoding="utf-8")
-        ruleset = load_rules(
-            text,
-            source=str(self.path),
-            env=load_env(self.env_file),
-            channel_configs=self.channel_configs,
-            channel_check=self.channel_check,
-        )
-        self._digest = hashlib.sha256(text.encode()).hexdigest()
-        self._register_secrets(ruleset)
-        self.ruleset = ruleset
-        return ruleset
-
-    def changed(self) -> bool:
-        """Cheap check first (mtime, size), then the content hash."""
-        try:
-            stat = self.path.stat()
-            key = (stat.st_mtime_ns, stat.st_size)
-            if key == self._stat:
-                return False
-            self._stat = key
-            digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except OSError:
-            return False
-        return digest != self._digest
-
-    def _register_secrets(self, ruleset: RuleSet) -> None:
-        if self.mask is None:
-            return
-        for channel in ruleset.channels.values():
-            for value in channel.config.__dict__.values():
-                if isinstance(value, SecretStr):
-                    self.mask.add(value.get_secret_value())
 
 
 @dataclass

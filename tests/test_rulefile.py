@@ -1,0 +1,45 @@
+"""The rule file on disk: edits noticed, refused edits keep the old set, secrets masked."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from service.errors import RuleFileError
+from service.logs import SecretMask
+from service.notify import CHANNEL_CONFIGS
+from service.rulefile import RuleFile
+
+GOOD = "channels:\n  s: {type: slack, url: 'https://hooks.slack.com/services/T0/B0/sekr1t'}\nrules:\n  - name: r\n    symbols: [LUMN]\n    when: price > 1\n"
+
+
+def rule_file(tmp_path: Path, mask: SecretMask | None = None) -> tuple[RuleFile, Path]:
+    path = tmp_path / "rules.yaml"
+    path.write_text(GOOD)
+    return RuleFile(path, env_file=None, channel_configs=CHANNEL_CONFIGS, mask=mask), path
+
+
+def test_an_edit_is_noticed_and_a_touch_without_change_is_not(tmp_path: Path) -> None:
+    rules, path = rule_file(tmp_path)
+    rules.load()
+    assert not rules.changed()
+    os.utime(path, ns=(1, 1))  # new mtime, same content
+    assert not rules.changed()
+    path.write_text(GOOD.replace("> 1", "> 2"))
+    assert rules.changed()
+
+
+def test_a_refused_edit_keeps_the_last_valid_rule_set(tmp_path: Path) -> None:
+    rules, path = rule_file(tmp_path)
+    first = rules.load()
+    path.write_text(GOOD.replace("price > 1", "prise > 1"))
+    with pytest.raises(RuleFileError):
+        rules.load()
+    assert rules.ruleset is first
+
+
+def test_channel_secrets_are_registered_with_the_log_mask(tmp_path: Path) -> None:
+    mask = SecretMask()
+    rules, _ = rule_file(tmp_path, mask)
+    rules.load()
+    assert "sekr1t" not in mask.mask("posting to https://hooks.slack.com/services/T0/B0/sekr1t")
