@@ -58,11 +58,18 @@ from service.web import HealthState, WebServer, start_web
 log = logging.getLogger(__name__)
 
 MARKET_TICK = 1.0  # seconds between `market` job runs; what is due is decided inside
+#: With no new data, rules that move with the clock alone (hours_to_earnings, a running
+#: `for`) are evaluated this often.
+TIME_EVALUATION = timedelta(seconds=10)
+#: On SIGTERM, polls get this long to end by themselves before they are cut short (a
+#: poll holds no half-written state); deliveries get EARNWATCH_SHUTDOWN_GRACE.
+POLL_GRACE = 1.0
 
 
 @dataclass
 class _Timers:
     last_quotes: datetime | None = None
+    last_evaluation: datetime | None = None
 
 
 class Daemon:
@@ -239,7 +246,9 @@ class Daemon:
         if self.tick_quotes_inline:
             await self.quotes_job()
         changed = await self.pipeline.poll_earnings(now, self.settings.earnings_poll)
-        await self.pipeline.evaluate(now, changed)
+        if changed or is_due(self.timers.last_evaluation, now, TIME_EVALUATION):
+            self.timers.last_evaluation = now
+            await self.pipeline.evaluate(now, changed)
         self.metrics.set_outbox_pending(await asyncio.to_thread(self.pipeline.store.pending_count))
         if changed:
             await self.pipeline.save_data(now)
@@ -417,9 +426,7 @@ class Daemon:
         scheduler.pause()
         self.health.scheduler_running = False
         if self._inflight:
-            await asyncio.wait(
-                set(self._inflight), timeout=self.settings.shutdown_grace.total_seconds()
-            )
+            await asyncio.wait(set(self._inflight), timeout=POLL_GRACE)
         for task in set(self._inflight):  # polls still running past the grace: cut short
             task.cancel()
         if self._inflight:
