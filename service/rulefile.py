@@ -4,7 +4,7 @@ validated. The daemon reloads through it; a refused edit leaves `ruleset` as it 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
@@ -67,6 +67,16 @@ class RuleFile:
         if self.mask is None:
             return
         for channel in ruleset.channels.values():
-            for value in channel.config.__dict__.values():
-                if isinstance(value, SecretStr):
-                    self.mask.add(value.get_secret_value())
+            for secret in _secrets_in(channel.config.__dict__.values()):
+                self.mask.add(secret)
+
+
+def _secrets_in(values: Iterable[object]) -> Iterator[str]:
+    """Every SecretStr among `values`, also inside dicts and lists (webhook headers)."""
+    for value in values:
+        if isinstance(value, SecretStr):
+            yield value.get_secret_value()
+        elif isinstance(value, Mapping):
+            yield from _secrets_in(value.values())
+        elif isinstance(value, list | tuple):
+            yield from _secrets_in(value)

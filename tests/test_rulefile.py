@@ -43,3 +43,14 @@ def test_channel_secrets_are_registered_with_the_log_mask(tmp_path: Path) -> Non
     rules, _ = rule_file(tmp_path, mask)
     rules.load()
     assert "sekr1t" not in mask.mask("posting to https://hooks.slack.com/services/T0/B0/sekr1t")
+
+
+def test_webhook_header_values_are_registered_too(tmp_path: Path) -> None:
+    mask = SecretMask()
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "channels:\n  h:\n    type: webhook\n    url: https://hooks.example.com/x\n"
+        "    headers: {Authorization: Bearer tok-9f8e7d}\nrules: []\n"
+    )
+    RuleFile(path, env_file=None, channel_configs=CHANNEL_CONFIGS, mask=mask).load()
+    assert "tok-9f8e7d" not in mask.mask("Authorization: Bearer tok-9f8e7d")
