@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections import Counter
 from datetime import datetime
@@ -36,7 +37,20 @@ rules:
 """
 
 
-def replica(folder: Path, pg_url: str, finnhub: FakeFinnhub, receiver: Receiver) -> Daemon:
+LUMN_MISS = """\
+channels:
+  hook: {type: webhook, url: "${HOOK_URL}"}
+rules:
+  - name: lumn-miss
+    symbols: [LUMN]
+    when: reported and eps_actual < eps_estimate
+    notify: [hook]
+"""
+
+
+def replica(
+    folder: Path, pg_url: str, finnhub: FakeFinnhub, receiver: Receiver, rules: str = RULES
+) -> Daemon:
     folder.mkdir()
     (folder / ".env").write_text(
         "\n".join(
@@ -53,7 +67,7 @@ def replica(folder: Path, pg_url: str, finnhub: FakeFinnhub, receiver: Receiver)
         )
         + "\n"
     )
-    (folder / "rules.yaml").write_text(RULES)
+    (folder / "rules.yaml").write_text(rules)
     return Daemon(folder, "--rules", "rules.yaml")
 
 
@@ -125,3 +139,68 @@ def test_the_standby_takes_over_a_killed_leader_and_every_alert_arrives_once(
     # leader had in flight: at most its delivery concurrency.
     assert resent <= 4, f"{resent} resends"
     assert not re.search(r"Traceback", first.log() + second.log())
+
+
+def test_a_frozen_leader_is_replaced_and_polls_nothing_once_it_resumes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """SIGSTOP keeps the leader's TCP session open, so its lock does not go away by itself:
+    the standby must terminate the stale holder within EARNWATCH_FAILOVER, and the old
+    leader, resumed, must notice it no longer leads and poll nothing."""
+    failover = 4.0
+    with FakeFinnhub() as feed_a, FakeFinnhub() as feed_b, Receiver() as receiver:
+        for feed in (feed_a, feed_b):  # one feed per replica: who polled is observable
+            feed.set_event(
+                symbol="LUMN", date=TODAY, hour="amc", year=2025, quarter=4, epsEstimate=-0.21
+            )
+        first = replica(tmp_path / "a", pg_url, feed_a, receiver, LUMN_MISS)
+        second = replica(tmp_path / "b", pg_url, feed_b, receiver, LUMN_MISS)
+        for folder in (tmp_path / "a", tmp_path / "b"):
+            with (folder / ".env").open("a") as env:
+                env.write(f"EARNWATCH_FAILOVER={failover}s\nEARNWATCH_CALENDAR_REFRESH=1s\n")
+        first.start()
+        try:
+            wait_for(lambda: "now leads" in first.log(), 20, "the first replica to lead", first)
+            second.start()
+            wait_for(
+                lambda: "standby" in second.log(), 20, "the second replica to stand by", second
+            )
+            assert first.process is not None
+            first.process.send_signal(signal.SIGSTOP)
+            took = wait_for(
+                lambda: "now leads" in second.log(),
+                3 * failover,
+                "the standby to take over",
+                second,
+            )
+            first.process.send_signal(signal.SIGCONT)
+            wait_for(
+                lambda: "stopped leading" in first.log(),
+                10,
+                "the resumed replica to step down",
+                first,
+            )
+            polls_after = feed_a.count("/calendar/earnings")
+            for feed in (feed_a, feed_b):  # now the report is out, a miss
+                feed.set_event(
+                    symbol="LUMN",
+                    date=TODAY,
+                    hour="amc",
+                    year=2025,
+                    quarter=4,
+                    epsEstimate=-0.21,
+                    epsActual=-0.3,
+                )
+            wait_for(
+                lambda: len(receiver.requests) >= 1, 10, "the miss from the new leader", second
+            )
+            time.sleep(3)
+            assert feed_a.count("/calendar/earnings") == polls_after  # the old leader polls nothing
+            assert len(receiver.requests) == 1
+        finally:
+            if first.process is not None and first.process.poll() is None:
+                first.process.send_signal(signal.SIGCONT)
+            first.stop()
+            second.stop()
+    assert took < failover * 1.5, f"takeover took {took:.1f} s with EARNWATCH_FAILOVER={failover}s"
+    assert stored_alerts(pg_url) == 1
