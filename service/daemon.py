@@ -249,15 +249,12 @@ class Daemon:
         if changed or is_due(self.timers.last_evaluation, now, TIME_EVALUATION):
             self.timers.last_evaluation = now
             await self.pipeline.evaluate(now, changed)
-        self.metrics.set_outbox_pending(await asyncio.to_thread(self.pipeline.store.pending_count))
+        pending = await asyncio.to_thread(self.pipeline.store.pending_count)
+        self.metrics.set_outbox_pending(pending)
         if changed:
             await self.pipeline.save_data(now)
-        if self.until is not None and now >= self.until and await self._outbox_empty():
+        if self.until is not None and now >= self.until and pending == 0:
             self.stopping.set()  # a replay ends once its alerts are out
-
-    async def _outbox_empty(self) -> bool:
-        assert self.store is not None
-        return await asyncio.to_thread(self.store.pending_count) == 0
 
     async def rules_job(self, *, force: bool = False) -> None:
         if not force and not self.rule_file.changed():
