@@ -172,11 +172,12 @@ class _Compiler:
     # --- comparisons -----------------------------------------------------------------
     def _Compare(self, node: ast.Compare) -> tuple[Fn, str]:
         left_fn, left_kind = self.node(node.left)
+        if len(node.ops) > 1 and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
+            raise _at(node, "`in` cannot be chained with other comparisons: join them with `and`")
         links: list[Fn] = []
         for op, right in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, ast.In | ast.NotIn):
                 links.append(self._membership(left_fn, left_kind, op, right))
-                left_fn, left_kind = (lambda _v: None), left_kind
                 continue
             right_fn, right_kind = self.node(right)
             compare = _COMPARE.get(type(op))

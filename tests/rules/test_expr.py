@@ -99,3 +99,9 @@ def test_in_lists_and_dates_and_true_false() -> None:
 
 def test_compiled_conditions_record_the_names_they_read() -> None:
     assert compile_condition("price > target_median").names == {"price", "target_median"}
+
+
+def test_in_cannot_be_chained_with_another_comparison() -> None:
+    # Python would read this as (x in [...]) and ([...] == x): never what a user meant.
+    assert "`in` cannot be chained" in error_of('earnings_time in ["bmo"] == earnings_time').message
+    assert "`in` cannot be chained" in error_of("1 < 2 in [2]").message
