@@ -14,7 +14,7 @@ from service.market import NEW_YORK, EarningsEvent, pct_change
 from service.notify import build_notifiers
 from service.notify.base import ChannelConfig, Message
 from service.rules import RuleSet
-from service.rules.templates import format_value
+from service.rules.templates import format_pct, format_value
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -194,7 +194,7 @@ async def show_calendar(
 
 
 def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value:+.1f}%"
+    return "" if value is None else format_pct(value)
 
 
 def _event_json(e: EarningsEvent) -> dict[str, object]:

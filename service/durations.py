@@ -27,13 +27,3 @@ def parse_duration(text: str, *, bare_seconds: bool = False) -> timedelta:
             if seconds >= 0:
                 return timedelta(seconds=seconds)
     raise ValueError(f"invalid duration {text!r}: use a number and a unit, like 30s, 10m, 4h or 2d")
-
-
-def format_duration(delta: timedelta) -> str:
-    """The shortest exact form: 14400 s -> `4h`."""
-    seconds = delta.total_seconds()
-    for unit in ("d", "h", "m"):
-        size = _UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

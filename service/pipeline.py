@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from service.engine import RuleState, evaluate
@@ -227,7 +227,3 @@ class Pipeline:
             if inserted:
                 self.on_alerts()
             return inserted
-
-
-def channel_kinds(ruleset: RuleSet) -> Mapping[str, str]:
-    return {name: channel.kind for name, channel in ruleset.channels.items()}

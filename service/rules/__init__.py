@@ -105,10 +105,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def empty_ruleset() -> RuleSet:
-    return RuleSet(rules=(), channels={}, groups={})
-
-
 def load_rules(
     text: str,
     *,

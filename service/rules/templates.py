@@ -52,9 +52,14 @@ def make_environment() -> SandboxedEnvironment:
         undefined=StrictUndefined, autoescape=False, finalize=_finalize, keep_trailing_newline=False
     )
     env.filters["round"] = _round
-    env.filters["pct"] = lambda v, p=1: UNKNOWN_TEXT if v is None else f"{v:+.{p}f}%"
+    env.filters["pct"] = lambda v, p=1: UNKNOWN_TEXT if v is None else format_pct(v, p)
     env.filters["money"] = lambda v: UNKNOWN_TEXT if v is None else _money(v)
     return env
+
+
+def format_pct(value: float, places: int = 1) -> str:
+    """A signed percentage: `+209.5%`."""
+    return f"{value:+.{places}f}%"
 
 
 def _money(value: float) -> str:
@@ -135,6 +140,7 @@ __all__ = [
     "TemplateError",
     "TemplateProblem",
     "default_message",
+    "format_pct",
     "format_value",
     "make_environment",
 ]
