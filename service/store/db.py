@@ -15,6 +15,7 @@ Promises:
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,16 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def require_psycopg() -> None:
+    """Raise StoreError naming the fix when the PostgreSQL driver is not installed (the
+    default install has none: SQLite needs no driver)."""
+    if importlib.util.find_spec("psycopg") is None:
+        raise StoreError(
+            "a postgresql database URL needs the PostgreSQL driver: "
+            "pip install 'earnwatch[postgres]'"
+        )
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine configured as the module docstring promises. Does not connect yet."""
     url = normalize_url(url)
@@ -51,6 +62,7 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, memory=parsed.database in (None, "", ":memory:"))
     if parsed.get_backend_name() == "postgresql":
+        require_psycopg()
         return create_engine(url, pool_pre_ping=True)
     raise StoreError(
         f"unsupported database URL scheme {parsed.drivername!r}: use sqlite or postgresql"

@@ -26,13 +26,9 @@ from sqlalchemy.engine import make_url
 
 from service.errors import StoreError
 from service.store.db import MIGRATION_LOCK_KEY
-from service.store.leader import (
-    LEADER_LOCK_KEY,
-    Leadership,
-    LeaderTimings,
-    SingleLeader,
-    leadership_for,
-)
+from service.store.leader import LEADER_LOCK_KEY, SingleLeader, leadership_for
+from service.store.leader_timings import LeaderTimings
+from service.store.pg_leader import Leadership
 
 pytestmark = pytest.mark.anyio
 
