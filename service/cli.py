@@ -79,6 +79,8 @@ def check(
     """Validate a rule file: exit 0 with a summary, or 1 with every problem as PATH:LINE:COL."""
     target = path or rules or _settings().rules
     ruleset = read_rules(target)
+    for line in ruleset.warning_lines(str(target)):
+        typer.echo(line, err=True)
     typer.echo(f"{target}: OK: {ruleset.summary()}")
 
 

@@ -43,6 +43,8 @@ class Problem:
 
     def format(self, source: str) -> str:
         where = f"{self.path}: " if self.path else ""
+        if self.line <= 0:  # about the file as a whole (it is empty, say): `PATH: message`
+            return f"{source}: {where}{self.message}"
         return f"{source}:{self.line}:{self.col}: {where}{self.message}"
 
 

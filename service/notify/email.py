@@ -25,12 +25,13 @@ from email.utils import format_datetime
 from typing import Any, ClassVar, Literal
 
 import aiosmtplib
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from service.config import Settings
 from service.errors import DeliveryError
 from service.notify.base import ChannelConfig, Message
 from service.notify.http import expect
+from service.rules.model import one_or_many_schema
 
 log = logging.getLogger(__name__)
 _ADDRESS = re.compile(r"^[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+$")
@@ -40,7 +41,7 @@ _MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 class EmailConfig(ChannelConfig):
     """A `type: email` channel: `to` (one address or a list) and an optional `subject`."""
 
-    to: tuple[str, ...]
+    to: tuple[str, ...] = Field(json_schema_extra=one_or_many_schema)
     subject: str | None = None
 
     @field_validator("to", mode="before")

@@ -27,12 +27,22 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def one_or_many_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema of a field that takes one string or a list (`symbols: ai-infra`), for
+    `Field(json_schema_extra=...)`: the list's own schema becomes one branch of anyOf."""
+    branch = {k: schema.pop(k) for k in list(schema) if k not in ("title", "description")}
+    schema["anyOf"] = [{"type": "string"}, branch]
+
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(_duration),
-    Field(json_schema_extra={"type": "string", "pattern": r"^\d+(\.\d+)?[smhd]$"}),
+    # What parse_duration takes, spaces included; values past its bound fail only `check`.
+    Field(json_schema_extra={"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhd]\s*$"}),
 ]
-Names = Annotated[list[str], BeforeValidator(_one_or_many)]
+Names = Annotated[
+    list[str], BeforeValidator(_one_or_many), Field(json_schema_extra=one_or_many_schema)
+]
 
 
 class _Strict(BaseModel):

@@ -1,5 +1,10 @@
 """The JSON Schema of the rule file, for editors: the file model plus each channel type's
-options, injected like the loader's, so a new channel type appears with no change here."""
+options, injected like the loader's, so a new channel type appears with no change here.
+
+It agrees with `check` on the shape of the file (tests/rules/test_schema.py validates
+every rule file in the repository with a standard validator): what `check` accepts, the
+schema accepts. What only `check` can tell (an unknown variable, an undefined channel)
+the schema leaves to it."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from service.rules.model import FileModel, RuleModel
+from service.rules.model import NAME, FileModel, RuleModel
 
 
 def rule_file_schema(channel_configs: Mapping[str, type[BaseModel]]) -> dict[str, Any]:
@@ -20,6 +25,7 @@ def rule_file_schema(channel_configs: Mapping[str, type[BaseModel]]) -> dict[str
     defs.update(rule.pop("$defs", {}))
     defs["RuleModel"] = rule
     schema["properties"]["rules"] = {"type": "array", "items": {"$ref": "#/$defs/RuleModel"}}
+    schema["required"] = ["rules"]  # a file without rules is a bad edit; `rules: []` is not
     variants = []
     for kind, model in sorted(channel_configs.items()):
         options = model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
@@ -30,6 +36,7 @@ def rule_file_schema(channel_configs: Mapping[str, type[BaseModel]]) -> dict[str
         variants.append(options)
     schema["properties"]["channels"] = {
         "type": "object",
+        "propertyNames": {"pattern": NAME},
         "additionalProperties": {"oneOf": variants} if variants else {"type": "object"},
     }
     return schema

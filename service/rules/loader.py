@@ -1,0 +1,326 @@
+"""The steps of `load_rules`: YAML with positions, the models, cross-references (channels,
+groups, notify), conditions and templates, every problem collected with its place."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Collection, Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from service.errors import Problem
+from service.market import EARNINGS_VARS, TIME_VARS
+from service.rules import Channel, ChannelCheck, CompiledRule, RuleSet
+from service.rules.checks import (
+    EMPTY_RULES,
+    NAME_HINT,
+    NO_RULES,
+    is_name,
+    non_ascii,
+    pydantic_message,
+    restore_text,
+)
+from service.rules.expr import Compiled, ExprError, compile_condition
+from service.rules.model import SYMBOL, DefaultsModel, FileModel, RuleModel
+from service.rules.templates import MessageTemplate, TemplateProblem, make_environment
+from service.rules.yamlpos import Document, Path, format_path, parse
+
+
+class Loader:
+    """One load of one text; `problems` collects every mistake found."""
+
+    def __init__(
+        self,
+        text: str,
+        env: Mapping[str, str],
+        channel_configs: Mapping[str, type[BaseModel]],
+        channel_check: ChannelCheck | None = None,
+        reserved_env: Collection[str] = (),
+    ) -> None:
+        self.channel_check = channel_check
+        self.lines = text.splitlines()
+        self.doc: Document = parse(text, env, reserved_env)
+        self.problems: list[Problem] = list(self.doc.problems)
+        self.channel_configs = channel_configs
+        self.jinja = make_environment()
+
+    # --- reporting -------------------------------------------------------------------
+    def problem(self, path: Path, message: str, *, key: bool = False) -> None:
+        pos = self.doc.where(path, key=key)
+        self.problems.append(Problem(pos.line, pos.col, format_path(path), message))
+
+    def pydantic_problems(self, exc: ValidationError, prefix: Path) -> None:
+        for error in exc.errors(include_input=False, include_url=False):
+            path = (*prefix, *error["loc"])
+            kind = error["type"]
+            self.problem(path, pydantic_message(error), key=kind == "extra_forbidden")
+
+    def validate(self, model: type[BaseModel], data: Any, path: Path) -> Any:
+        """`model.model_validate(data)`, or None with the problems; an exception other
+        than ValidationError (a validator's OverflowError, say) is a problem too."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            self.pydantic_problems(exc, path)
+        except Exception as exc:
+            self.problem(path, f"invalid value ({type(exc).__name__})")
+        return None
+
+    # --- the steps -------------------------------------------------------------------
+    def load(self) -> RuleSet | None:
+        if self.doc.fatal:
+            return None
+        data = self.doc.data
+        if data is None:  # empty, or only comments: what an editor leaves mid-save
+            self.problems.append(Problem(0, 0, "", NO_RULES))
+            return None
+        if not isinstance(data, dict):
+            self.problem((), "the rule file must be a mapping with `rules:` at the top")
+            return None
+        warnings: list[Problem] = []
+        if data.get("rules") is None:  # no `rules:`, or `rules:` with nothing after it
+            if "rules" in data:
+                self.problem(("rules",), NO_RULES, key=True)
+                del data["rules"]  # said once, not again as "input should be a valid list"
+            else:
+                self.problems.append(Problem(0, 0, "", NO_RULES))
+        elif data["rules"] == []:
+            pos = self.doc.where(("rules",), key=True)
+            warnings.append(Problem(pos.line, pos.col, "rules", EMPTY_RULES))
+        restore_text(data, self.doc.plain)
+        top = self.validate(FileModel, data, ())
+        if top is None:
+            return None
+        channels = self.channels(top.channels)
+        groups = self.groups(top.groups)
+        defaults = top.defaults
+        self.check_notify(defaults.notify, ("defaults", "notify"), channels)
+        compiled: list[CompiledRule] = []
+        disabled: list[str] = []
+        seen: dict[str, int] = {}
+        for index, raw in enumerate(top.rules):
+            rule = self.rule(index, raw, defaults, channels, groups)
+            if rule is None:
+                continue
+            model, built = rule
+            if model.name in seen:
+                self.problem(
+                    ("rules", index, "name"),
+                    f"duplicate rule name {model.name!r} (first used by rules[{seen[model.name]}])",
+                )
+                continue
+            seen[model.name] = index
+            if not model.enabled:
+                disabled.append(model.name)
+            elif built is not None:
+                compiled.append(built)
+        if self.problems:
+            return None
+        by_symbol: dict[str, list[CompiledRule]] = {}
+        for built in compiled:
+            for symbol in built.symbols:
+                by_symbol.setdefault(symbol, []).append(built)
+        return RuleSet(
+            rules=tuple(compiled),
+            channels=channels,
+            groups=groups,
+            disabled=tuple(disabled),
+            by_symbol={s: tuple(rs) for s, rs in by_symbol.items()},
+            warnings=tuple(warnings),
+        )
+
+    def channels(self, raw: Mapping[str, Any]) -> dict[str, Channel]:
+        out: dict[str, Channel] = {}
+        for name, options in raw.items():
+            path: Path = ("channels", name)
+            if not is_name(name):
+                self.problem(path, f"channel name {name!r}: use {NAME_HINT}", key=True)
+                continue
+            if not isinstance(options, dict) or "type" not in options:
+                self.problem(path, "a channel needs `type:` (one of " + self.kinds() + ")")
+                continue
+            kind = options["type"]
+            model = self.channel_configs.get(kind) if isinstance(kind, str) else None
+            if model is None:
+                self.problem((*path, "type"), f"unknown channel type {kind!r}; use {self.kinds()}")
+                continue
+            config = self.validate(model, {k: v for k, v in options.items() if k != "type"}, path)
+            if config is None:
+                continue
+            try:
+                found = self.channel_check(kind, config) if self.channel_check else []
+            except Exception as exc:
+                found = [("", f"cannot be checked ({type(exc).__name__})")]
+            for field_name, message in found:
+                self.problem((*path, field_name) if field_name else path, message)
+            out[name] = Channel(name=name, kind=kind, config=config)
+        return out
+
+    def kinds(self) -> str:
+        return ", ".join(sorted(self.channel_configs)) or "none available"
+
+    def groups(self, raw: Mapping[str, list[str]]) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        for name, members in raw.items():
+            if non_ascii(name) or name != name.strip():
+                self.problem(("groups", name), f"group name {name!r}: use {NAME_HINT}", key=True)
+            symbols = [self.symbol(m, ("groups", name, i)) for i, m in enumerate(members)]
+            out[name] = tuple(dict.fromkeys(s for s in symbols if s))
+        return out
+
+    def symbol(self, text: str, path: Path, groups: Mapping[str, Any] | None = None) -> str | None:
+        if non_ascii(text):  # before upper(): "\u0131bm".upper() is "IBM"
+            self.problem(path, f"{text!r} is not a symbol: use A-Z 0-9 . - in ASCII")
+            return None
+        symbol = str(text).strip().upper()
+        if groups is not None and text != symbol:
+            hint = difflib.get_close_matches(text, list(groups), n=1)
+            if hint:
+                self.problem(path, f"unknown group {text!r} (did you mean {hint[0]!r}?)")
+                return None
+        if not SYMBOL.match(symbol):
+            extra = f"; groups are {', '.join(groups)}" if groups else ""
+            self.problem(
+                path, f"{text!r} is not a symbol (1-10 characters of A-Z 0-9 . -) or a group{extra}"
+            )
+            return None
+        return symbol
+
+    def check_notify(
+        self, names: list[str] | None, path: Path, channels: Mapping[str, Any]
+    ) -> None:
+        raw_channels = self.doc.data.get("channels") or {}
+        for i, name in enumerate(names or []):
+            if name in channels or name in raw_channels:
+                continue
+            hint = difflib.get_close_matches(name, list(raw_channels), n=1)
+            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+            known = f"; defined: {', '.join(raw_channels)}" if raw_channels else ""
+            self.problem((*path, i), f"undefined channel {name!r}{suffix}{known}")
+
+    def rule(
+        self,
+        index: int,
+        raw: Any,
+        defaults: DefaultsModel,
+        channels: Mapping[str, Channel],
+        groups: Mapping[str, tuple[str, ...]],
+    ) -> tuple[RuleModel, CompiledRule | None] | None:
+        path: Path = ("rules", index)
+        if not isinstance(raw, dict):
+            self.problem(path, "a rule must be a mapping with name, symbols and when")
+            return None
+        before = len(self.problems)
+        try:
+            model = RuleModel.model_validate(raw)
+        except ValidationError as exc:
+            self.pydantic_problems(exc, path)
+            # Check the rest of the rule too, so one run names every mistake.
+            bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+            try:
+                model = RuleModel.model_validate({k: v for k, v in raw.items() if k not in bad})
+            except Exception:
+                return None
+        except Exception as exc:
+            self.problem(path, f"invalid rule ({type(exc).__name__})")
+            return None
+        symbols: list[str] = []
+        for i, item in enumerate(model.symbols):
+            if item in groups:
+                symbols.extend(groups[item])
+            else:
+                symbol = self.symbol(item, (*path, "symbols", i), groups)
+                if symbol:
+                    symbols.append(symbol)
+        notify = model.notify if model.notify is not None else defaults.notify
+        self.check_notify(model.notify, (*path, "notify"), channels)
+        when = self.condition(model.when, (*path, "when"))
+        clear = (
+            self.condition(model.clear_when, (*path, "clear_when")) if model.clear_when else None
+        )
+        message = model.message if model.message is not None else defaults.message
+        template = self.template(
+            message, (*path, "message") if model.message else ("defaults", "message")
+        )
+        if len(self.problems) > before or when is None:
+            return model, None
+        hold = model.for_ if model.for_ is not None else defaults.for_
+        cooldown = model.cooldown if model.cooldown is not None else defaults.cooldown
+        names = when.names | (clear.names if clear else frozenset())
+        return model, CompiledRule(
+            name=model.name,
+            symbols=tuple(dict.fromkeys(symbols)),
+            when=when,
+            clear_when=clear,
+            hold=hold or None,
+            cooldown=cooldown or None,
+            channels=tuple(notify or ()),
+            template=template,
+            fingerprint=_fingerprint(when, clear, hold, cooldown),
+            uses_earnings=bool(names & EARNINGS_VARS),
+            time_dependent=bool(names & TIME_VARS),
+            line=self.doc.where(path).line,
+        )
+
+    def condition(self, text: str, path: Path) -> Compiled | None:
+        try:
+            # Before Python's parser, which NFKC-normalises names (a fullwidth p is p).
+            where = non_ascii(text)
+            if where:
+                raise ExprError("a condition is written in ASCII", *where)
+            return compile_condition(text)
+        except ExprError as exc:
+            line, col = self.locate(path, text, exc)
+            self.problems.append(Problem(line, col, format_path(path), exc.message))
+        except Exception as exc:  # the compiler's own limits (RecursionError), never a crash
+            self.problem(path, f"the condition cannot be compiled ({type(exc).__name__})")
+        return None
+
+    def locate(self, path: Path, text: str, exc: ExprError) -> tuple[int, int]:
+        """The file position of a mistake inside an expression."""
+        pos = self.doc.where(path)
+        stripped_lead = len(text) - len(text.lstrip())
+        if pos.single_line and pos.style in (None, '"', "'"):
+            quote = 1 if pos.style else 0
+            return pos.line, pos.col + quote + stripped_lead + exc.col
+        # A block or multi-line scalar: find the offending text in the lines that follow.
+        body = text.strip().splitlines()
+        snippet = body[exc.line - 1][exc.col :][:24].strip() if exc.line <= len(body) else ""
+        for number in range(pos.line - 1, min(len(self.lines), pos.line + 40)):
+            found = self.lines[number].find(snippet) if snippet else -1
+            if found >= 0:
+                return number + 1, found + 1
+        return pos.line, pos.col
+
+    def template(self, text: str | None, path: Path) -> MessageTemplate | None:
+        if text is None:
+            return None
+        try:
+            return MessageTemplate(self.jinja, text)
+        except TemplateProblem as exc:
+            pos = self.doc.where(path)
+            line = pos.line + (exc.line - 1 if pos.single_line else exc.line)
+            if pos.style in ("|", ">") or not pos.single_line:
+                line = pos.line + exc.line if pos.style in ("|", ">") else pos.line + exc.line - 1
+            self.problems.append(Problem(line, pos.col, format_path(path), exc.message))
+        except Exception as exc:  # the template compiler's own limits, never a crash
+            self.problem(path, f"the message cannot be compiled ({type(exc).__name__})")
+        return None
+
+
+def _fingerprint(
+    when: Compiled, clear: Compiled | None, hold: timedelta | None, cooldown: timedelta | None
+) -> str:
+    key = json.dumps(
+        [
+            when.source,
+            clear.source if clear else None,
+            hold.total_seconds() if hold else 0,
+            cooldown.total_seconds() if cooldown else 0,
+        ]
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
