@@ -17,7 +17,8 @@ import typer
 from service import __version__
 from service.config import Settings, load_env, load_settings
 from service.errors import ConfigError, RuleFileError
-from service.rules import RuleSet, load_rules
+from service.rulefile import load_rule_file
+from service.rules import RuleSet
 from service.rules.schema import rule_file_schema
 from service.targets import channel_check
 
@@ -50,20 +51,20 @@ def _channel_configs() -> dict[str, type]:
 
 
 def read_rules(path: Path, settings: Settings | None = None) -> RuleSet:
-    """Load a rule file for a command, or print why not and exit 1."""
+    """Load a rule file for a command, or print why not and exit 1 (the daemon's reading
+    code: the same size limit, decoding and validation)."""
+    settings = settings or _settings()
     try:
-        text = path.read_text(encoding="utf-8")
+        return load_rule_file(
+            path,
+            env=load_env(),
+            channel_configs=_channel_configs(),
+            channel_check=channel_check(settings),
+            max_bytes=settings.rules_max_bytes,
+        )
     except OSError as exc:
         typer.echo(f"{path}: cannot read the rule file: {exc.strerror}", err=True)
         raise typer.Exit(1) from None
-    try:
-        return load_rules(
-            text,
-            source=str(path),
-            env=load_env(),
-            channel_configs=_channel_configs(),
-            channel_check=channel_check(settings or _settings()),
-        )
     except RuleFileError as exc:
         for line in exc.lines():
             typer.echo(line, err=True)
@@ -103,7 +104,7 @@ def run(
     mask = setup_logging(
         fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets()
     )
-    daemon = Daemon(settings, rules_path=rules or settings.rules, mask=mask)
+    daemon = Daemon(settings, rules_path=rules or settings.rules, mask=mask, owns_process=True)
     raise typer.Exit(asyncio.run(daemon.run(once=once)))
 
 

@@ -7,10 +7,13 @@ This is the only module that reads the environment. Vendor keys keep their usual
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import stat
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -19,6 +22,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.durations import parse_duration
 from service.errors import ConfigError
+
+DEFAULT_RULES_MAX_BYTES: Final = 20_000_000
+#: The longest duration a setting may hold: beyond it the scheduler's arithmetic on dates
+#: overflows, and no interval or age of Earnwatch's is meant to be longer.
+MAX_SETTING_DURATION: Final = timedelta(days=365)
+_HOST_PORT: Final = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/]*)):(?P<port>\d{1,5})$"
+)
+HTTP_HINT: Final = "expected HOST:PORT (127.0.0.1:8787, [::1]:8787, :8787) or off"
 
 
 class Settings(BaseSettings):
@@ -30,6 +42,7 @@ class Settings(BaseSettings):
 
     # --- rule file, storage, process -------------------------------------------------
     rules: Path = Path("rules.yaml")
+    rules_max_bytes: int = Field(DEFAULT_RULES_MAX_BYTES, ge=1)
     database_url: str = "sqlite:///earnwatch.db"
     http: str = "127.0.0.1:8787"
     log_format: Literal["text", "json"] = "text"
@@ -93,8 +106,30 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: object) -> object:
         if isinstance(value, str):
-            return parse_duration(value, bare_seconds=True)
+            try:
+                parsed = parse_duration(value, bare_seconds=True)
+            except OverflowError:
+                parsed = timedelta.max
+            if parsed > MAX_SETTING_DURATION:
+                raise ValueError("duration too long: at most 365d")
+            return parsed
         return value
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in ("", "off"):
+            return value.lower()
+        parse_host_port(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.strip().upper() not in logging.getLevelNamesMapping():
+            raise ValueError("unknown log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value.strip().upper()
 
     @property
     def provider_names(self) -> list[str]:
@@ -112,8 +147,7 @@ class Settings(BaseSettings):
 
     @property
     def http_host_port(self) -> tuple[str, int]:
-        host, _, port = self.http.rpartition(":")
-        return (host or "127.0.0.1"), int(port)
+        return parse_host_port(self.http)
 
     def secrets(self) -> list[str]:
         """Every secret value set, for the log filter that masks them."""
@@ -125,6 +159,46 @@ class Settings(BaseSettings):
         return values
 
 
+def parse_host_port(value: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (127.0.0.1); raises ValueError naming no value."""
+    match = _HOST_PORT.match(value.strip())
+    if match is None:
+        raise ValueError(HTTP_HINT)
+    port = int(match["port"])
+    if port > 65535:
+        raise ValueError("port out of range: use 0 to 65535 (0 picks a free port)")
+    return (match["v6"] or match["host"] or "127.0.0.1"), port
+
+
+def _secret_env_names() -> frozenset[str]:
+    """The environment names of every secret setting, and of the database URL (which may
+    hold a password): a rule file's `${VAR}` may not name them."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    names = {f"{prefix}DATABASE_URL"}
+    for name, field in Settings.model_fields.items():
+        if field.annotation is SecretStr or SecretStr in get_args(field.annotation):
+            alias = field.validation_alias
+            names.add(alias if isinstance(alias, str) else f"{prefix}{name}".upper())
+    return frozenset(names)
+
+
+SECRET_ENV_NAMES: Final = _secret_env_names()
+
+
+def env_file_warning(env_file: str | Path | None) -> str | None:
+    """A warning when `.env` (which holds keys and passwords) is readable by group or
+    others, as `chmod 600` would prevent; None when it is private or absent."""
+    if env_file is None:
+        return None
+    try:
+        mode = os.stat(env_file).st_mode
+    except OSError:
+        return None
+    if not stat.S_ISREG(mode) or not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    return f"{env_file} is readable by others (mode {stat.S_IMODE(mode):04o}): chmod 600 {env_file}"
+
+
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
     """Read and validate the settings once. Raises ConfigError naming each bad variable."""
     try:
@@ -134,7 +208,8 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         for error in exc.errors(include_input=False, include_url=False):
             loc = ".".join(str(part) for part in error["loc"])
             name = loc if loc.isupper() else f"EARNWATCH_{loc.upper()}"
-            lines.append(f"{name}: {error['msg']}")
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{name}: {message}")
         raise ConfigError("invalid settings: " + "; ".join(lines)) from None
 
 

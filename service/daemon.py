@@ -6,7 +6,14 @@ clock, and runs a few fixed jobs that ask pure functions what is due:
 - `market`: every second, quotes when due (EARNWATCH_PRICE_POLL while NYSE is open,
   EARNWATCH_OFF_HOURS_POLL otherwise), the calendar entry of every symbol inside its report
   window (EARNWATCH_EARNINGS_POLL), then evaluation of what changed;
-- `rules`: the rule file, reloaded when it changes (and on SIGHUP).
+- `rules`: the rule file, reloaded when it changes (and on SIGHUP). Reading, parsing,
+  validating and compiling it run in a thread, never on the loop; the new rule set is
+  swapped in on the loop. Reloads run one at a time, and requests made while one runs
+  (a burst of SIGHUPs, the watch tick) fold into one more (`service/coalesce.py`).
+
+Signal handlers are installed before anything else in `run()` and kept until the process
+exits (`service/signals.py`): SIGHUP during the start is a reload once rules are loaded,
+and a second SIGTERM during the shutdown only cuts the delivery grace short.
 
 Deliveries run in their own task, woken as soon as alerts are stored. Jobs live in
 memory and are rebuilt at each start; everything that must survive lives in the store.
@@ -34,7 +41,8 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.clock import Clock, SystemClock
-from service.config import Settings
+from service.coalesce import Coalescer
+from service.config import Settings, env_file_warning
 from service.delivery import DeliveryWorker
 from service.errors import ConfigError, EarnwatchError, RuleFileError, StoreError
 from service.hours import is_market_open
@@ -50,6 +58,7 @@ from service.providers.base import Provider
 from service.rulefile import RuleFile
 from service.rules import RuleSet
 from service.schedule import is_due, quote_interval
+from service.signals import SignalHandlers
 from service.store import Store, open_store
 from service.store.leader import Leader, leadership_for
 from service.targets import channel_check
@@ -86,7 +95,10 @@ class Daemon:
         mask: SecretMask | None = None,
         until: datetime | None = None,
         tick: float = MARKET_TICK,
+        owns_process: bool = False,
     ) -> None:
+        """`owns_process`: the caller exits when `run()` returns (the `run` command), so the
+        signal handlers stay until then; otherwise `run()` puts the previous ones back."""
         self.settings = settings
         self.tick = tick
         self.tick_quotes_inline = False  # --once polls quotes inside the market step
@@ -97,7 +109,13 @@ class Daemon:
             channel_configs=CHANNEL_CONFIGS,
             channel_check=channel_check(settings),
             mask=mask,
+            max_bytes=settings.rules_max_bytes,
         )
+        self.env_file = env_file
+        self.owns_process = owns_process
+        self.signals = SignalHandlers(on_stop=self._stop_signal, on_reload=self.request_reload)
+        self.reloads = Coalescer(self._reload)
+        self._hurry = asyncio.Event()  # a second SIGTERM: the shutdown grace is cut short
         self._provider = provider
         self.until = until
         self.metrics = Metrics()
@@ -125,7 +143,7 @@ class Daemon:
 
     async def _open(self) -> None:
         """Everything that can refuse a bad setting first, then the database."""
-        ruleset = self.rule_file.load()
+        ruleset = await asyncio.to_thread(self.rule_file.load)
         self.metrics.set_rules_loaded(len(ruleset.rules))
         log.info("rules %s: %s", self.rule_file.path, ruleset.summary())
         self.provider = provider = self._provider or build_providers(
@@ -256,29 +274,50 @@ class Daemon:
         if self.until is not None and now >= self.until and pending == 0:
             self.stopping.set()  # a replay ends once its alerts are out
 
+    def request_reload(self) -> None:
+        """SIGHUP: reload the rule file (and `.env`) as soon as possible, even unchanged."""
+        log.debug("SIGHUP: rule file reload requested")
+        self.reloads.request(force=True)
+
+    async def _reload(self, force: bool) -> None:
+        await self._job("rules", lambda: self.rules_job(force=force))()
+
     async def rules_job(self, *, force: bool = False) -> None:
-        if not force and not self.rule_file.changed():
-            return
+        """Reload the rule file if it changed (always look with `force`). The work runs in
+        a thread; only recording the outcome and swapping the rule set run on the loop."""
+        rule_file = self.rule_file
+        found = await asyncio.to_thread(rule_file.inspect, force=force)
+        was_failing = rule_file.failure
         old = self.rules()
-        try:
-            ruleset = self.rule_file.load()
-        except RuleFileError as exc:
+        rule_file.apply(found)
+        if found.kind == "unreadable":
+            if found.reason != was_failing:  # logged once per cause, retried every tick
+                self.metrics.rule_reload_error()
+                log.error(
+                    "%s: cannot read the rule file: %s; the previous rules keep running "
+                    "(tried again every %s)",
+                    rule_file.path,
+                    found.reason,
+                    self.settings.rules_watch,
+                )
+            return
+        if was_failing is not None:
+            log.info("%s: the rule file can be read again", rule_file.path)
+        if found.kind == "unchanged":
+            if force or was_failing is not None:
+                log.info("rule file unchanged: %s", old.summary())
+            return
+        if found.kind == "refused":
+            assert isinstance(found.error, RuleFileError)
             self.metrics.rule_reload_error()
-            for line in exc.lines():
+            for line in found.error.lines():
                 log.error("%s", line)
             log.error(
                 "rule file refused (%d problem(s)); the previous rules keep running",
-                len(exc.problems),
+                len(found.error.problems),
             )
             return
-        except OSError as exc:
-            self.metrics.rule_reload_error()
-            log.error(
-                "%s: cannot read the rule file: %s; the previous rules keep running",
-                self.rule_file.path,
-                exc.strerror,
-            )
-            return
+        ruleset = self.rules()
         self.metrics.set_rules_loaded(len(ruleset.rules))
         log.info("rules reloaded: %s", ruleset.summary())
         if ruleset.symbols - old.symbols:
@@ -290,6 +329,28 @@ class Daemon:
 
     # --- running -------------------------------------------------------------------------
     async def run(self, *, once: bool = False) -> int:
+        # First of all, before anything slow: from here on no SIGHUP or SIGTERM ends the
+        # process by its default action.
+        self.signals.install(asyncio.get_running_loop())
+        try:
+            return await self._run(once=once)
+        finally:
+            if self.owns_process:
+                self.signals.detach()  # kept until the process exits, ignoring what comes
+            else:
+                self.signals.restore()
+
+    def _stop_signal(self, signum: int) -> None:
+        if not self.stopping.is_set():
+            self.stopping.set()
+        elif not self._hurry.is_set():
+            log.warning("%s again: cutting the shutdown grace short", signal.Signals(signum).name)
+            self._hurry.set()
+
+    async def _run(self, *, once: bool) -> int:
+        warning = env_file_warning(self.env_file)
+        if warning is not None:
+            log.warning("%s", warning)
         try:
             await self._open()
         except RuleFileError as exc:
@@ -311,10 +372,18 @@ class Daemon:
                 return 0
             if self.settings.http not in ("", "off"):
                 host, port = self.settings.http_host_port
-                web = await start_web(
-                    host, port, lambda: self.health.check(self.clock.now()), self.metrics
-                )
-                log.info("health and metrics on http://%s:%d", web.host, web.port)
+                try:
+                    web = await start_web(
+                        host, port, lambda: self.health.check(self.clock.now()), self.metrics
+                    )
+                except OSError as exc:
+                    log.error(
+                        "cannot start: EARNWATCH_HTTP: cannot listen on %s: %s",
+                        _address(host, port),
+                        exc.strerror or type(exc).__name__,
+                    )
+                    return 2
+                log.info("health and metrics on http://%s", _address(web.host, web.port))
             await self._serve()
             return 0
         finally:
@@ -354,13 +423,6 @@ class Daemon:
 
     async def _serve(self) -> None:
         assert self.worker is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(
-            signal.SIGHUP,
-            lambda: asyncio.ensure_future(self._job("rules", lambda: self.rules_job(force=True))()),
-        )
         # APScheduler logs every run at INFO and every skipped run (a job still busy) at
         # WARNING; both are counted in /metrics instead (earnwatch_job_events_total).
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -401,7 +463,7 @@ class Daemon:
             id="market",
         )
         scheduler.add_job(
-            self._job("rules", self.rules_job),
+            self.reloads.request,  # the reload itself runs in `reloads`, one at a time
             "interval",
             seconds=self.settings.rules_watch.total_seconds(),
             id="rules",
@@ -411,6 +473,7 @@ class Daemon:
         )
         worker_stop = asyncio.Event()
         worker_task = asyncio.create_task(self.worker.run(worker_stop))
+        reload_task = asyncio.create_task(self.reloads.run())  # a SIGHUP at start runs now
         scheduler.start()
         self.health.scheduler_running = True
         log.info(
@@ -422,6 +485,7 @@ class Daemon:
         log.info("stopping: no new polls; letting deliveries in flight finish")
         scheduler.pause()
         self.health.scheduler_running = False
+        reload_task.cancel()  # a reload in flight is one of `_inflight`, drained below
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=POLL_GRACE)
         for task in set(self._inflight):  # polls still running past the grace: cut short
@@ -430,16 +494,24 @@ class Daemon:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.leadership.release()  # a standby takes over at once
         worker_stop.set()
-        try:
-            await asyncio.wait_for(
-                worker_task, timeout=self.settings.shutdown_grace.total_seconds()
-            )
-        except TimeoutError:
+        hurry = asyncio.create_task(self._hurry.wait())
+        await asyncio.wait(
+            {worker_task, hurry},
+            timeout=self.settings.shutdown_grace.total_seconds(),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        hurry.cancel()
+        if not worker_task.done():
             log.warning(
                 "deliveries still in flight after %s; they will be retried at the next start",
-                self.settings.shutdown_grace,
+                "a second signal" if self._hurry.is_set() else self.settings.shutdown_grace,
             )
+            worker_task.cancel()
+            await asyncio.gather(worker_task, return_exceptions=True)
+        await asyncio.gather(reload_task, return_exceptions=True)
         scheduler.shutdown(wait=False)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
         log.info("stopped")
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -22,11 +22,11 @@ def rule_file(tmp_path: Path, mask: SecretMask | None = None) -> tuple[RuleFile,
 def test_an_edit_is_noticed_and_a_touch_without_change_is_not(tmp_path: Path) -> None:
     rules, path = rule_file(tmp_path)
     rules.load()
-    assert not rules.changed()
+    assert rules.inspect().kind == "unchanged"
     os.utime(path, ns=(1, 1))  # new mtime, same content
-    assert not rules.changed()
+    assert rules.inspect().kind == "unchanged"
     path.write_text(GOOD.replace("> 1", "> 2"))
-    assert rules.changed()
+    assert rules.inspect().kind == "loaded"
 
 
 def test_a_refused_edit_keeps_the_last_valid_rule_set(tmp_path: Path) -> None:
