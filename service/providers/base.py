@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import ClassVar, Final, Protocol
 
@@ -125,6 +126,37 @@ def _rank(event: EarningsEvent) -> tuple[bool, bool, int]:
     return (event.time is not ReportTime.UNKNOWN, event.reported, known)
 
 
+def _period(event: EarningsEvent) -> tuple[int, int] | None:
+    if event.fiscal_year is None or event.fiscal_quarter is None:
+        return None
+    return (event.fiscal_year, event.fiscal_quarter)
+
+
+def _same_day(rows: list[EarningsEvent]) -> EarningsEvent:
+    """The one report behind several rows of one symbol and date.
+
+    A company never publishes an older quarter after a newer one, so when the rows name
+    different fiscal periods the latest period is the report of that day (Finnhub's CHPT
+    2022-03-02: 2021Q4 with `hour: "amc"` next to 2022Q4 with `hour: ""` and the actual).
+    Among rows of that period (or when no row names one) the known time of day, then
+    actuals, then the most figures win; on a tie, the first seen. A time of day known only
+    on another row of the day is taken from it: it describes the same publication, whereas
+    its figures belong to another quarter and are never mixed in.
+    """
+    periods = [p for r in rows if (p := _period(r)) is not None]
+    latest = max(periods) if periods else None
+    candidates = [r for r in rows if latest is None or _period(r) == latest]
+    best = candidates[0]
+    for row in candidates[1:]:
+        if _rank(row) > _rank(best):
+            best = row
+    if best.time is ReportTime.UNKNOWN:
+        known = [r.time for r in rows if r.time is not ReportTime.UNKNOWN]
+        if known:
+            best = replace(best, time=known[0])
+    return best
+
+
 def _best(
     events: Iterable[EarningsEvent], key: Callable[[EarningsEvent], Hashable]
 ) -> list[EarningsEvent]:
@@ -140,11 +172,15 @@ def dedupe(events: Iterable[EarningsEvent]) -> list[EarningsEvent]:
     """One event per symbol and report, sorted by (date, symbol).
 
     Rows on the same (symbol, date) are one report (Finnhub sends duplicates with different
-    fiscal years); so are rows of the same (symbol, fiscal period) on different dates (a
-    moved or re-dated report). The row kept has a known time of day, then actuals, then
-    the most figures; on a tie, the first seen.
+    fiscal years): see `_same_day` for which one is kept. Rows of the same (symbol, fiscal
+    period) on different dates (a moved or re-dated report) are one report too: the row
+    kept has a known time of day, then actuals, then the most figures; on a tie, the first
+    seen.
     """
-    by_day = _best(events, lambda e: (e.symbol, e.date))
+    days: dict[tuple[str, date], list[EarningsEvent]] = {}
+    for event in events:
+        days.setdefault((event.symbol, event.date), []).append(event)
+    by_day = [_same_day(rows) for rows in days.values()]
     by_period = _best(by_day, lambda e: (e.symbol, e.fiscal_period or e.date.isoformat()))
     return sorted(by_period, key=lambda e: (e.date, e.symbol))
 

@@ -22,7 +22,7 @@ async def finnhub(clock):
 
 
 @pytest.mark.anyio
-async def test_duplicate_rows_keep_the_one_with_an_hour_and_rows_come_back_sorted(finnhub):
+async def test_duplicate_rows_keep_the_latest_fiscal_period_and_rows_come_back_sorted(finnhub):
     with respx.mock(assert_all_mocked=True) as router:
         router.get(f"{FINNHUB}/calendar/earnings").mock(ok("finnhub", "calendar_duplicates.json"))
         events = await finnhub.earnings(date(2020, 7, 1), date(2022, 3, 3), [])
@@ -32,11 +32,35 @@ async def test_duplicate_rows_keep_the_one_with_an_hour_and_rows_come_back_sorte
         ("CHPT", "2022-03-02"),
         ("NVDA", "2022-03-03"),
     ]
+    # CHPT's real rows (Finnhub-API#479): 2021Q4 carries `hour: "amc"`, 2022Q4 `hour: ""`.
+    # The report of that day is 2022Q4; its time of day is taken from the other row.
     chpt = events[2]
-    assert (chpt.time, chpt.fiscal_year, chpt.eps_estimate) == (ReportTime.AMC, 2022, -0.21)
+    assert (chpt.fiscal_period, chpt.time) == ("2022Q4", ReportTime.AMC)
+    assert (chpt.eps_estimate, chpt.eps_actual, chpt.revenue_estimate) == (
+        -0.1521,
+        -0.17,
+        76545819,
+    )
     aaoi = events[1]
     assert aaoi.time is ReportTime.UNKNOWN and aaoi.fiscal_period is None  # no quarter/year
     assert not aaoi.reported and aaoi.revenue_estimate == 194287968
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("order", [1, -1])
+async def test_dg_duplicate_day_keeps_the_later_fiscal_year(finnhub, order):
+    # DG 2023-06-01 (Finnhub-API#523): 2024Q1 and 2023Q1 on one day, both `bmo`; rows come
+    # unsorted, so the choice must not depend on their order.
+    rows = fixture_json("finnhub", "calendar_DG.json")["earningsCalendar"][::order]
+    with respx.mock(assert_all_mocked=True) as router:
+        router.get(f"{FINNHUB}/calendar/earnings").mock(
+            httpx.Response(200, json={"earningsCalendar": rows})
+        )
+        events = await finnhub.earnings(date(2023, 3, 1), date(2023, 12, 9), ["DG"])
+    june = [e for e in events if e.date == date(2023, 6, 1)]
+    assert [(e.fiscal_period, e.eps_estimate, e.eps_actual) for e in june] == [
+        ("2024Q1", 2.4521, 2.34)
+    ]
 
 
 @pytest.mark.anyio
