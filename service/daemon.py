@@ -151,7 +151,9 @@ class Daemon:
         )
         self.notifiers = notifiers = build_notifiers(self.settings)
         self.leadership = leadership_for(self.settings.database_url, self.settings.failover)
-        self.store = store = await asyncio.to_thread(open_store, self.settings.database_url)
+        self.store = store = await asyncio.to_thread(
+            open_store, self.settings.database_url, daemon=True, failover=self.settings.failover
+        )
         states = await asyncio.to_thread(store.load_states)
         saved = await asyncio.to_thread(store.load_market_data, "market")
         data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()

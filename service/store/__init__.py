@@ -13,17 +13,30 @@ notifier returned (`finish`). See `outbox.py` for the details.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.engine import RuleState
 from service.errors import StoreError
 from service.store import outbox, state
-from service.store.db import create_db_engine, current_revision, migrate, read_tx, write_tx
+from service.store.db import (
+    create_db_engine,
+    current_revision,
+    migrate,
+    normalize_url,
+    read_tx,
+    write_tx,
+)
+from service.store.filelock import ProcessLock, sqlite_file
+from service.store.leader import describe_target
+from service.store.replica import new_replica_id
+from service.store.startup import probe_write, void_leases_of_others
 from service.store.state import MarketData
 from service.store.types import (
     AttemptRecord,
@@ -35,6 +48,14 @@ from service.store.types import (
     Render,
     Status,
 )
+
+if TYPE_CHECKING:
+    from service.store.pg_replica import ReplicaLock
+
+log = logging.getLogger(__name__)
+
+#: EARNWATCH_FAILOVER's default, for callers that pass none.
+DEFAULT_FAILOVER = timedelta(seconds=15)
 
 __all__ = [
     "AttemptRecord",
@@ -51,18 +72,44 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> Store:
-    """Connect, migrate to the newest schema, and return the store. Raises StoreError."""
-    engine = create_db_engine(url)
+def open_store(url: str, *, daemon: bool = False, failover: timedelta = DEFAULT_FAILOVER) -> Store:
+    """Connect, migrate to the newest schema, and return the store. Raises StoreError.
+
+    `daemon=True` is for the process that records and delivers (`earnwatch run`). On a
+    SQLite file it first takes the one-daemon lock (`filelock.py`: a second daemon is
+    refused). Then it proves the database takes writes (`startup.py`), and on PostgreSQL
+    takes this replica's liveness lock (`replica.py`, timed from `failover`), or on SQLite
+    voids the leases a previous process left. The locks go with `close()`."""
+    lock: ProcessLock | None = None
+    if daemon and (database := sqlite_file(url)) is not None:
+        lock = ProcessLock.acquire(database)
+    try:
+        engine = create_db_engine(url)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    store = Store(engine, file_lock=lock)
     try:
         migrate(engine)
+        if daemon:
+            store._start(url, failover)
     except SQLAlchemyError as exc:
-        engine.dispose()
+        store.close()
         raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
     except BaseException:
-        engine.dispose()
+        store.close()
         raise
-    return Store(engine)
+    return store
+
+
+def _where(url: str) -> str:
+    """The database as a user knows it, never with a password."""
+    database = sqlite_file(url)
+    if database is not None:
+        return str(database)
+    parsed = make_url(normalize_url(url))
+    return describe_target(parsed) if parsed.get_backend_name() == "postgresql" else "in memory"
 
 
 def _describe(exc: SQLAlchemyError) -> str:
@@ -75,8 +122,43 @@ def _describe(exc: SQLAlchemyError) -> str:
 class Store:
     """The outbox, rule state and market data on one database. Thread-safe."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, file_lock: ProcessLock | None = None) -> None:
         self._engine = engine
+        self._file_lock = file_lock
+        self._replica_lock: ReplicaLock | None = None
+        #: This process's identity as a lease holder (see `replica.py`).
+        self.replica_id = new_replica_id()
+
+    def _start(self, url: str, failover: timedelta) -> None:
+        """The daemon's start (see `open_store`). Raises StoreError or SQLAlchemyError."""
+        try:
+            with write_tx(self._engine) as connection:
+                probe_write(connection, self.replica_id, datetime.now(UTC))
+                voided = 0
+                if self.backend == "sqlite":
+                    voided = void_leases_of_others(connection, self.replica_id)
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"the database {_where(url)} cannot be written: {_describe(exc)}"
+            ) from exc
+        if voided:
+            log.info(
+                "store: %d delivery(ies) left in flight by a previous process are due again",
+                voided,
+            )
+        if self.backend == "postgresql":
+            from service.store.pg_replica import ReplicaLock  # psycopg only for PostgreSQL
+
+            self._replica_lock = ReplicaLock(url, self.replica_id, failover=failover)
+            self._replica_lock.ensure()
+
+    def _lease_holder(self) -> str | None:
+        """Who a new lease names: on PostgreSQL only a replica whose liveness lock is held
+        now (others would take a holder without one for dead); on SQLite this process."""
+        if self._replica_lock is not None:
+            self._replica_lock.ensure()
+            return self.replica_id
+        return self.replica_id if self.backend == "sqlite" else None
 
     @property
     def backend(self) -> str:
@@ -107,11 +189,13 @@ class Store:
 
     def claim(self, now: datetime, limit: int, lease: timedelta) -> list[ClaimedDelivery]:
         """Take up to `limit` due deliveries (pending and due, or sending with an expired
-        lease), mark them `sending` until `now + lease`, and return them."""
+        lease or a holder that is gone), mark them `sending` until `now + lease`, held by
+        this replica, and return them."""
         if limit <= 0:
             return []
+        holder = self._lease_holder()
         with self._errors("claim"), write_tx(self._engine) as connection:
-            return outbox.claim(connection, now, limit, lease)
+            return outbox.claim(connection, now, limit, lease, holder)
 
     def finish(
         self,
@@ -182,5 +266,12 @@ class Store:
             return current_revision(self._engine)
 
     def close(self) -> None:
-        """Close every pooled connection. The store is unusable afterwards."""
+        """Close every pooled connection and free this process's locks. The store is
+        unusable afterwards. Idempotent."""
         self._engine.dispose()
+        if self._replica_lock is not None:
+            self._replica_lock.close()
+            self._replica_lock = None
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None

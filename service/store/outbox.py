@@ -7,8 +7,9 @@ Promises:
   memory, is what keeps one alert per rule, symbol and event across restarts and replicas.
 - `claim()` hands each due delivery to one claimer only: `FOR UPDATE SKIP LOCKED` on
   PostgreSQL, `BEGIN IMMEDIATE` (one writer at a time) on SQLite. A claim is a lease: a
-  `sending` row whose lease ran out (its worker died) is due again. Each claim counts one
-  attempt, so a delivery that keeps crashing its worker still reaches `max_attempts`.
+  `sending` row whose lease ran out (its worker died) is due again, and so is one whose
+  holder is known to be gone (`replica.py`), at once. Each claim counts one attempt, so a
+  delivery that keeps crashing its worker still reaches `max_attempts`.
 - `finish()` records the attempt and moves the delivery in one transaction. `delivered` is
   final. A non-delivered outcome applies only while the caller still holds the claim (its
   attempt number matches and the row is `sending`), so a slow worker whose lease ran out
@@ -27,6 +28,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.notify.base import Message
+from service.store.replica import dead_holders
 from service.store.tables import ALERT, ATTEMPT, DEAD, DELIVERED, DELIVERY, PENDING, SENDING
 from service.store.types import (
     AttemptRecord,
@@ -95,23 +97,50 @@ def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) ->
     return inserted
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
+def _due(now: datetime, dead: Sequence[str] = ()) -> ColumnElement[bool]:
     c = DELIVERY.c
-    return or_(
+    due = [
         and_(c.status == PENDING, c.next_attempt_at <= now),
         and_(c.status == SENDING, c.lease_until <= now),
+    ]
+    if dead:  # leases of replicas known to be gone are void whatever their time says
+        due.append(and_(c.status == SENDING, c.lease_holder.in_(dead)))
+    return or_(*due)
+
+
+def _dead_lease_holders(connection: Connection, now: datetime) -> list[str]:
+    """Holders of leases still running whose replica is gone (PostgreSQL; see replica.py)."""
+    if connection.dialect.name != "postgresql":
+        return []
+    c = DELIVERY.c
+    holders = (
+        connection.execute(
+            select(c.lease_holder)
+            .distinct()
+            .where(c.status == SENDING, c.lease_until > now, c.lease_holder.is_not(None))
+        )
+        .scalars()
+        .all()
     )
+    return dead_holders(connection, [h for h in holders if h is not None])
 
 
 def claim(
-    connection: Connection, now: datetime, limit: int, lease: timedelta
+    connection: Connection,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    holder: str | None = None,
 ) -> list[ClaimedDelivery]:
-    """Mark up to `limit` due deliveries `sending` until now + lease and return them."""
+    """Mark up to `limit` due deliveries `sending` until now + lease, held by `holder` (a
+    replica id, or None when nobody can check this process's liveness), and return them.
+    Due: pending and due, or sending under a lease that ran out or whose holder is gone."""
     c = DELIVERY.c
+    dead = _dead_lease_holders(connection, now)
     due_ids = (
         connection.execute(
             select(c.id)
-            .where(_due(now))
+            .where(_due(now, dead))
             .order_by(c.next_attempt_at, c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -124,8 +153,13 @@ def claim(
     lease_until = now + lease
     connection.execute(
         update(DELIVERY)
-        .where(c.id.in_(due_ids), _due(now))
-        .values(status=SENDING, lease_until=lease_until, attempts=c.attempts + 1)
+        .where(c.id.in_(due_ids), _due(now, dead))
+        .values(
+            status=SENDING,
+            lease_until=lease_until,
+            lease_holder=holder,
+            attempts=c.attempts + 1,
+        )
     )
     rows = connection.execute(
         select(c.id, c.alert_id, c.channel, c.kind, c.attempts, c.created_at, ALERT.c.message_json)

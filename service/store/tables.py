@@ -92,6 +92,7 @@ class DeliveryRow(SQLModel, table=True):
     attempts: int = Field(default=0)
     next_attempt_at: datetime = _when()
     lease_until: datetime | None = _when(nullable=True)
+    lease_holder: str | None = Field(default=None, max_length=64)  # replica id (r0002)
     last_error: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = _when()
     delivered_at: datetime | None = _when(nullable=True)
@@ -140,6 +141,16 @@ class MarketDataRow(SQLModel, table=True):
     updated_at: datetime = _when()
 
 
+class ProbeRow(SQLModel, table=True):
+    """The row a starting daemon writes to prove the database takes writes (r0002)."""
+
+    __tablename__ = "probe"
+
+    name: str = Field(primary_key=True, max_length=64)
+    replica_id: str = Field(max_length=64)
+    written_at: datetime = _when()
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a model, for typed `insert()`/`update()`/`select()` statements."""
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
@@ -150,4 +161,5 @@ DELIVERY = table_of(DeliveryRow)
 ATTEMPT = table_of(AttemptRow)
 RULE_STATE = table_of(RuleStateRow)
 MARKET_DATA = table_of(MarketDataRow)
+PROBE = table_of(ProbeRow)
 METADATA = SQLModel.metadata
