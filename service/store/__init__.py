@@ -13,7 +13,7 @@ notifier returned (`finish`). See `outbox.py` for the details.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.engine import RuleState
 from service.errors import StoreError
-from service.store import outbox, state
+from service.store import leases, outbox, state
 from service.store.db import create_db_engine, current_revision, migrate, read_tx, write_tx
 from service.store.state import MarketData
 from service.store.types import (
@@ -184,3 +184,33 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection. The store is unusable afterwards."""
         self._engine.dispose()
+
+    # --- lease upkeep (the delivery worker; see leases.py) ---------------------------
+
+    def claim_excluding(
+        self, now: datetime, limit: int, lease: timedelta, exclude: Collection[str]
+    ) -> list[ClaimedDelivery]:
+        """`claim()`, skipping deliveries of the channels in `exclude`."""
+        if not exclude:
+            return self.claim(now, limit, lease)
+        if limit <= 0:
+            return []
+        with self._errors("claim"), write_tx(self._engine) as connection:
+            return leases.claim_excluding(connection, now, limit, lease, exclude)
+
+    def renew(self, ids: Sequence[str], until: datetime) -> int:
+        """Extend the leases of these deliveries, still `sending`, to `until`."""
+        with self._errors("renew"), write_tx(self._engine) as connection:
+            return leases.renew(connection, ids, until)
+
+    def release(
+        self, delivery_id: str, attempt_number: int, next_attempt_at: datetime, reason: str
+    ) -> bool:
+        """Hand a claim back untried (pending again, the attempt uncounted)."""
+        with self._errors("release"), write_tx(self._engine) as connection:
+            return leases.release(connection, delivery_id, attempt_number, next_attempt_at, reason)
+
+    def next_due_excluding(self, exclude: Collection[str]) -> datetime | None:
+        """`next_due()` over the deliveries whose channel is not in `exclude`."""
+        with self._errors("next_due"), read_tx(self._engine) as connection:
+            return leases.next_due_excluding(connection, exclude)
