@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     delivery_max_attempts: int = Field(12, ge=1)
     delivery_max_age: timedelta = timedelta(hours=24)
     delivery_lease: timedelta = timedelta(minutes=2)
+    # A send's total deadline (connect, request, reply body) and the sends in flight per
+    # destination host; see service/delivery.py.
+    delivery_timeout: timedelta = timedelta(seconds=10)
+    delivery_per_host: int = Field(4, ge=1)
     slack_interval: timedelta = timedelta(seconds=1)
     allow_private_targets: bool = False
     allowed_hosts: str = ""
@@ -99,6 +103,7 @@ class Settings(BaseSettings):
         "rules_watch",
         "delivery_max_age",
         "delivery_lease",
+        "delivery_timeout",
         "slack_interval",
         "smtp_timeout",
         mode="before",

@@ -164,6 +164,8 @@ class Daemon:
             clock=self.clock,
             rng=random.Random(),
             concurrency=self.settings.delivery_concurrency,
+            per_host=self.settings.delivery_per_host,
+            mask=self.rule_file.mask.mask if self.rule_file.mask is not None else None,
             max_attempts=self.settings.delivery_max_attempts,
             max_age=self.settings.delivery_max_age,
             lease=self.settings.delivery_lease,

@@ -15,12 +15,11 @@ Redirects are never followed, so a 3xx cannot lead anywhere either.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpcore
@@ -31,9 +30,6 @@ from service.errors import UnsafeTargetError
 
 USER_AGENT: Final = f"earnwatch/{__version__} (+https://github.com/earnwatch/earnwatch)"
 LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connections=10)
-_SECRET_PARAMS: Final = re.compile(
-    r"(token|key|apikey|api_key|secret|password|sig|signature)", re.I
-)
 
 #: Async resolver: (host, port) -> the IP addresses to try, in order.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -80,19 +76,18 @@ def build_client(
 
 
 def redact_url(url: str | httpx.URL) -> str:
-    """The URL with its path and secret-looking query values masked: scheme and host stay,
-    so a log still says where, never with what key (Slack webhook paths are secrets)."""
+    """`scheme://host[:port]`, then `/***` when the URL has a path or a query: a log or an
+    error still says where, never with what key. The whole path and query go, not only
+    parameters with secret-looking names: Slack webhook paths are secrets, and so is an
+    Azure Functions `?code=`."""
     parts = urlsplit(str(url))
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     if parts.port:
         host = f"{host}:{parts.port}"
-    path = "/***" if parts.path not in ("", "/") else parts.path
-    query = urlencode(
-        [(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in parse_qsl(parts.query)]
-    )
-    return urlunsplit((parts.scheme, host, path, query, ""))
+    path = "/***" if parts.path not in ("", "/") or parts.query else parts.path
+    return urlunsplit((parts.scheme, host, path, "", ""))
 
 
 # --- address policy --------------------------------------------------------------------

@@ -55,6 +55,11 @@ class FakeNotifier:
 
     kind: ClassVar[str] = "webhook"
     Config: ClassVar[type[ChannelConfig]] = HookConfig
+    deadline: float = 10.0
+
+    def destination(self, config: ChannelConfig) -> str:
+        assert isinstance(config, HookConfig)
+        return config.url.split("/")[2]
 
     def __init__(
         self,
@@ -118,10 +123,11 @@ def make_worker(
 ) -> DeliveryWorker:
     kw.setdefault("lease", LEASE)
     kw.setdefault("idle_wait", 0.02)
+    channels = kw.pop("channels", lambda: {"hook": HookConfig()})
     return DeliveryWorker(
         store,
         {"webhook": notifier},
-        lambda: {"hook": HookConfig()},
+        channels,
         clock=clock,
         rng=random.Random(7),
         **kw,
@@ -268,16 +274,54 @@ async def test_retry_after_sets_the_next_attempt_and_is_capped_at_300_s(
     assert by_error["HTTP 503"] - T0 == timedelta(seconds=RETRY_AFTER_CAP)
 
 
-async def test_a_channel_removed_from_the_rule_file_makes_the_delivery_dead(
+async def test_a_delivery_whose_channel_left_the_rule_file_waits_for_it_without_attempts(
+    store: Store, clock: FakeClock
+) -> None:
+    # was: dead at once ("channel 'gone' is no longer in the rule file"), and dead for good
+    # after the file came back (issue #10.5: an editor's truncate-then-write)
+    record(store, channels=[("gone", "webhook")])
+    notifier = FakeNotifier()
+    channels: dict[str, ChannelConfig] = {}
+    worker = make_worker(store, notifier, clock, channels=lambda: channels)
+    for _ in range(3):
+        await worker.run_once()
+        clock.advance(timedelta(minutes=5))
+    delivery = only_delivery(store)
+    assert (delivery.status, delivery.attempts) == ("pending", 0)  # no attempt burnt
+    assert delivery.last_error == "waiting: channel 'gone' is not in the rule file"
+    assert store.attempts(delivery.id) == [] and notifier.calls == []
+
+    channels["gone"] = HookConfig()  # the edit is complete: the channel is back
+    await drain(store, worker, clock)
+    delivery = only_delivery(store)
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
+    assert notifier.receiver.ids() == [delivery.id]
+
+
+async def test_a_waiting_delivery_whose_channel_stays_away_is_given_up_at_max_age(
     store: Store, clock: FakeClock
 ) -> None:
     record(store, channels=[("gone", "webhook")])
-    notifier = FakeNotifier()
-    await make_worker(store, notifier, clock).run_once()
+    worker = make_worker(store, FakeNotifier(), clock, channels=dict, max_age=timedelta(hours=1))
+    await worker.run_once()
+    assert only_delivery(store).status == "pending"
+    clock.advance(timedelta(hours=1, seconds=1))
+    await worker.run_once()
     delivery = only_delivery(store)
     assert delivery.status == "dead"
-    assert delivery.last_error == "channel 'gone' is no longer in the rule file"
-    assert notifier.calls == []
+    assert delivery.last_error == (
+        "channel 'gone' is not in the rule file (gave up: older than 1:00:00)"
+    )
+
+
+async def test_a_waiting_channel_is_skipped_by_claims_until_it_is_looked_at_again(
+    store: Store, clock: FakeClock
+) -> None:
+    record(store, channels=[("gone", "webhook")])
+    worker = make_worker(store, FakeNotifier(), clock, channels=dict, channel_recheck=3600.0)
+    assert await worker.run_once() == 1  # claimed once, handed back untried
+    assert await worker.run_once() == 0  # then skipped: no claim loop
+    assert store.next_due_excluding({"gone"}) is None
 
 
 async def test_an_unexpected_notifier_exception_is_recorded_and_retried(

@@ -42,15 +42,20 @@ def build_notifiers(
     settings: Settings, *, smtp_ssl_context: ssl.SSLContext | None = None
 ) -> dict[str, Notifier]:
     """One notifier per kind, configured from settings. The caller closes each with
-    `aclose()` (the HTTP notifiers own their client)."""
+    `aclose()` (the HTTP notifiers own their client). Deadlines: EARNWATCH_DELIVERY_TIMEOUT
+    for webhook and Slack, SMTP_TIMEOUT for email."""
     guard = TargetGuard(
         allow_private=settings.allow_private_targets,
         allowed_hosts=settings.allowed_host_names,
     )
     timeout = settings.http_timeout.total_seconds()
-    pacer = SlackPacer(settings.slack_interval.total_seconds())
+    deadline = settings.delivery_timeout.total_seconds()
+    # A Slack turn further off than half the deadline is a retry then, not a cut send.
+    pacer = SlackPacer(settings.slack_interval.total_seconds(), max_wait=deadline / 2)
     return {
-        "webhook": WebhookNotifier(build_client(timeout=timeout, guard=guard)),
-        "slack": SlackNotifier(build_client(timeout=timeout, guard=guard), pacer=pacer),
+        "webhook": WebhookNotifier(build_client(timeout=timeout, guard=guard), deadline=deadline),
+        "slack": SlackNotifier(
+            build_client(timeout=timeout, guard=guard), pacer=pacer, deadline=deadline
+        ),
         "email": EmailNotifier(SmtpOptions.from_settings(settings), ssl_context=smtp_ssl_context),
     }

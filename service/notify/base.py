@@ -3,12 +3,18 @@ config base model, and the one classification of HTTP statuses into outcomes.
 
 A notifier makes one delivery attempt of an already rendered message. It never retries
 and never sleeps: on failure it raises DeliveryError(permanent=..., retry_after=...), and
-`service/delivery.py` owns the retry policy, once.
+`service/delivery.py` owns the retry policy, once. Each notifier also says how long one
+send may take in total (`deadline`) and where a channel's sends go (`destination`): the
+worker enforces both, the same way for every channel type.
+
+Every JSON body is encoded with `allow_nan=False` after `finite()`: a non-finite number
+is unknown (`null`), never `Infinity` or `NaN`, which strict receivers reject.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -52,6 +58,7 @@ class Message:
             },
             sort_keys=True,
             separators=(",", ":"),
+            allow_nan=False,
         )
 
     @classmethod
@@ -71,6 +78,13 @@ class Message:
 def _jsonable(value: Value) -> Any:
     if isinstance(value, date):
         return value.isoformat()
+    return finite(value)
+
+
+def finite(value: Value) -> Value:
+    """`value`, with a non-finite float (inf, -inf, nan) made unknown (None)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
@@ -79,6 +93,11 @@ class Notifier(Protocol):
 
     kind: ClassVar[str]  # the `type:` in the rule file
     Config: ClassVar[type[ChannelConfig]]
+    deadline: float  # seconds one send() may take in all, enforced by the worker
+
+    def destination(self, config: ChannelConfig) -> str:
+        """Where this channel's sends go (`host:port`), for the per-host cap."""
+        ...
 
     async def send(self, message: Message, config: ChannelConfig, *, delivery_id: str) -> None:
         """Return on success; raise DeliveryError(permanent=..., retry_after=...) otherwise."""

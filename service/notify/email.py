@@ -29,7 +29,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from service.config import Settings
 from service.errors import DeliveryError
-from service.notify.base import ChannelConfig, Message
+from service.notify.base import ChannelConfig, Message, finite
 from service.notify.http import expect
 from service.rules.model import one_or_many_schema
 
@@ -105,7 +105,7 @@ def build_email(
     message: Message, cfg: EmailConfig, *, sender: str, delivery_id: str
 ) -> EmailMessage:
     """The MIME message (multipart/alternative: text/plain, text/html); deterministic."""
-    values = [(k, "" if v is None else str(v)) for k, v in message.values.items()]
+    values = [(k, "" if finite(v) is None else str(v)) for k, v in message.values.items()]
     fired = message.fired_at.isoformat(timespec="seconds")
     text = "\n".join(
         [message.text, "", message.title, f"fired at {fired}", *(f"{k}: {v}" for k, v in values)]
@@ -137,9 +137,17 @@ class EmailNotifier:
     Config: ClassVar[type[ChannelConfig]] = EmailConfig
 
     def __init__(self, options: SmtpOptions, *, ssl_context: ssl.SSLContext | None = None):
-        """`ssl_context` verifies the server (default: the system CAs)."""
+        """`ssl_context` verifies the server (default: the system CAs). A send's total
+        deadline is SMTP_TIMEOUT (`options.timeout`), as aiosmtplib's is per command;
+        without SMTP_HOST every send is refused before any I/O, so 1 s bounds it (and
+        the lease need not cover SMTP_TIMEOUT)."""
         self._options = options
         self._ssl_context = ssl_context
+        self.deadline = options.timeout if options.host else 1.0
+
+    def destination(self, config: ChannelConfig) -> str:
+        """The SMTP server, whatever the recipients: every email channel shares it."""
+        return f"smtp:{self._options.host or '-'}:{self._options.port}"
 
     async def send(self, message: Message, config: ChannelConfig, *, delivery_id: str) -> None:
         """Return once the server accepted the message; raise DeliveryError otherwise."""

@@ -3,35 +3,77 @@ DeliveryError whose message names the host but never the URL's path, query or a 
 
 Transport failures (refused, reset, timeout) are retryable; a target the SSRF guard
 refuses, or a URL httpx cannot use, is permanent. Status codes are classified by the
-caller (`classify_status`, or Slack's own rules).
+caller (`classify_status`, or Slack's own rules). At most `MAX_REPLY_BYTES` of a reply's
+body are read (asked for uncompressed, read raw): a receiver cannot make us hold a large
+body, nor a compression bomb. The total deadline of a send is the delivery worker's.
+
+A receiver's reply may quote what we sent it (`Cannot POST /services/T000/B000/SECRET`):
+`scrub()` takes the channel's secrets, and its URL's path and query, out of any text
+before it goes into an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TypeVar
-from urllib.parse import urlsplit
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 from pydantic import SecretStr
 
 from service.errors import DeliveryError, UnsafeTargetError
 from service.httpclient import redact_url
+from service.logs import SecretMask
 from service.notify.base import ChannelConfig
 
 C = TypeVar("C", bound=ChannelConfig)
 
 #: How much of a receiver's reply body is kept in an error (the attempt record).
 DETAIL_CHARS = 300
+#: How much of a receiver's reply body is read at all; the rest is never received.
+MAX_REPLY_BYTES: Final = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A receiver's answer: status, headers and the first `MAX_REPLY_BYTES` of its body."""
+
+    status_code: int
+    headers: httpx.Headers
+    body: bytes
+    truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
 
 
 async def post(
-    client: httpx.AsyncClient, url: str, content: bytes, headers: Mapping[str, str]
-) -> httpx.Response:
-    """POST once and read the reply; raise DeliveryError on any transport failure."""
+    client: httpx.AsyncClient,
+    url: str,
+    content: bytes,
+    headers: Mapping[str, str],
+    *,
+    limit: int = MAX_REPLY_BYTES,
+) -> Reply:
+    """POST once and read at most `limit` bytes of the reply; raise DeliveryError on any
+    transport failure."""
     where = redact_url(url)
     try:
-        return await client.post(url, content=content, headers=dict(headers))
+        async with client.stream(
+            "POST", url, content=content, headers={"accept-encoding": "identity", **headers}
+        ) as response:
+            body = bytearray()
+            truncated = False
+            async for chunk in response.aiter_raw():
+                room = limit - len(body)
+                if len(chunk) >= room:
+                    body += chunk[:room]
+                    truncated = len(chunk) > room
+                    break  # leaving the block closes the connection: the rest is not read
+                body += chunk
+            return Reply(response.status_code, response.headers, bytes(body), truncated)
     except UnsafeTargetError as exc:
         raise DeliveryError(f"{where}: {exc}", permanent=True) from None
     except httpx.TimeoutException as exc:
@@ -44,10 +86,62 @@ async def post(
         raise DeliveryError(f"{where}: {type(exc).__name__}", permanent=False) from exc
 
 
-def detail(response: httpx.Response) -> str:
-    """The reply body as one short line, for the attempt record."""
+def url_destination(url: str) -> str:
+    """`host:port` of an http(s) URL: the key of the per-host cap (an origin without the
+    scheme: two servers on one address but different ports are two destinations)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "(invalid URL)"
+    host = (parts.hostname or "").lower()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def detail(response: Reply, config: ChannelConfig | None = None) -> str:
+    """The reply body as one short line, for the attempt record, scrubbed of the
+    channel's secrets when `config` is given."""
     text = " ".join(response.text.split())
-    return text[:DETAIL_CHARS] + ("…" if len(text) > DETAIL_CHARS else "")
+    if config is not None:
+        text = scrub(text, config)
+    cut = len(text) > DETAIL_CHARS or response.truncated
+    return text[:DETAIL_CHARS] + ("…" if cut else "")
+
+
+def scrub(text: str, config: ChannelConfig) -> str:
+    """`text` with every secret of the channel replaced by `***`: each secret value, and
+    of a secret URL its path, its query and each query value (in their usual encodings)."""
+    mask = SecretMask(_secret_parts(config.__dict__.values()))
+    return mask.mask(text)
+
+
+def _secret_parts(values: Iterable[object]) -> Iterator[str]:
+    for value in values:
+        if isinstance(value, Mapping):
+            yield from _secret_parts(value.values())
+        elif isinstance(value, SecretStr):
+            secret = value.get_secret_value()
+            yield secret
+            yield from _url_parts(secret)
+
+
+def _url_parts(value: str) -> Iterator[str]:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return
+    if not parts.scheme or not parts.netloc:
+        return
+    if parts.path not in ("", "/"):
+        yield parts.path
+        yield unquote(parts.path)
+        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        if len(last) >= 8:  # a token as the last segment, quoted alone
+            yield last
+    if parts.query:
+        yield parts.query
+        for _, query_value in parse_qsl(parts.query):
+            yield query_value
 
 
 def expect(config: ChannelConfig, kind: type[C]) -> C:

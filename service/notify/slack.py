@@ -25,8 +25,14 @@ from pydantic import SecretStr, field_validator
 
 from service.errors import DeliveryError
 from service.market import Value
-from service.notify.base import RETRYABLE_STATUSES, ChannelConfig, Message, parse_retry_after
-from service.notify.http import detail, expect, http_url, post
+from service.notify.base import (
+    RETRYABLE_STATUSES,
+    ChannelConfig,
+    Message,
+    finite,
+    parse_retry_after,
+)
+from service.notify.http import detail, expect, http_url, post, url_destination
 
 TEXT_LIMIT: Final = 3000  # Slack's limit for a section's text
 HEADER_LIMIT: Final = 150  # Slack's limit for a header block
@@ -118,7 +124,7 @@ def payload(message: Message) -> dict[str, Any]:
     fields = [
         {"type": "mrkdwn", "text": _cut(f"*{_mrkdwn(k)}*\n{_mrkdwn(_plain(v))}", 2000)}
         for k, v in sorted(message.values.items())
-        if v is not None
+        if finite(v) is not None
     ][:MAX_FIELDS]
     if fields:
         blocks.append({"type": "section", "fields": fields})
@@ -135,15 +141,26 @@ class SlackNotifier:
     kind: ClassVar[str] = "slack"
     Config: ClassVar[type[ChannelConfig]] = SlackConfig
 
-    def __init__(self, client: httpx.AsyncClient, *, pacer: SlackPacer | None = None) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, *, pacer: SlackPacer | None = None, deadline: float = 10.0
+    ) -> None:
+        """`pacer`'s `max_wait` should stay well under `deadline`: a turn further off is
+        a retry at that time, not a send cut short by its deadline."""
         self._client = client
-        self._pacer = pacer or SlackPacer(1.0)
+        self._pacer = pacer or SlackPacer(1.0, max_wait=deadline / 2)
+        self.deadline = deadline
+
+    def destination(self, config: ChannelConfig) -> str:
+        return url_destination(expect(config, SlackConfig).url.get_secret_value())
 
     async def send(self, message: Message, config: ChannelConfig, *, delivery_id: str) -> None:
         """Return when Slack answers `ok`; raise DeliveryError otherwise."""
-        url = expect(config, SlackConfig).url.get_secret_value()
+        cfg = expect(config, SlackConfig)
+        url = cfg.url.get_secret_value()
         await self._pacer.turn(url)
-        body = json.dumps(payload(message), ensure_ascii=False, separators=(",", ":"))
+        body = json.dumps(
+            payload(message), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
         response = await post(
             self._client, url, body.encode(), {"content-type": "application/json"}
         )
@@ -157,7 +174,7 @@ class SlackNotifier:
             self._pacer.hold(url, retry_after if retry_after is not None else 1.0)
         permanent = status < 500 and status not in RETRYABLE_STATUSES
         raise DeliveryError(
-            f"Slack HTTP {status}: {detail(response) or '(empty body)'}",
+            f"Slack HTTP {status}: {detail(response, cfg) or '(empty body)'}",
             permanent=permanent,
             retry_after=retry_after,
             status=status,

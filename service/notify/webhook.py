@@ -26,8 +26,8 @@ from typing import ClassVar, Final
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from service.notify.base import ChannelConfig, Message, classify_status
-from service.notify.http import detail, expect, http_url, post
+from service.notify.base import ChannelConfig, Message, classify_status, finite
+from service.notify.http import detail, expect, http_url, post, url_destination
 
 PAYLOAD_VERSION: Final = "1"
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -109,12 +109,13 @@ def payload(message: Message) -> bytes:
             "message": message.text,
             "fired_at": message.fired_at.isoformat(),
             "values": {  # sorted: the outbox round trip (Message.to_json) sorts them too
-                k: v.isoformat() if isinstance(v, date) else v
+                k: v.isoformat() if isinstance(v, date) else finite(v)
                 for k, v in sorted(message.values.items())
             },
         },
         ensure_ascii=False,
         separators=(",", ":"),
+        allow_nan=False,
     ).encode()
 
 
@@ -125,10 +126,18 @@ class WebhookNotifier:
     Config: ClassVar[type[ChannelConfig]] = WebhookConfig
 
     def __init__(
-        self, client: httpx.AsyncClient, *, wall_clock: Callable[[], float] = time.time
+        self,
+        client: httpx.AsyncClient,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        deadline: float = 10.0,
     ) -> None:
         self._client = client
         self._wall_clock = wall_clock
+        self.deadline = deadline
+
+    def destination(self, config: ChannelConfig) -> str:
+        return url_destination(expect(config, WebhookConfig).url.get_secret_value())
 
     async def send(self, message: Message, config: ChannelConfig, *, delivery_id: str) -> None:
         """Return on a 2xx; raise DeliveryError otherwise (3xx: permanent, not followed)."""
@@ -153,7 +162,7 @@ class WebhookNotifier:
         elif status == 410:
             why = "gone: the receiver asks to disable this endpoint"
         else:
-            why = detail(response)
+            why = detail(response, cfg)
         classify_status(
             status,
             retry_after=response.headers.get("retry-after"),

@@ -14,7 +14,7 @@ notifier returned (`finish`). See `outbox.py` for the details.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.engine import RuleState
 from service.errors import StoreError
-from service.store import outbox, state
+from service.store import leases, outbox, state
 from service.store.db import (
     create_db_engine,
     current_revision,
@@ -187,15 +187,17 @@ class Store:
             state.save_states(connection, states)
             return inserted
 
-    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[ClaimedDelivery]:
+    def claim(
+        self, now: datetime, limit: int, lease: timedelta, exclude: Collection[str] = ()
+    ) -> list[ClaimedDelivery]:
         """Take up to `limit` due deliveries (pending and due, or sending with an expired
-        lease or a holder that is gone), mark them `sending` until `now + lease`, held by
-        this replica, and return them."""
+        lease or a holder that is gone) whose channel is not in `exclude`, mark them
+        `sending` until `now + lease`, held by this replica, and return them."""
         if limit <= 0:
             return []
         holder = self._lease_holder()
         with self._errors("claim"), write_tx(self._engine) as connection:
-            return outbox.claim(connection, now, limit, lease, holder)
+            return outbox.claim(connection, now, limit, lease, holder, exclude)
 
     def finish(
         self,
@@ -275,3 +277,28 @@ class Store:
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
+
+    # --- lease upkeep (the delivery worker; see leases.py) ---------------------------
+
+    def claim_excluding(
+        self, now: datetime, limit: int, lease: timedelta, exclude: Collection[str]
+    ) -> list[ClaimedDelivery]:
+        """`claim()`, skipping deliveries of the channels in `exclude`."""
+        return self.claim(now, limit, lease, exclude)
+
+    def renew(self, ids: Sequence[str], until: datetime) -> int:
+        """Extend the leases of these deliveries, still `sending`, to `until`."""
+        with self._errors("renew"), write_tx(self._engine) as connection:
+            return leases.renew(connection, ids, until)
+
+    def release(
+        self, delivery_id: str, attempt_number: int, next_attempt_at: datetime, reason: str
+    ) -> bool:
+        """Hand a claim back untried (pending again, the attempt uncounted)."""
+        with self._errors("release"), write_tx(self._engine) as connection:
+            return leases.release(connection, delivery_id, attempt_number, next_attempt_at, reason)
+
+    def next_due_excluding(self, exclude: Collection[str]) -> datetime | None:
+        """`next_due()` over the deliveries whose channel is not in `exclude`."""
+        with self._errors("next_due"), read_tx(self._engine) as connection:
+            return leases.next_due_excluding(connection, exclude)

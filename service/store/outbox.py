@@ -19,7 +19,7 @@ Promises:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Table, and_, func, or_, select, update
@@ -131,16 +131,22 @@ def claim(
     limit: int,
     lease: timedelta,
     holder: str | None = None,
+    exclude: Collection[str] = (),
 ) -> list[ClaimedDelivery]:
     """Mark up to `limit` due deliveries `sending` until now + lease, held by `holder` (a
     replica id, or None when nobody can check this process's liveness), and return them.
-    Due: pending and due, or sending under a lease that ran out or whose holder is gone."""
+    Due: pending and due, or sending under a lease that ran out or whose holder is gone.
+    Deliveries of the channels in `exclude` are left alone (the worker excludes channels
+    whose destination host is at its cap, or that left the rule file)."""
     c = DELIVERY.c
     dead = _dead_lease_holders(connection, now)
+    claimable = _due(now, dead)
+    if exclude:
+        claimable = claimable & c.channel.not_in(list(exclude))
     due_ids = (
         connection.execute(
             select(c.id)
-            .where(_due(now, dead))
+            .where(claimable)
             .order_by(c.next_attempt_at, c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)

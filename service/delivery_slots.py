@@ -1,0 +1,110 @@
+"""The delivery worker's book of claims: where each claimed delivery goes, the cap of
+sends in flight per destination host, and which channels the next claim must skip.
+
+Promises:
+- A claimed delivery is *bound* to its destination (`host:port`, from its notifier) until
+  its task ends. At most `per_host` bound deliveries of one destination send at a time;
+  the others wait for that host's slot, still claimed (their lease is renewed with the
+  rest), and hold no worker slot, so `waiting()` is not counted against `concurrency`.
+- `excluded()` names the channels the next claim skips: those whose destination already
+  has `per_host` deliveries bound (so a host at its cap stays unclaimed in the database,
+  never claimed in a loop), and channels recently found missing from the rule file
+  (their deliveries wait for the channel; each is looked at again after `recheck`
+  seconds, so one that outlives its max age is still given up).
+- Not thread-safe: used from the worker's event loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from service.store import ClaimedDelivery
+
+
+@dataclass(slots=True)
+class _Host:
+    slots: asyncio.Semaphore
+    load: int = 0  # deliveries bound here: sending, or waiting for one of `slots`
+
+
+@dataclass(slots=True)
+class _Bound:
+    delivery: ClaimedDelivery
+    destination: str | None
+
+
+@dataclass
+class Claims:
+    """What this process holds claimed, by destination."""
+
+    per_host: int
+    recheck: float = 60.0
+    monotonic: Callable[[], float] = time.monotonic
+    _hosts: dict[str, _Host] = field(default_factory=dict)
+    _bound: dict[str, _Bound] = field(default_factory=dict)
+    _missing: dict[str, float] = field(default_factory=dict)  # channel -> when last seen so
+
+    def __post_init__(self) -> None:
+        if self.per_host < 1:
+            raise ValueError("per_host must be at least 1")
+
+    def bind(self, delivery: ClaimedDelivery, destination: str | None) -> None:
+        """Hold `delivery` (just claimed) against `destination` (None: it sends nowhere,
+        e.g. it is refused before any send)."""
+        self._bound[delivery.id] = _Bound(delivery, destination)
+        if destination is not None:
+            host = self._hosts.get(destination)
+            if host is None:
+                host = self._hosts[destination] = _Host(asyncio.Semaphore(self.per_host))
+            host.load += 1
+
+    def unbind(self, delivery: ClaimedDelivery) -> None:
+        """The delivery's task ended (sent, failed, refused or cancelled)."""
+        bound = self._bound.pop(delivery.id, None)
+        if bound is None or bound.destination is None:
+            return
+        host = self._hosts[bound.destination]
+        host.load -= 1
+        if host.load <= 0:
+            del self._hosts[bound.destination]
+
+    def gate(self, delivery: ClaimedDelivery) -> asyncio.Semaphore | None:
+        """The host slot this delivery must hold while it sends, if it sends anywhere."""
+        bound = self._bound.get(delivery.id)
+        if bound is None or bound.destination is None:
+            return None
+        return self._hosts[bound.destination].slots
+
+    def ids(self) -> list[str]:
+        """Every delivery held, sending or waiting: the leases to renew."""
+        return list(self._bound)
+
+    def waiting(self) -> int:
+        """Bound deliveries waiting for a host slot (they hold no worker slot)."""
+        return sum(max(0, host.load - self.per_host) for host in self._hosts.values())
+
+    def full(self) -> set[str]:
+        """Destinations with `per_host` or more deliveries bound."""
+        return {name for name, host in self._hosts.items() if host.load >= self.per_host}
+
+    def channel_missing(self, channel: str) -> bool:
+        """Note that `channel` is not in the rule file; True the first time (to log it)."""
+        first = channel not in self._missing
+        self._missing[channel] = self.monotonic()
+        return first
+
+    def excluded(self, destinations: Mapping[str, str | None]) -> tuple[set[str], list[str]]:
+        """(channels the next claim skips, channels that came back). `destinations` maps
+        each channel in the rule file to where it sends."""
+        now = self.monotonic()
+        back = [name for name in self._missing if name in destinations]
+        for name in back:
+            del self._missing[name]
+        skip = {name for name, seen in self._missing.items() if now - seen < self.recheck}
+        full = self.full()
+        if full:
+            skip |= {name for name, where in destinations.items() if where in full}
+        return skip, back

@@ -1,0 +1,77 @@
+"""Lease upkeep for the delivery worker, next to `outbox.claim`: claims that skip some
+channels, renewal of leases still being worked on, and handing a claim back untried.
+
+Promises:
+- Claims that skip channels are `outbox.claim(..., exclude=...)` (the worker excludes
+  channels whose destination host is at its cap, and channels missing from the rule
+  file), so a delivery it could not start now stays `pending` in the database, claimable
+  by another replica, and is never claimed in a loop.
+- `renew()` pushes `lease_until` forward for rows still `sending`; it never shortens a
+  lease, so a send that outlives its first lease is not claimed again under it.
+- `release()` puts a claimed row back to `pending` *without* counting the claim as an
+  attempt (and records no attempt): nothing was sent. It applies only while the caller
+  still holds the claim (same attempt number, still `sending`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
+
+from service.store.outbox import MAX_ERROR_CHARS
+from service.store.tables import DELIVERY, PENDING, SENDING
+
+
+def renew(connection: Connection, ids: Sequence[str], until: datetime) -> int:
+    """Extend the lease of these `sending` rows to `until` (never shorter). Returns how
+    many rows were extended."""
+    if not ids:
+        return 0
+    c = DELIVERY.c
+    result = connection.execute(
+        update(DELIVERY)
+        .where(c.id.in_(list(ids)), c.status == SENDING, c.lease_until < until)
+        .values(lease_until=until)
+    )
+    return int(result.rowcount)
+
+
+def release(
+    connection: Connection,
+    delivery_id: str,
+    attempt_number: int,
+    next_attempt_at: datetime,
+    reason: str,
+) -> bool:
+    """Hand a claim back untried: `pending` again at `next_attempt_at`, the claim's
+    attempt uncounted, `reason` as the last error. False when the claim was not ours."""
+    c = DELIVERY.c
+    result = connection.execute(
+        update(DELIVERY)
+        .where(c.id == delivery_id, c.status == SENDING, c.attempts == attempt_number)
+        .values(
+            status=PENDING,
+            attempts=c.attempts - 1,
+            lease_until=None,
+            next_attempt_at=next_attempt_at,
+            last_error=reason[:MAX_ERROR_CHARS],
+        )
+    )
+    return int(result.rowcount) == 1
+
+
+def next_due_excluding(connection: Connection, exclude: Collection[str]) -> datetime | None:
+    """`outbox.next_due()` over the deliveries whose channel is not in `exclude`."""
+    c = DELIVERY.c
+    others = c.channel.not_in(list(exclude)) if exclude else c.id.is_not(None)
+    pending = connection.execute(
+        select(func.min(c.next_attempt_at)).where(c.status == PENDING, others)
+    ).scalar_one_or_none()
+    leased = connection.execute(
+        select(func.min(c.lease_until)).where(c.status == SENDING, others)
+    ).scalar_one_or_none()
+    moments = [m for m in (pending, leased) if m is not None]
+    return min(moments) if moments else None
