@@ -93,6 +93,9 @@ async def run_demo(*, seconds: float = DEMO_SECONDS, out: TextIO = sys.stdout) -
             price_poll="1m",
             off_hours_poll="1m",
             earnings_poll="1m",
+            # The clock runs hundreds of times faster than real time: a lease of minutes
+            # would run out in a fraction of a second and a slow send would be re-sent.
+            delivery_lease="30d",
         )
         print(
             f"Earnwatch demo: {scenario.description}\n"
