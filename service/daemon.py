@@ -158,6 +158,7 @@ class Daemon:
             metrics=self.metrics,
             health=self.health,
             on_alerts=self.worker.wake,
+            source=str(self.rule_file.path),
         )
 
     # --- jobs ----------------------------------------------------------------------------
