@@ -251,6 +251,7 @@ class Daemon:
         the rules that move with the clock alone."""
         assert self.pipeline is not None
         if not self.is_leading():
+            await self.pipeline.record_waiting(self.clock.now())  # fired while it led
             return
         now = self.clock.now()
         if self.tick_quotes_inline:

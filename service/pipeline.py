@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
-from service.engine import Alert, Evaluation, RuleError, RuleState, evaluate
+from service.engine import Evaluation, RuleError, RuleState, evaluate
 from service.errors import (
     ProviderAuthError,
     ProviderDataError,
@@ -25,7 +25,7 @@ from service.market import NEW_YORK, PRICE_VARS, TARGET_VARS
 from service.marketdata import MarketData, SnapshotView
 from service.metrics import Metrics, PollKind, ProviderErrorKind
 from service.providers.base import Provider
-from service.recording import Recorder
+from service.recording import Pending, Recorder
 from service.rules import RuleSet
 from service.schedule import earnings_due
 from service.store import Store
@@ -232,10 +232,18 @@ class Pipeline:
             self.states.update(result.states)
             return await self.recorder.record(self._pending(ruleset, result), result.states, now)
 
+    async def record_waiting(self, now: datetime) -> list[str]:
+        """On a replica that no longer leads: store the alerts it fired while it led and
+        could not store then (the new leader may never see their crossing). Their states
+        are dropped, since the leader's states are newer."""
+        if not self.recorder.waiting:
+            return []
+        async with self._evaluating:
+            self.recorder.forget_states()
+            return await self.recorder.record([], {}, now)
+
     @staticmethod
-    def _pending(
-        ruleset: RuleSet, result: Evaluation
-    ) -> list[tuple[Alert, tuple[tuple[str, str], ...]]]:
+    def _pending(ruleset: RuleSet, result: Evaluation) -> list[Pending]:
         return [
             (
                 alert,

@@ -51,7 +51,9 @@ def test_a_rule_whose_condition_or_message_raises_never_silences_the_others(
             renders = metric(daemon, "earnwatch_rule_errors_total", rule="loud", kind="render")
             assert daemon.stop() == 0
         log = daemon.log()
-    messages = {json.loads(r.body)["rule"]: json.loads(r.body)["message"] for r in receiver.requests}
+    messages = {
+        json.loads(r.body)["rule"]: json.loads(r.body)["message"] for r in receiver.requests
+    }
     assert len(receiver.requests) == 2, log[-3000:]
     assert messages["good"] == "LUMN above 9: 9.5"
     assert messages["loud"].startswith("LUMN: loud (price > 9): price 9.5")

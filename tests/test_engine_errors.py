@@ -24,9 +24,7 @@ def prices(**by_symbol: float | None) -> dict[str, Snapshot]:
 
 
 def test_a_condition_that_raises_is_unknown_for_its_rule_and_the_others_fire() -> None:
-    ruleset = rules(
-        f"  - name: poison\n    symbols: [LUMN, AAPL]\n    when: {OVERFLOW}\n" + GOOD
-    )
+    ruleset = rules(f"  - name: poison\n    symbols: [LUMN, AAPL]\n    when: {OVERFLOW}\n" + GOOD)
     result = evaluate(ruleset, prices(LUMN=8.0, AAPL=9.0), {}, T0)
     assert sorted((a.rule, a.symbol) for a in result.alerts) == [
         ("good", "AAPL"),
@@ -67,7 +65,7 @@ def test_a_clear_when_that_raises_never_re_arms() -> None:
 )
 def test_a_message_that_fails_to_render_sends_the_default_with_a_note(template: str) -> None:
     ruleset = rules(
-        f"  - name: loud\n    symbols: [LUMN]\n    when: price > 5\n    message: \"{template}\"\n"
+        f'  - name: loud\n    symbols: [LUMN]\n    when: price > 5\n    message: "{template}"\n'
         + GOOD
     )
     result = evaluate(ruleset, prices(LUMN=8.0), {}, T0)

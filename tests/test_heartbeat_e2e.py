@@ -36,7 +36,10 @@ def test_heartbeats_arrive_every_second_while_healthy_and_stop_while_not(
             tmp_path,
             finnhub,
             receiver,
-            [f"EARNWATCH_HEARTBEAT_URL={receiver.url_for(PING)}", "EARNWATCH_HEARTBEAT_INTERVAL=1s"],
+            [
+                f"EARNWATCH_HEARTBEAT_URL={receiver.url_for(PING)}",
+                "EARNWATCH_HEARTBEAT_INTERVAL=1s",
+            ],
         )
         (tmp_path / "rules.yaml").write_text(RULES)
         with Daemon(tmp_path, "--rules", "rules.yaml") as daemon:

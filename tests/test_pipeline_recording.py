@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from service.engine import RuleState
 from service.errors import StoreError
 from service.market import EarningsEvent, Quote, ReportTime
 from service.marketdata import MarketData
@@ -158,3 +159,19 @@ def test_health_turns_bad_while_recording_fails_or_evaluation_stalls() -> None:
     health.set_leading(True, NOW + timedelta(hours=2))  # a new leader gets its grace
     health.mark_recording_success(NOW + timedelta(hours=2))
     assert health.check(NOW + timedelta(hours=2, minutes=1)) == (True, "starting")
+
+
+@pytest.mark.anyio
+async def test_a_replica_that_lost_leadership_still_stores_what_it_fired_while_leading(
+    flaky: FlakyStore,
+) -> None:
+    pipeline, _, _, woken = make(flaky, load("rules:\n" + ABOVE))
+    flaky.failing = True
+    await pipeline.evaluate(NOW, price(pipeline, 8.0, NOW))
+    assert await pipeline.record_waiting(NOW) == []  # still failing: still kept
+    flaky.failing = False
+    flaky.save_states({("above", "LUMN"): RuleState(fingerprint="the-new-leader's")})
+    assert len(await pipeline.record_waiting(NOW + timedelta(minutes=1))) == 1
+    assert [h.fired_at for h in flaky.history()] == [NOW] and woken == [1]
+    assert flaky.load_states()[("above", "LUMN")].fingerprint == "the-new-leader's"
+    assert await pipeline.record_waiting(NOW + timedelta(minutes=2)) == []
