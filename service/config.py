@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     allow_private_targets: bool = False
     allowed_hosts: str = ""
 
+    # --- heartbeat (dead man's switch; service/heartbeat.py) -------------------------
+    heartbeat_url: SecretStr | None = None
+    heartbeat_interval: timedelta = timedelta(minutes=5)
+
     # --- email (SMTP) ----------------------------------------------------------------
     smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
     smtp_port: int | None = Field(None, validation_alias="SMTP_PORT")
@@ -106,6 +110,7 @@ class Settings(BaseSettings):
         "delivery_timeout",
         "slack_interval",
         "smtp_timeout",
+        "heartbeat_interval",
         mode="before",
     )
     @classmethod
@@ -136,6 +141,26 @@ class Settings(BaseSettings):
             raise ValueError("unknown log level: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return value.strip().upper()
 
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            parts = urlsplit(value.get_secret_value())
+        except ValueError:
+            raise ValueError("must be a valid http:// or https:// URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+    @field_validator("heartbeat_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return value
+
     @property
     def provider_names(self) -> list[str]:
         return [p.strip().lower() for p in self.providers.split(",") if p.strip()]
@@ -157,6 +182,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value set, for the log filter that masks them."""
         found = [self.finnhub_api_key, self.fmp_api_key, self.smtp_password]
+        found.append(self.heartbeat_url)  # a ping URL is enough to fake the heartbeat
         values = [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
         password = urlsplit(self.database_url).password
         if password:

@@ -45,6 +45,7 @@ from service.coalesce import Coalescer
 from service.config import Settings, env_file_warning
 from service.delivery import DeliveryWorker
 from service.errors import ConfigError, EarnwatchError, RuleFileError, StoreError
+from service.heartbeat import Heartbeat, build_heartbeat
 from service.hours import is_market_open
 from service.logs import SecretMask
 from service.marketdata import MarketData
@@ -73,6 +74,9 @@ TIME_EVALUATION = timedelta(seconds=10)
 #: On SIGTERM, polls get this long to end by themselves before they are cut short (a
 #: poll holds no half-written state); deliveries get EARNWATCH_SHUTDOWN_GRACE.
 POLL_GRACE = 1.0
+#: A leader with no evaluation pass for this long is unhealthy (a pass runs every
+#: TIME_EVALUATION; this leaves room for slow provider calls before it).
+EVALUATION_STALE = timedelta(minutes=15)
 
 
 @dataclass
@@ -121,6 +125,8 @@ class Daemon:
         self.metrics = Metrics()
         stale = max(settings.off_hours_poll, settings.calendar_refresh / 6) * 3
         self.health = HealthState(stale_after=stale, start_grace=timedelta(minutes=2))
+        self.health.evaluation_stale = EVALUATION_STALE
+        self.heartbeat: Heartbeat | None = None
         self.stopping = asyncio.Event()
         self.timers = _Timers()
         self.store: Store | None = None
@@ -150,6 +156,9 @@ class Daemon:
             self.settings, clock=self.clock
         )
         self.notifiers = notifiers = build_notifiers(self.settings)
+        self.heartbeat = build_heartbeat(
+            self.settings, lambda: self.health.check(self.clock.now()), self.metrics
+        )
         self.leadership = leadership_for(self.settings.database_url, self.settings.failover)
         self.store = store = await asyncio.to_thread(
             open_store, self.settings.database_url, daemon=True, failover=self.settings.failover
@@ -180,6 +189,7 @@ class Daemon:
             metrics=self.metrics,
             health=self.health,
             on_alerts=self.worker.wake,
+            source=str(self.rule_file.path),
         )
 
     # --- jobs ----------------------------------------------------------------------------
@@ -263,6 +273,7 @@ class Daemon:
         the rules that move with the clock alone."""
         assert self.pipeline is not None
         if not self.is_leading():
+            await self.pipeline.record_waiting(self.clock.now())  # fired while it led
             return
         now = self.clock.now()
         if self.tick_quotes_inline:
@@ -405,6 +416,9 @@ class Daemon:
         for notifier in self.notifiers.values():
             await notifier.aclose()
         self.notifiers = {}
+        if self.heartbeat is not None:
+            await self.heartbeat.aclose()
+            self.heartbeat = None
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None
@@ -472,6 +486,13 @@ class Daemon:
             seconds=self.settings.rules_watch.total_seconds(),
             id="rules",
         )
+        if self.heartbeat is not None:
+            scheduler.add_job(
+                self._job("heartbeat", self.heartbeat.tick),
+                "interval",
+                seconds=self.heartbeat.interval.total_seconds(),
+                id="heartbeat",
+            )
         scheduler.add_listener(
             self._job_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR
         )

@@ -1,18 +1,28 @@
 """Pure evaluation of a rule set against per-symbol snapshots.
 
-(rules, snapshots, states, now) -> (alerts, new states). No IO, no clock reads, no globals.
+(rules, snapshots, states, now) -> (alerts, new states, rule errors). No IO, no clock
+reads, no globals.
+
+One rule's failure is that rule's failure: a condition that raises is unknown for that
+symbol (it neither fires nor re-arms), a message that fails to render is replaced by the
+default message with a note, and either is returned as a `RuleError` for the caller to
+count and log. Every other rule and symbol goes on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 from service.market import VARIABLES, Snapshot, Value, variables
 from service.rules import CompiledRule, RuleSet
+from service.rules.expr import Compiled
+from service.rules.templates import default_message
+
+RuleErrorKind = Literal["condition", "render"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +47,9 @@ class RuleState:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One alert the engine decided to emit. `dedup_key` is stable: the store's unique
-    constraint on it keeps one alert per rule, symbol and event, across restarts."""
+    """One alert the engine decided to emit. `dedup_key` names its event (see
+    `dedup_key()`): the store's unique constraint on it keeps one alert per rule, symbol
+    and event, across restarts."""
 
     rule: str
     symbol: str
@@ -51,12 +62,27 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleError:
+    """One rule that failed for one symbol in one pass: its condition (`when` or
+    `clear_when`) raised, or its message failed to render. `exc_type` names the exception
+    (never its text: it may quote alert values)."""
+
+    rule: str
+    symbol: str
+    kind: RuleErrorKind
+    exc_type: str
+    line: int = 0  # the rule's line in the rule file
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
-    """What one evaluation pass produced: alerts to store, and the states that changed."""
+    """What one evaluation pass produced: alerts to store, the states that changed, and
+    the rules that failed (each still evaluated as well as it could be)."""
 
     alerts: list[Alert]
     states: dict[tuple[str, str], RuleState]
     evaluated: int  # rule x symbol pairs evaluated
+    errors: list[RuleError] = field(default_factory=list)
 
 
 def report_key(values: Mapping[str, Value]) -> str | None:
@@ -68,10 +94,20 @@ def report_key(values: Mapping[str, Value]) -> str | None:
     return when.isoformat() if isinstance(when, date) else None
 
 
+def _guarded(condition: Compiled, values: Mapping[str, Value]) -> tuple[Value, str | None]:
+    """The condition's value, or unknown and the exception's type name if it raised (a
+    rule can pass `check` and still raise on real data, e.g. an overflowing product)."""
+    try:
+        return condition(values), None
+    except Exception as exc:  # any failure of one rule stays that rule's
+        return None, type(exc).__name__
+
+
 def step(
     rule: CompiledRule, state: RuleState | None, values: Mapping[str, Value], now: datetime
-) -> tuple[RuleState, bool]:
-    """Advance one rule for one symbol: the new state, and whether it fires now.
+) -> tuple[RuleState, bool, str | None]:
+    """Advance one rule for one symbol: the new state, whether it fires now, and the
+    exception type name when a condition raised (that condition is then unknown).
 
     Edge-triggered: fires when `when` turns true while armed; re-arms when `when` is
     false (or `clear_when` is true). Unknown neither fires nor re-arms, so a gap in the
@@ -81,32 +117,36 @@ def step(
     """
     if state is None or state.fingerprint != rule.fingerprint:
         state = RuleState(fingerprint=rule.fingerprint)
-    condition = rule.when(values)
+    condition, error = _guarded(rule.when, values)
     report = report_key(values) if rule.uses_earnings else None
     if not state.armed and report is not None and report != state.last_report:
         state = replace(state, armed=True, pending_since=None)  # a new report, a new event
     if not state.armed:
-        rearm = rule.clear_when(values) is True if rule.clear_when else condition is False
+        if rule.clear_when is not None:
+            cleared, clear_error = _guarded(rule.clear_when, values)
+            rearm, error = cleared is True, error or clear_error
+        else:
+            rearm = condition is False
         if rearm:
-            return replace(state, armed=True, pending_since=None), False
-        return state, False
+            return replace(state, armed=True, pending_since=None), False, error
+        return state, False, error
     if condition is not True:
         if state.pending_since is not None:
-            return replace(state, pending_since=None), False
-        return state, False
+            return replace(state, pending_since=None), False, error
+        return state, False, error
     if report is not None and report == state.last_report:
-        return replace(state, armed=False, pending_since=None), False
+        return replace(state, armed=False, pending_since=None), False, None
     if rule.hold is not None:
         if state.pending_since is None:
             state = replace(state, pending_since=now)
         if now - state.pending_since < rule.hold:  # type: ignore[operator]
-            return state, False
+            return state, False, None
     if (
         rule.cooldown is not None
         and state.last_fired is not None
         and now - state.last_fired < rule.cooldown
     ):
-        return replace(state, armed=False, pending_since=None), False
+        return replace(state, armed=False, pending_since=None), False, None
     fired = replace(
         state,
         armed=False,
@@ -115,14 +155,26 @@ def step(
         last_report=report if report is not None else state.last_report,
         fired=state.fired + 1,
     )
-    return fired, True
+    return fired, True, None
 
 
-def dedup_key(rule: CompiledRule, symbol: str, state: RuleState, report: str | None) -> str:
-    """Stable identity of an alert: per report for earnings rules, else per firing."""
+def dedup_key(
+    rule: CompiledRule, symbol: str, state: RuleState, report: str | None, fired_at: datetime
+) -> str:
+    """Identity of an alert: per report for earnings rules, else per firing (`state` is
+    the state after firing at `fired_at`).
+
+    A report rule's key must collide: one alert per report, across restarts and replicas.
+    Any other key is unique per event: its firing count alone restarts at 0 whenever the
+    state does (a condition edited and reverted has its old fingerprint back), which made
+    later crossings collide with earlier alerts and vanish. With the firing time (UTC,
+    microseconds) two replicas firing the same crossing no longer collide either; that is
+    acceptable because only the leader evaluates.
+    """
     if report is not None:
         return f"{rule.name}|{symbol}|report:{report}"
-    return f"{rule.name}|{symbol}|{rule.fingerprint}|{state.fired}"
+    moment = fired_at.astimezone(UTC).isoformat(timespec="microseconds")
+    return f"{rule.name}|{symbol}|{rule.fingerprint}|{state.fired}|{moment}"
 
 
 def evaluate(
@@ -141,6 +193,7 @@ def evaluate(
     """
     alerts: list[Alert] = []
     new_states: dict[tuple[str, str], RuleState] = {}
+    errors: list[RuleError] = []
     evaluated = 0
     if changed is None:
         work: Iterable[tuple[str, Iterable[CompiledRule]]] = ruleset.by_symbol.items()
@@ -153,24 +206,52 @@ def evaluate(
             evaluated += 1
             key = (rule.name, symbol)
             old = states.get(key)
-            state, fire = step(rule, old, values, now)
+            state, fire, failed = step(rule, old, values, now)
+            if failed is not None:
+                errors.append(RuleError(rule.name, symbol, "condition", failed, rule.line))
             if state != old:
                 new_states[key] = state
             if fire:
                 report = report_key(values) if rule.uses_earnings else None
+                text, failed = _render(rule, values, symbol, now)
+                if failed is not None:
+                    errors.append(RuleError(rule.name, symbol, "render", failed, rule.line))
                 alerts.append(
                     Alert(
                         rule=rule.name,
                         symbol=symbol,
-                        dedup_key=dedup_key(rule, symbol, state, report),
+                        dedup_key=dedup_key(rule, symbol, state, report, now),
                         fired_at=now,
-                        text=rule.render(values, symbol, now),
+                        text=text,
                         channels=rule.channels,
                         values={k: v for k, v in values.items() if v is not None},
                         report_key=report,
                     )
                 )
-    return Evaluation(alerts=alerts, states=new_states, evaluated=evaluated)
+    return Evaluation(alerts=alerts, states=new_states, evaluated=evaluated, errors=errors)
+
+
+def _render(
+    rule: CompiledRule, values: Mapping[str, Value], symbol: str, now: datetime
+) -> tuple[str, str | None]:
+    """The alert text, and the exception type name when the rule's message failed: the
+    alert then carries the default message with a note, so it is never lost to a template
+    (any exception: a filter's assertion or a recursive macro raise what they like)."""
+    if rule.template is None:
+        return _default(rule, values, symbol), None
+    try:
+        return rule.template.render(values, rule=rule.name, symbol=symbol, now=now), None
+    except Exception as exc:
+        failed = type(exc).__name__
+    note = f" (the rule's message failed to render: {failed}; default message sent)"
+    return _default(rule, values, symbol) + note, failed
+
+
+def _default(rule: CompiledRule, values: Mapping[str, Value], symbol: str) -> str:
+    try:
+        return default_message(rule.name, symbol, rule.when.source, values, rule.when.names)
+    except Exception:  # never lose an alert to its text
+        return f"{symbol}: {rule.name} ({rule.when.source})"
 
 
 def _due(

@@ -3,7 +3,8 @@
 `Metrics` owns its own `CollectorRegistry` (never the global one), so tests and several
 daemons in one process do not collide. Callers say what happened (`metrics.poll("quotes")`,
 `metrics.delivery("slack", "retry")`) and never touch a prometheus object. Label values
-are closed sets (`PollKind`, `ProviderErrorKind`, `DeliveryOutcome`, `JobEvent`), except
+are closed sets (`PollKind`, `ProviderErrorKind`, `DeliveryOutcome`, `JobEvent`,
+`RuleErrorKind`, `HeartbeatOutcome`), except
 provider, channel kind, job and rule names; rule names are capped (`max_rule_labels`) so a
 rule file of a hundred thousand rules cannot blow up the scrape.
 
@@ -28,6 +29,8 @@ PollKind = Literal["quotes", "calendar", "earnings", "targets"]
 ProviderErrorKind = Literal["auth", "rate_limited", "unavailable", "data", "unsupported"]
 DeliveryOutcome = Literal["delivered", "retry", "dead"]
 JobEvent = Literal["error", "missed", "max_instances"]
+RuleErrorKind = Literal["condition", "render"]
+HeartbeatOutcome = Literal["sent", "failed", "skipped"]
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 OTHER_RULES: Final = "_other"
@@ -98,6 +101,35 @@ class Metrics:
             ["job", "event"],
             registry=r,
         )
+        self._rule_errors = Counter(
+            "earnwatch_rule_errors",
+            "Rule evaluations that failed for one symbol, by rule and kind (condition: the "
+            "condition raised and counted as unknown; render: the default message was sent).",
+            ["rule", "kind"],
+            registry=r,
+        )
+        self._deduplicated = Counter(
+            "earnwatch_alerts_deduplicated",
+            "Alerts not recorded because their dedup key was already stored (not sent again).",
+            ["rule"],
+            registry=r,
+        )
+        self._recording_failures = Counter(
+            "earnwatch_recording_failures",
+            "Evaluation passes whose alerts and states could not be written (kept, retried).",
+            registry=r,
+        )
+        self._unrecorded = Gauge(
+            "earnwatch_alerts_unrecorded",
+            "Alerts held in memory because the database could not be written.",
+            registry=r,
+        )
+        self._heartbeats = Counter(
+            "earnwatch_heartbeats",
+            "Heartbeat pings, by outcome (sent, failed, or skipped while unhealthy).",
+            ["outcome"],
+            registry=r,
+        )
         for kind in get_args(PollKind):
             self._polls.labels(kind=kind)
 
@@ -112,13 +144,37 @@ class Metrics:
         _check(kind, ProviderErrorKind, "provider error kind")
         self._provider_errors.labels(provider=provider, kind=kind).inc()
 
+    def _rule_label(self, rule: str) -> str:
+        if rule not in self._rules_seen and len(self._rules_seen) >= self._max_rule_labels:
+            return OTHER_RULES
+        self._rules_seen.add(rule)
+        return rule
+
     def alert_fired(self, rule: str) -> None:
         """Rule `rule` fired one alert."""
-        if rule not in self._rules_seen and len(self._rules_seen) >= self._max_rule_labels:
-            rule = OTHER_RULES
-        else:
-            self._rules_seen.add(rule)
-        self._alerts.labels(rule=rule).inc()
+        self._alerts.labels(rule=self._rule_label(rule)).inc()
+
+    def rule_error(self, rule: str, kind: RuleErrorKind) -> None:
+        """Rule `rule` failed for one symbol: its condition raised, or its message."""
+        _check(kind, RuleErrorKind, "rule error kind")
+        self._rule_errors.labels(rule=self._rule_label(rule), kind=kind).inc()
+
+    def alert_deduplicated(self, rule: str) -> None:
+        """An alert of `rule` was dropped at insert: its dedup key was already stored."""
+        self._deduplicated.labels(rule=self._rule_label(rule)).inc()
+
+    def recording_failed(self) -> None:
+        """One pass's alerts and states could not be written to the database."""
+        self._recording_failures.inc()
+
+    def set_unrecorded(self, count: int) -> None:
+        """`count` alerts wait in memory for the database to take them."""
+        self._unrecorded.set(count)
+
+    def heartbeat(self, outcome: HeartbeatOutcome) -> None:
+        """One heartbeat was due: sent, failed, or skipped because the daemon is unhealthy."""
+        _check(outcome, HeartbeatOutcome, "heartbeat outcome")
+        self._heartbeats.labels(outcome=outcome).inc()
 
     def delivery(self, channel_kind: str, outcome: DeliveryOutcome) -> None:
         """One delivery attempt on a channel of `channel_kind` ended with `outcome`."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
-from service.engine import RuleState, evaluate
+from service.engine import Evaluation, RuleError, RuleState, evaluate
 from service.errors import (
     ProviderAuthError,
     ProviderDataError,
@@ -24,8 +24,8 @@ from service.errors import (
 from service.market import NEW_YORK, PRICE_VARS, TARGET_VARS
 from service.marketdata import MarketData, SnapshotView
 from service.metrics import Metrics, PollKind, ProviderErrorKind
-from service.notify.render import render
 from service.providers.base import Provider
+from service.recording import Pending, Recorder
 from service.rules import RuleSet
 from service.schedule import earnings_due
 from service.store import Store
@@ -80,17 +80,33 @@ class Pipeline:
         metrics: Metrics,
         health: HealthState,
         on_alerts: Callable[[], None] = lambda: None,
+        source: str = "rule file",
     ) -> None:
         self.provider = provider
         self.store = store
         self.data = data
-        self.states = states
         self.rules = rules
         self.metrics = metrics
         self.health = health
-        self.on_alerts = on_alerts
+        self.source = source  # where rules come from, to name the place in a rule error
+        self.recorder = Recorder(store, metrics, health, on_alerts)
+        self.states = states
         self.earnings_polled: dict[str, datetime] = {}
         self._evaluating = asyncio.Lock()
+        self._errors_logged: set[tuple[str, str]] = set()
+        self._errors_ruleset: RuleSet | None = None
+
+    @property
+    def states(self) -> dict[tuple[str, str], RuleState]:
+        """The rule states the engine goes on from (ahead of the store while it fails)."""
+        return self._states
+
+    @states.setter
+    def states(self, states: dict[tuple[str, str], RuleState]) -> None:
+        # Newer states from the store (a new leader's): the older ones still waiting for
+        # the store must not overwrite them. Waiting alerts are stored all the same.
+        self._states = states
+        self.recorder.forget_states()
 
     # --- market data ---------------------------------------------------------------------
     def _failed(self, what: str, exc: ProviderError, now: datetime) -> None:
@@ -198,32 +214,75 @@ class Pipeline:
     # --- evaluation ----------------------------------------------------------------------
     async def evaluate(self, now: datetime, changed: set[str] | None) -> list[str]:
         """Evaluate (all rules with `changed=None`), store alerts and states in one
-        transaction, then wake delivery. Returns the ids of alerts newly stored."""
+        transaction, then wake delivery. Returns the ids of alerts newly stored. Alerts the
+        store could not take are kept and stored with the next pass."""
         async with self._evaluating:
             ruleset = self.rules()
             started = time.perf_counter()
             view = SnapshotView(self.data, ruleset.symbols)
             result = evaluate(ruleset, view, self.states, now, changed=changed)
             self.metrics.observe_evaluation(time.perf_counter() - started)
-            if not result.alerts and not result.states:
+            self.health.mark_evaluated(now)
+            self._rule_errors(ruleset, result.errors)
+            if not result.alerts and not result.states and not self.recorder.waiting:
                 return []
-            batch = [
-                (
-                    alert,
-                    render,
-                    [
-                        (c, ruleset.channels[c].kind)
-                        for c in alert.channels
-                        if c in ruleset.channels
-                    ],
+            # The engine goes on from these states even if the store refuses them now:
+            # the recorder keeps them, with the alerts, until it takes them, so a crossing
+            # is neither lost nor fired twice while the database is unwritable.
+            self.states.update(result.states)
+            return await self.recorder.record(self._pending(ruleset, result), result.states, now)
+
+    async def record_waiting(self, now: datetime) -> list[str]:
+        """On a replica that no longer leads: store the alerts it fired while it led and
+        could not store then (the new leader may never see their crossing). Their states
+        are dropped, since the leader's states are newer."""
+        if not self.recorder.waiting:
+            return []
+        async with self._evaluating:
+            self.recorder.forget_states()
+            return await self.recorder.record([], {}, now)
+
+    @staticmethod
+    def _pending(ruleset: RuleSet, result: Evaluation) -> list[Pending]:
+        return [
+            (
+                alert,
+                tuple(
+                    (c, ruleset.channels[c].kind) for c in alert.channels if c in ruleset.channels
+                ),
+            )
+            for alert in result.alerts
+        ]
+
+    def _rule_errors(self, ruleset: RuleSet, errors: list[RuleError]) -> None:
+        """Count every failure; log the first of each rule and kind per rule set."""
+        if ruleset is not self._errors_ruleset:
+            self._errors_ruleset = ruleset
+            self._errors_logged.clear()
+        for error in errors:
+            self.metrics.rule_error(error.rule, error.kind)
+            if (error.rule, error.kind) in self._errors_logged:
+                continue
+            self._errors_logged.add((error.rule, error.kind))
+            if error.kind == "condition":
+                log.error(
+                    "%s:%d: rule %r: its condition raised %s for %s: it counts as unknown "
+                    "(no alert) until fixed; other rules go on (logged once, counted in "
+                    "earnwatch_rule_errors_total)",
+                    self.source,
+                    error.line,
+                    error.rule,
+                    error.exc_type,
+                    error.symbol,
                 )
-                for alert in result.alerts
-            ]
-            inserted = await asyncio.to_thread(self.store.record, batch, result.states, now)
-            self.states.update(result.states)  # only once the store has them
-            for alert in result.alerts:
-                self.metrics.alert_fired(alert.rule)
-                log.info("alert %s %s: %s", alert.rule, alert.symbol, alert.text)
-            if inserted:
-                self.on_alerts()
-            return inserted
+            else:
+                log.warning(
+                    "%s:%d: rule %r: its message failed to render (%s) for %s: its alerts "
+                    "carry the default message until fixed (logged once, counted in "
+                    "earnwatch_rule_errors_total)",
+                    self.source,
+                    error.line,
+                    error.rule,
+                    error.exc_type,
+                    error.symbol,
+                )

@@ -43,6 +43,10 @@ class HealthState:
     the first `check()` when `started_at` is not given. A standby replica (`leading` False)
     makes no provider calls, so only its scheduler counts; `set_leading(True, now)` restarts
     the grace, so a new leader is not judged on the old leader's silence.
+
+    A leader is also unhealthy while recording fails (`mark_recording_failure`, until
+    `mark_recording_success`), and, with `evaluation_stale` set, when its last evaluation
+    pass (`mark_evaluated`) is older than that.
     """
 
     def __init__(
@@ -63,6 +67,11 @@ class HealthState:
         self.last_failure: datetime | None = None
         self.last_error: str | None = None
         self.consecutive_failures = 0
+        self.recording_error: str | None = None  # set while the store refuses writes
+        #: With a value, a leader whose last evaluation pass is older than this is
+        #: unhealthy (a pass stuck or failing every time swallows every alert).
+        self.evaluation_stale: timedelta | None = None
+        self.last_evaluation: datetime | None = None
 
     def set_leading(self, leading: bool, now: datetime) -> None:
         """This replica became leader (polls from now on) or standby (polls nothing)."""
@@ -84,6 +93,30 @@ class HealthState:
         self.last_error = " ".join(reason.split())[:MAX_REASON]
         self.consecutive_failures += 1
 
+    def mark_recording_failure(self, now: datetime, reason: str) -> None:
+        """Alerts and states could not be written at `now` (they wait in memory)."""
+        self.recording_error = " ".join(reason.split())[:MAX_REASON] or "store error"
+
+    def mark_recording_success(self, now: datetime) -> None:
+        """Alerts and states were written at `now`."""
+        self.recording_error = None
+
+    def mark_evaluated(self, now: datetime) -> None:
+        """An evaluation pass completed at `now`."""
+        self.last_evaluation = now
+
+    def _evaluation_problem(self, now: datetime) -> str | None:
+        """Why recording or evaluation is unhealthy, or None. Apart from the provider
+        checks below so that each can change without touching the other."""
+        if self.recording_error is not None:
+            return f"recording failed: {self.recording_error}"
+        if self.evaluation_stale is None:
+            return None
+        marks = [m for m in (self.last_evaluation, self.started_at) if m is not None]
+        if marks and now - max(marks) > self.evaluation_stale:  # a new leader gets its grace
+            return f"no evaluation pass in the last {self.evaluation_stale.total_seconds():g} s"
+        return None
+
     def check(self, now: datetime) -> tuple[bool, str]:
         """(healthy, reason) at `now`; when healthy the reason is "ok", "starting" or
         "standby"."""
@@ -93,6 +126,9 @@ class HealthState:
             return False, "scheduler not running"
         if not self.leading:
             return True, "standby"
+        problem = self._evaluation_problem(now)
+        if problem is not None:
+            return False, problem
         error = self.last_error or "no provider call since"
         if self.max_failures and self.consecutive_failures >= self.max_failures:
             return False, f"{self.consecutive_failures} provider calls failed in a row: {error}"

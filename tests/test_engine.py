@@ -195,9 +195,10 @@ def test_evaluating_only_changed_symbols_gives_the_same_alerts() -> None:
     }
     full = evaluate(ruleset, snaps, {}, T0)
     partial = evaluate(ruleset, snaps, {}, T0, changed={"AAA"})
+    at = "|1|2026-02-03T15:00:00.000000+00:00"
     assert {a.dedup_key for a in full.alerts} == {
-        "r|AAA|" + ruleset.rules[0].fingerprint + "|1",
-        "r|BBB|" + ruleset.rules[0].fingerprint + "|1",
+        "r|AAA|" + ruleset.rules[0].fingerprint + at,
+        "r|BBB|" + ruleset.rules[0].fingerprint + at,
         "soon|BBB|report:2026-02-04",
     }
     # BBB's price rule is skipped (no new data); its time-dependent reminder is not
