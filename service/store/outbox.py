@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.notify.base import Message
-from service.store.replica import dead_holders
+from service.store.replica import dead_lease_holders
 from service.store.tables import ALERT, ATTEMPT, DEAD, DELIVERED, DELIVERY, PENDING, SENDING
 from service.store.types import (
     AttemptRecord,
@@ -108,23 +108,6 @@ def _due(now: datetime, dead: Sequence[str] = ()) -> ColumnElement[bool]:
     return or_(*due)
 
 
-def _dead_lease_holders(connection: Connection, now: datetime) -> list[str]:
-    """Holders of leases still running whose replica is gone (PostgreSQL; see replica.py)."""
-    if connection.dialect.name != "postgresql":
-        return []
-    c = DELIVERY.c
-    holders = (
-        connection.execute(
-            select(c.lease_holder)
-            .distinct()
-            .where(c.status == SENDING, c.lease_until > now, c.lease_holder.is_not(None))
-        )
-        .scalars()
-        .all()
-    )
-    return dead_holders(connection, [h for h in holders if h is not None])
-
-
 def claim(
     connection: Connection,
     now: datetime,
@@ -136,7 +119,7 @@ def claim(
     replica id, or None when nobody can check this process's liveness), and return them.
     Due: pending and due, or sending under a lease that ran out or whose holder is gone."""
     c = DELIVERY.c
-    dead = _dead_lease_holders(connection, now)
+    dead = dead_lease_holders(connection, now)
     due_ids = (
         connection.execute(
             select(c.id)
