@@ -234,6 +234,8 @@ class Daemon:
             self.pipeline.data = MarketData.from_json(saved.data_json) if saved else MarketData()
             self.pipeline.earnings_polled.clear()
             self.timers.last_quotes = None
+            if self.worker is not None:  # the old leader may have died mid-send: claim now
+                self.worker.wake()
             if not self.leadership.leading:
                 return
         self._leading = leading

@@ -9,6 +9,10 @@ The delivery guarantee rests here: an alert and its delivery rows are committed,
 dedup key's unique constraint, before anything is sent (`record`); a delivery is claimed by
 one worker at a time under a lease (`claim`); and it is marked delivered only after the
 notifier returned (`finish`). See `outbox.py` for the details.
+
+`open_store(url, daemon=True)` opens the store of a daemon: one per SQLite file
+(`filelock.py`), a write proven at start (`startup.py`), and leases that name their
+holder, so a holder that died loses them at once (`replica.py`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.notify.base import Message
-from service.store.replica import dead_holders
+from service.store.replica import dead_lease_holders
 from service.store.tables import ALERT, ATTEMPT, DEAD, DELIVERED, DELIVERY, PENDING, SENDING
 from service.store.types import (
     AttemptRecord,
@@ -108,23 +108,6 @@ def _due(now: datetime, dead: Sequence[str] = ()) -> ColumnElement[bool]:
     return or_(*due)
 
 
-def _dead_lease_holders(connection: Connection, now: datetime) -> list[str]:
-    """Holders of leases still running whose replica is gone (PostgreSQL; see replica.py)."""
-    if connection.dialect.name != "postgresql":
-        return []
-    c = DELIVERY.c
-    holders = (
-        connection.execute(
-            select(c.lease_holder)
-            .distinct()
-            .where(c.status == SENDING, c.lease_until > now, c.lease_holder.is_not(None))
-        )
-        .scalars()
-        .all()
-    )
-    return dead_holders(connection, [h for h in holders if h is not None])
-
-
 def claim(
     connection: Connection,
     now: datetime,
@@ -139,7 +122,7 @@ def claim(
     Deliveries of the channels in `exclude` are left alone (the worker excludes channels
     whose destination host is at its cap, or that left the rule file)."""
     c = DELIVERY.c
-    dead = _dead_lease_holders(connection, now)
+    dead = dead_lease_holders(connection, now)
     claimable = _due(now, dead)
     if exclude:
         claimable = claimable & c.channel.not_in(list(exclude))

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
+
+from service.store.tables import DELIVERY, SENDING
 
 #: High 16 bits of every replica key ("ew"): apart from the leader's and the migration's
 #: keys, so `pg_locks` shows replica locks as classid 0x6577xxxx, objsubid 1.
@@ -70,3 +73,20 @@ def dead_holders(connection: Connection, holders: Sequence[str]) -> list[str]:
         if key is not None and split_key(key) not in granted:
             dead.append(holder)
     return dead
+
+
+def dead_lease_holders(connection: Connection, now: datetime) -> list[str]:
+    """Holders of leases still running whose replica is gone (PostgreSQL; else none)."""
+    if connection.dialect.name != "postgresql":
+        return []
+    c = DELIVERY.c
+    holders = (
+        connection.execute(
+            select(c.lease_holder)
+            .distinct()
+            .where(c.status == SENDING, c.lease_until > now, c.lease_holder.is_not(None))
+        )
+        .scalars()
+        .all()
+    )
+    return dead_holders(connection, [h for h in holders if h is not None])
