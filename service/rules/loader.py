@@ -81,16 +81,7 @@ class Loader:
         if not isinstance(data, dict):
             self.problem((), "the rule file must be a mapping with `rules:` at the top")
             return None
-        warnings: list[Problem] = []
-        if data.get("rules") is None:  # no `rules:`, or `rules:` with nothing after it
-            if "rules" in data:
-                self.problem(("rules",), NO_RULES, key=True)
-                del data["rules"]  # said once, not again as "input should be a valid list"
-            else:
-                self.problems.append(Problem(0, 0, "", NO_RULES))
-        elif data["rules"] == []:
-            pos = self.doc.where(("rules",), key=True)
-            warnings.append(Problem(pos.line, pos.col, "rules", EMPTY_RULES))
+        warnings = self.rules_key(data)
         restore_text(data, self.doc.plain)
         top = self.validate(FileModel, data, ())
         if top is None:
@@ -130,8 +121,22 @@ class Loader:
             groups=groups,
             disabled=tuple(disabled),
             by_symbol={s: tuple(rs) for s, rs in by_symbol.items()},
-            warnings=tuple(warnings),
+            warnings=warnings,
         )
+
+    def rules_key(self, data: dict[str, Any]) -> tuple[Problem, ...]:
+        """A file without rules is a bad edit (truncated mid-save, say), not "0 rules";
+        an explicit `rules: []` is valid, with a warning."""
+        if data.get("rules") is None:  # no `rules:`, or `rules:` with nothing after it
+            if "rules" in data:
+                self.problem(("rules",), NO_RULES, key=True)
+                del data["rules"]  # said once, not again as "input should be a valid list"
+            else:
+                self.problems.append(Problem(0, 0, "", NO_RULES))
+        elif data["rules"] == []:
+            pos = self.doc.where(("rules",), key=True)
+            return (Problem(pos.line, pos.col, "rules", EMPTY_RULES),)
+        return ()
 
     def channels(self, raw: Mapping[str, Any]) -> dict[str, Channel]:
         out: dict[str, Channel] = {}

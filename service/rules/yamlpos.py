@@ -104,6 +104,7 @@ def substitute(
 
     return _VAR.sub(replace, text), missing, refused
 
+
 def parse(text: str, env: Mapping[str, str], reserved: Collection[str] = ()) -> Document:
     """Parse `text`. Invalid YAML, a text past a limit of `yamlcompose`, a tag other than
     YAML's standard ones (`!!python/...`) or a value PyYAML cannot build stop the load
@@ -232,9 +233,7 @@ class _Builder:
         """A mapping's keys and values; `<<: *base` merges base's keys that the mapping
         does not set itself (YAML's merge key: an earlier source wins over a later one)."""
         pairs = [(_deref(k), v) for k, v in node.value]
-        explicit = {
-            k.value for k, _ in pairs if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE
-        }
+        explicit = {k.value for k, _ in pairs if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE}
         out: dict[str, Any] = {}
         for key_node, value_node in pairs:
             pos = _position(key_node)

@@ -140,5 +140,7 @@ def test_a_control_character_is_named_at_its_line_and_column() -> None:
 )
 def test_a_huge_duration_is_a_problem_not_an_overflow(duration: str, col: int) -> None:
     lines = refused(RULE + f"    cooldown: {duration}\n")
-    assert len(lines) == 1 and lines[0].startswith(f"rules.yaml:5:{col}: rules[0].cooldown: "), lines
+    assert len(lines) == 1 and lines[0].startswith(f"rules.yaml:5:{col}: rules[0].cooldown: "), (
+        lines
+    )
     assert "duration" in lines[0]
