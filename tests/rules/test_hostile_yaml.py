@@ -7,6 +7,7 @@ import tracemalloc
 import pytest
 
 from service.errors import RuleFileError
+from service.rules.yamlcompose import compose
 from tests.rules.conftest import load
 
 RULE = "rules:\n  - name: r\n    symbols: [LUMN]\n    when: price > 1\n"
@@ -144,3 +145,11 @@ def test_a_huge_duration_is_a_problem_not_an_overflow(duration: str, col: int) -
         lines
     )
     assert "duration" in lines[0]
+
+
+def test_a_big_file_with_one_alias_is_not_refused() -> None:
+    # The limit is on what aliases repeat, not on the size of the file (other limits
+    # bound that): 120,000 values and one small alias compose.
+    text = "big: [" + ", ".join(["1"] * 120_000) + "]\nx: &x [A, B]\ny: *x\n"
+    root = compose(text)
+    assert root is not None and len(root.value) == 3
