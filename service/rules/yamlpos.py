@@ -118,7 +118,11 @@ def parse(text: str, env: Mapping[str, str], reserved: Collection[str] = ()) -> 
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.context_mark and exc.problem:
+        if exc.problem == "second occurrence" and exc.context and exc.context_mark:
+            first = exc.context_mark  # PyYAML's wording is for two marks, not one line
+            name = exc.context.removeprefix("found ").removesuffix("; first occurrence")
+            reason = f"{name} (first defined at {first.line + 1}:{first.column + 1})"
+        elif exc.context and exc.context_mark and exc.problem:
             start = exc.context_mark
             reason += f" ({exc.context} that starts at {start.line + 1}:{start.column + 1})"
         return doc.stop(Problem(line, col, "", f"YAML syntax error: {reason}"))

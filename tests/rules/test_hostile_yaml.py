@@ -64,6 +64,12 @@ def test_a_cycle_and_deep_nesting_are_refused_at_their_place() -> None:
     assert refused(deeper)[0].startswith("rules.yaml:1:1003: YAML syntax error: exceeded maximum")
 
 
+def test_a_duplicate_anchor_names_both_places() -> None:
+    assert refused("groups:\n  a: &g [LUMN]\n  b: &g [PLTR]\n" + RULE) == [
+        "rules.yaml:3:6: YAML syntax error: duplicate anchor 'g' (first defined at 2:6)"
+    ]
+
+
 def test_a_few_aliases_still_work_and_merge_keys_merge() -> None:
     text = (
         "groups:\n  g: &members [LUMN, PLTR]\n"
