@@ -132,5 +132,3 @@ def load_rules(
     if loader.problems or ruleset is None:
         raise RuleFileError(source, loader.problems)
     return ruleset
-
-

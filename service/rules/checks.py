@@ -17,9 +17,7 @@ from service.rules.yamlpos import Path
 NO_RULES: Final = (
     'the rule file has no rules (an empty or truncated file?); write "rules: []" to run with none'
 )
-EMPTY_RULES: Final = (
-    "the file has no rules (rules: []): Earnwatch runs, but nothing will alert"
-)
+EMPTY_RULES: Final = "the file has no rules (rules: []): Earnwatch runs, but nothing will alert"
 NAME_HINT: Final = "letters, digits, _ . - (ASCII, up to 100, starting with a letter or digit)"
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")

@@ -26,6 +26,7 @@ from service.rules.checks import (
 )
 from service.rules.expr import Compiled, ExprError, compile_condition
 from service.rules.model import SYMBOL, DefaultsModel, FileModel, RuleModel
+from service.rules.places import in_expression, in_template
 from service.rules.templates import MessageTemplate, TemplateProblem, make_environment
 from service.rules.yamlpos import Document, Path, format_path, parse
 
@@ -81,16 +82,7 @@ class Loader:
         if not isinstance(data, dict):
             self.problem((), "the rule file must be a mapping with `rules:` at the top")
             return None
-        warnings: list[Problem] = []
-        if data.get("rules") is None:  # no `rules:`, or `rules:` with nothing after it
-            if "rules" in data:
-                self.problem(("rules",), NO_RULES, key=True)
-                del data["rules"]  # said once, not again as "input should be a valid list"
-            else:
-                self.problems.append(Problem(0, 0, "", NO_RULES))
-        elif data["rules"] == []:
-            pos = self.doc.where(("rules",), key=True)
-            warnings.append(Problem(pos.line, pos.col, "rules", EMPTY_RULES))
+        warnings = self.rules_key(data)
         restore_text(data, self.doc.plain)
         top = self.validate(FileModel, data, ())
         if top is None:
@@ -130,8 +122,22 @@ class Loader:
             groups=groups,
             disabled=tuple(disabled),
             by_symbol={s: tuple(rs) for s, rs in by_symbol.items()},
-            warnings=tuple(warnings),
+            warnings=warnings,
         )
+
+    def rules_key(self, data: dict[str, Any]) -> tuple[Problem, ...]:
+        """A file without rules is a bad edit (truncated mid-save, say), not "0 rules";
+        an explicit `rules: []` is valid, with a warning."""
+        if data.get("rules") is None:  # no `rules:`, or `rules:` with nothing after it
+            if "rules" in data:
+                self.problem(("rules",), NO_RULES, key=True)
+                del data["rules"]  # said once, not again as "input should be a valid list"
+            else:
+                self.problems.append(Problem(0, 0, "", NO_RULES))
+        elif data["rules"] == []:
+            pos = self.doc.where(("rules",), key=True)
+            return (Problem(pos.line, pos.col, "rules", EMPTY_RULES),)
+        return ()
 
     def channels(self, raw: Mapping[str, Any]) -> dict[str, Channel]:
         out: dict[str, Channel] = {}
@@ -274,27 +280,11 @@ class Loader:
                 raise ExprError("a condition is written in ASCII", *where)
             return compile_condition(text)
         except ExprError as exc:
-            line, col = self.locate(path, text, exc)
+            line, col = in_expression(self.doc.where(path), self.lines, text, exc.line, exc.col)
             self.problems.append(Problem(line, col, format_path(path), exc.message))
         except Exception as exc:  # the compiler's own limits (RecursionError), never a crash
             self.problem(path, f"the condition cannot be compiled ({type(exc).__name__})")
         return None
-
-    def locate(self, path: Path, text: str, exc: ExprError) -> tuple[int, int]:
-        """The file position of a mistake inside an expression."""
-        pos = self.doc.where(path)
-        stripped_lead = len(text) - len(text.lstrip())
-        if pos.single_line and pos.style in (None, '"', "'"):
-            quote = 1 if pos.style else 0
-            return pos.line, pos.col + quote + stripped_lead + exc.col
-        # A block or multi-line scalar: find the offending text in the lines that follow.
-        body = text.strip().splitlines()
-        snippet = body[exc.line - 1][exc.col :][:24].strip() if exc.line <= len(body) else ""
-        for number in range(pos.line - 1, min(len(self.lines), pos.line + 40)):
-            found = self.lines[number].find(snippet) if snippet else -1
-            if found >= 0:
-                return number + 1, found + 1
-        return pos.line, pos.col
 
     def template(self, text: str | None, path: Path) -> MessageTemplate | None:
         if text is None:
@@ -303,9 +293,7 @@ class Loader:
             return MessageTemplate(self.jinja, text)
         except TemplateProblem as exc:
             pos = self.doc.where(path)
-            line = pos.line + (exc.line - 1 if pos.single_line else exc.line)
-            if pos.style in ("|", ">") or not pos.single_line:
-                line = pos.line + exc.line if pos.style in ("|", ">") else pos.line + exc.line - 1
+            line = in_template(pos, exc.line)
             self.problems.append(Problem(line, pos.col, format_path(path), exc.message))
         except Exception as exc:  # the template compiler's own limits, never a crash
             self.problem(path, f"the message cannot be compiled ({type(exc).__name__})")

@@ -54,6 +54,7 @@ class _BoundedComposer(Composer):
         Composer.__init__(self)
         self.aliases = 0
         self.expanded = 0  # nodes a full walk of the tree composed so far visits
+        self.repeated = 0  # of which reached through an alias: what aliases add
         self.depth = 0
         self.sizes: dict[int, int] = {}  # id(node) -> nodes a walk of it visits
         self.open_anchors: set[str] = set()
@@ -92,8 +93,10 @@ class _BoundedComposer(Composer):
             )
         target = Composer.compose_node(self, None, 0)  # raises for an undefined alias
         assert target is not None
-        self.expanded += self.sizes.get(id(target), 1)
-        if self.expanded > MAX_NODES:
+        size = self.sizes.get(id(target), 1)
+        self.expanded += size
+        self.repeated += size
+        if self.repeated > MAX_NODES:
             raise LimitExceeded(
                 event.start_mark,
                 f"YAML aliases: *{event.anchor} expands the file past {MAX_NODES:,} values; "

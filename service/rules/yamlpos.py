@@ -104,6 +104,7 @@ def substitute(
 
     return _VAR.sub(replace, text), missing, refused
 
+
 def parse(text: str, env: Mapping[str, str], reserved: Collection[str] = ()) -> Document:
     """Parse `text`. Invalid YAML, a text past a limit of `yamlcompose`, a tag other than
     YAML's standard ones (`!!python/...`) or a value PyYAML cannot build stop the load
@@ -117,7 +118,11 @@ def parse(text: str, env: Mapping[str, str], reserved: Collection[str] = ()) -> 
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.context_mark and exc.problem:
+        if exc.problem == "second occurrence" and exc.context and exc.context_mark:
+            first = exc.context_mark  # PyYAML's wording is for two marks, not one line
+            name = exc.context.removeprefix("found ").removesuffix("; first occurrence")
+            reason = f"{name} (first defined at {first.line + 1}:{first.column + 1})"
+        elif exc.context and exc.context_mark and exc.problem:
             start = exc.context_mark
             reason += f" ({exc.context} that starts at {start.line + 1}:{start.column + 1})"
         return doc.stop(Problem(line, col, "", f"YAML syntax error: {reason}"))
@@ -232,9 +237,7 @@ class _Builder:
         """A mapping's keys and values; `<<: *base` merges base's keys that the mapping
         does not set itself (YAML's merge key: an earlier source wins over a later one)."""
         pairs = [(_deref(k), v) for k, v in node.value]
-        explicit = {
-            k.value for k, _ in pairs if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE
-        }
+        explicit = {k.value for k, _ in pairs if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE}
         out: dict[str, Any] = {}
         for key_node, value_node in pairs:
             pos = _position(key_node)

@@ -35,8 +35,7 @@ HOSTILE = {
         "r.yaml:4:11: rules[0].when: a condition is written in ASCII",
     ),
     "newline-in-channel-name": (
-        'channels:\n  "a\\nINFO forged":\n    type: webhook\n    url: https://h.example/x\n'
-        + RULE,
+        'channels:\n  "a\\nINFO forged":\n    type: webhook\n    url: https://h.example/x\n' + RULE,
         "r.yaml:2:3: channels['a\\nINFO forged']: channel name 'a\\nINFO forged'",
     ),
     "empty": ("", "r.yaml: the rule file has no rules (an empty or truncated file?)"),

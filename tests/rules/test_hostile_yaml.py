@@ -7,6 +7,7 @@ import tracemalloc
 import pytest
 
 from service.errors import RuleFileError
+from service.rules.yamlcompose import compose
 from tests.rules.conftest import load
 
 RULE = "rules:\n  - name: r\n    symbols: [LUMN]\n    when: price > 1\n"
@@ -61,6 +62,12 @@ def test_a_cycle_and_deep_nesting_are_refused_at_their_place() -> None:
     assert refused(deep) == ["rules.yaml:1:67: YAML nesting deeper than 64 levels is refused"]
     deeper = "a: " + "[" * 50_000 + "]" * 50_000 + "\n" + RULE  # libyaml's own limit
     assert refused(deeper)[0].startswith("rules.yaml:1:1003: YAML syntax error: exceeded maximum")
+
+
+def test_a_duplicate_anchor_names_both_places() -> None:
+    assert refused("groups:\n  a: &g [LUMN]\n  b: &g [PLTR]\n" + RULE) == [
+        "rules.yaml:3:6: YAML syntax error: duplicate anchor 'g' (first defined at 2:6)"
+    ]
 
 
 def test_a_few_aliases_still_work_and_merge_keys_merge() -> None:
@@ -140,5 +147,15 @@ def test_a_control_character_is_named_at_its_line_and_column() -> None:
 )
 def test_a_huge_duration_is_a_problem_not_an_overflow(duration: str, col: int) -> None:
     lines = refused(RULE + f"    cooldown: {duration}\n")
-    assert len(lines) == 1 and lines[0].startswith(f"rules.yaml:5:{col}: rules[0].cooldown: "), lines
+    assert len(lines) == 1 and lines[0].startswith(f"rules.yaml:5:{col}: rules[0].cooldown: "), (
+        lines
+    )
     assert "duration" in lines[0]
+
+
+def test_a_big_file_with_one_alias_is_not_refused() -> None:
+    # The limit is on what aliases repeat, not on the size of the file (other limits
+    # bound that): 120,000 values and one small alias compose.
+    text = "big: [" + ", ".join(["1"] * 120_000) + "]\nx: &x [A, B]\ny: *x\n"
+    root = compose(text)
+    assert root is not None and len(root.value) == 3

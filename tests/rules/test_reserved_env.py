@@ -41,11 +41,21 @@ MESSAGE = "is one of Earnwatch's own secrets and cannot be used in the rule file
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (RULE + '    message: "key ${FINNHUB_API_KEY}"\n', "5:14: rules[0].message: ${FINNHUB_API_KEY}"),
-        (RULE + "    message: ${FINNHUB_API_KEY:-none}\n", "5:14: rules[0].message: ${FINNHUB_API_KEY}"),
-        (RULE + "    description: |\n      ${SMTP_PASSWORD}\n", "5:18: rules[0].description: ${SMTP_PASSWORD}"),
         (
-            "channels:\n  h:\n    type: webhook\n    url: https://h.example/?k=${FMP_API_KEY}\n" + RULE,
+            RULE + '    message: "key ${FINNHUB_API_KEY}"\n',
+            "5:14: rules[0].message: ${FINNHUB_API_KEY}",
+        ),
+        (
+            RULE + "    message: ${FINNHUB_API_KEY:-none}\n",
+            "5:14: rules[0].message: ${FINNHUB_API_KEY}",
+        ),
+        (
+            RULE + "    description: |\n      ${SMTP_PASSWORD}\n",
+            "5:18: rules[0].description: ${SMTP_PASSWORD}",
+        ),
+        (
+            "channels:\n  h:\n    type: webhook\n    url: https://h.example/?k=${FMP_API_KEY}\n"
+            + RULE,
             "4:10: channels.h.url: ${FMP_API_KEY}",
         ),
         (

@@ -2,6 +2,7 @@
 a standard validator (jsonschema, which check-jsonschema and editors' plug-ins follow)
 against every example and test rule file in the repository."""
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from service.cli import _channel_configs
 from service.errors import RuleFileError
 from service.rules import load_rules
 from service.rules.schema import rule_file_schema
+from tests.test_cli import earnwatch
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = Path(__file__).parent / "testdata"
@@ -80,3 +82,13 @@ def test_bad_three_fails_the_schema_only_on_what_it_can_tell(
     assert not valid_by_check(text)
     assert list(validator.iter_errors(yaml.safe_load(text))) == []
     assert not validator.is_valid(yaml.safe_load((TESTDATA / "bad_three.yaml").read_text()))
+
+
+def test_the_printed_schema_takes_the_readme_example(tmp_path: Path) -> None:
+    # As an editor gets it: `earnwatch schema > rules.schema.json`.
+    result = earnwatch("schema", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    assert [e.message for e in validator.iter_errors(yaml.safe_load(FILES["README.md#1"]))] == []
+    assert not validator.is_valid(yaml.safe_load(FILES["no_rules.yaml"]))

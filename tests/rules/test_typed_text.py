@@ -95,8 +95,11 @@ def test_a_rule_name_that_is_not_ascii_is_refused(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("key", "shown"),
-    [('"ops\\nINFO alert sent"', "'ops\\nINFO alert sent'"), ("caf\u00e9", "'caf\u00e9'"),
-     ('"my hook"', "'my hook'")],
+    [
+        ('"ops\\nINFO alert sent"', "'ops\\nINFO alert sent'"),
+        ("caf\u00e9", "'caf\u00e9'"),
+        ('"my hook"', "'my hook'"),
+    ],
 )
 def test_a_channel_name_follows_the_rule_name_pattern(key: str, shown: str) -> None:
     text = f"channels:\n  {key}:\n    type: webhook\n    url: https://h.example/x\nrules: []\n"
