@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Final
@@ -43,6 +43,11 @@ class HealthState:
     the first `check()` when `started_at` is not given. A standby replica (`leading` False)
     makes no provider calls, so only its scheduler counts; `set_leading(True, now)` restarts
     the grace, so a new leader is not judged on the old leader's silence.
+
+    Freshness: once `watch_prices` names the symbols whose prices rules read, and how old a
+    price may get (`prices_stale_after`), the process is unhealthy while any of them was not
+    answered (`mark_prices`) within that window. Calls succeeding for some symbols are not
+    enough: one stalled symbol's rules are as blind as if every call failed.
     """
 
     def __init__(
@@ -63,6 +68,8 @@ class HealthState:
         self.last_failure: datetime | None = None
         self.last_error: str | None = None
         self.consecutive_failures = 0
+        self.prices_stale_after: timedelta | None = None
+        self._prices_seen: dict[str, datetime] = {}
 
     def set_leading(self, leading: bool, now: datetime) -> None:
         """This replica became leader (polls from now on) or standby (polls nothing)."""
@@ -70,7 +77,38 @@ class HealthState:
             self.started_at = now
             self.last_success = self.last_failure = self.last_error = None
             self.consecutive_failures = 0
+            self._prices_seen = {}
         self.leading = leading
+
+    def watch_prices(
+        self, symbols: Iterable[str], stale_after: timedelta | None, now: datetime
+    ) -> None:
+        """The prices of `symbols` must be answered at least every `stale_after` (None: no
+        check). A symbol newly watched gets a full window from `now`; so does every symbol
+        when the window shrinks (at the market open, say), since the old pace was allowed."""
+        shrinks = (
+            stale_after is not None
+            and self.prices_stale_after is not None
+            and stale_after < self.prices_stale_after
+        )
+        seen = self._prices_seen
+        self._prices_seen = {
+            s: max(seen[s], now) if shrinks and s in seen else seen.get(s, now) for s in symbols
+        }
+        self.prices_stale_after = stale_after
+
+    def mark_prices(self, now: datetime, symbols: Iterable[str]) -> None:
+        """The provider answered the prices of `symbols` at `now`."""
+        for symbol in symbols:
+            if symbol in self._prices_seen:
+                self._prices_seen[symbol] = max(now, self._prices_seen[symbol])
+
+    def stale_prices(self, now: datetime) -> list[str]:
+        """The watched symbols whose price was not answered within `prices_stale_after`."""
+        window = self.prices_stale_after
+        if window is None:
+            return []
+        return sorted(s for s, seen in self._prices_seen.items() if now - seen > window)
 
     def mark_provider_success(self, now: datetime) -> None:
         """A provider call succeeded at `now`."""
@@ -96,6 +134,12 @@ class HealthState:
         error = self.last_error or "no provider call since"
         if self.max_failures and self.consecutive_failures >= self.max_failures:
             return False, f"{self.consecutive_failures} provider calls failed in a row: {error}"
+        if stale := self.stale_prices(now):
+            assert self.prices_stale_after is not None
+            shown = ", ".join(stale[:5]) + (", ..." if len(stale) > 5 else "")
+            window = self.prices_stale_after.total_seconds()
+            why = f"; last provider error: {self.last_error}" if self.last_error else ""
+            return False, f"prices of {len(stale)} symbol(s) older than {window:g} s: {shown}{why}"
         if self.last_success is None:
             if now - self.started_at < self.start_grace:
                 return True, "starting"

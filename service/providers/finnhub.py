@@ -28,7 +28,12 @@ from pydantic import SecretStr
 
 from service.clock import Clock
 from service.config import Settings
-from service.errors import ConfigError, ProviderDataError, ProviderUnsupported
+from service.errors import (
+    ConfigError,
+    ProviderDataError,
+    ProviderUnavailable,
+    ProviderUnsupported,
+)
 from service.httpclient import build_client
 from service.market import EarningsEvent, PriceTargets, Quote, ReportTime
 from service.providers import base
@@ -98,17 +103,31 @@ class FinnhubProvider:
 
     async def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """One `/quote` call per symbol (Finnhub has no batch); unknown symbols are absent.
-        A symbol outside the plan is skipped; any other failure fails the whole call."""
+        A symbol outside the plan is skipped. A symbol whose call fails on the transport
+        (a missed deadline, a dropped connection, a 5xx) does not stop the others: the call
+        then ends in PartialQuotes with what was answered. Any other failure (a refused
+        key, a 429, a malformed answer) fails the whole call at once."""
         out: dict[str, Quote] = {}
+        failed: list[str] = []
+        last: ProviderUnavailable | None = None
         for symbol in base.wanted(symbols):
             try:
                 data = await self._get("quote", {"symbol": symbol})
             except ProviderUnsupported:
                 log.info("finnhub: no access to a quote of %s; skipped", symbol)
                 continue
+            except ProviderUnavailable as exc:  # not a 429: ProviderRateLimited is apart
+                failed.append(symbol)
+                last = exc
+                continue
             quote = _quote(symbol, data)
             if quote is not None:
                 out[symbol] = quote
+        if last is not None:
+            shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
+            why = str(last).removeprefix(f"{self.name}: ")
+            message = f"quotes of {len(failed)} symbol(s) failed ({shown}); last: {why}"
+            raise base.PartialQuotes(self.name, message, out, failed)
         return out
 
     async def earnings(self, start: date, end: date, symbols: Sequence[str]) -> list[EarningsEvent]:
