@@ -15,6 +15,8 @@ from enum import StrEnum
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
+from service.hours import EARLY_CLOSE, is_early_close
+
 NEW_YORK: Final = ZoneInfo("America/New_York")
 
 #: A value a rule can see: a number, a flag, a string, a date, or unknown.
@@ -119,8 +121,11 @@ class EarningsEvent:
 
     @property
     def published_at(self) -> datetime:
-        """The moment the report counts as published (UTC), from its date and time of day."""
+        """The moment the report counts as published (UTC), from its date and time of day;
+        an amc report on an early-close day (13:00) counts from that close."""
         local = datetime.combine(self.date, REPORT_CLOCK[self.time], tzinfo=NEW_YORK)
+        if self.time is ReportTime.AMC and is_early_close(self.date):
+            local = datetime.combine(self.date, EARLY_CLOSE, tzinfo=NEW_YORK)
         return local.astimezone(UTC)
 
 
