@@ -22,6 +22,7 @@ from service.providers.base import PartialQuotes
 from service.providers.finnhub import FinnhubProvider
 from service.providers.limiter import finnhub_limiter
 from tests.fakes.drip import DripFinnhub
+from tests.providers.conftest import FINNHUB, make_finnhub
 from tests.providers.test_contract import VENDORS, Vendor
 
 NOW = int(time.time())
@@ -88,3 +89,18 @@ async def test_every_vendor_call_has_a_total_deadline(vendor: Vendor, clock):
     finally:
         await provider.aclose()
     assert time.monotonic() - started < 10  # the drip alone lasts 30 s
+
+
+@pytest.mark.anyio
+async def test_finnhub_down_for_every_symbol_gives_up_after_three_calls(clock):
+    finnhub = make_finnhub(clock)
+    symbols = [f"S{i:03d}" for i in range(500)]
+    try:
+        with respx.mock(assert_all_mocked=True) as router:
+            route = router.route(url__startswith=FINNHUB).mock(side_effect=httpx.ConnectError)
+            with pytest.raises(PartialQuotes) as caught:
+                await finnhub.quotes(symbols)
+    finally:
+        await finnhub.aclose()
+    assert route.call_count == 3  # then the failover moves on, not 500 calls later
+    assert caught.value.quotes == {} and list(caught.value.missing) == symbols
