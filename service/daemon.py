@@ -53,9 +53,10 @@ from service.metrics import JobEvent as JobEventKind
 from service.metrics import Metrics
 from service.notify import CHANNEL_CONFIGS, build_notifiers
 from service.notify.base import ChannelConfig, Notifier
-from service.pipeline import Pipeline
-from service.providers import build_providers
+from service.pipeline import QUOTE_VARS, Pipeline, symbols_needing
+from service.providers import build_providers, prices_stale_after
 from service.providers.base import Provider
+from service.providers.watch import QuoteWatch
 from service.rulefile import RuleFile
 from service.rules import RuleSet
 from service.schedule import is_due, quote_interval
@@ -155,6 +156,8 @@ class Daemon:
         self.provider = provider = self._provider or build_providers(
             self.settings, clock=self.clock
         )
+        # /healthz judges each watched symbol's price age (a slow symbol can't hide).
+        watched = QuoteWatch(provider, self.health.mark_prices, self.clock)
         self.notifiers = notifiers = build_notifiers(self.settings)
         self.heartbeat = build_heartbeat(
             self.settings, lambda: self.health.check(self.clock.now()), self.metrics
@@ -181,7 +184,7 @@ class Daemon:
             on_outcome=self.metrics.delivery,
         )
         self.pipeline = Pipeline(
-            provider=provider,
+            provider=watched,
             store=store,
             data=data,
             states=states,
@@ -264,6 +267,11 @@ class Daemon:
         now = self.clock.now()
         settings = self.settings
         interval = quote_interval(is_market_open(now), settings.price_poll, settings.off_hours_poll)
+        symbols = symbols_needing(self.rules(), QUOTE_VARS)
+        stale = prices_stale_after(
+            settings.provider_names, len(symbols), interval, settings.http_timeout
+        )
+        self.health.watch_prices(symbols, stale, now)
         if not is_due(self.timers.last_quotes, now, interval):
             return
         self.timers.last_quotes = now

@@ -15,6 +15,8 @@ from enum import StrEnum
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
+from service.hours import EARLY_CLOSE, is_early_close
+
 NEW_YORK: Final = ZoneInfo("America/New_York")
 
 #: A value a rule can see: a number, a flag, a string, a date, or unknown.
@@ -119,8 +121,11 @@ class EarningsEvent:
 
     @property
     def published_at(self) -> datetime:
-        """The moment the report counts as published (UTC), from its date and time of day."""
+        """The moment the report counts as published (UTC), from its date and time of day;
+        an amc report on an early-close day (13:00) counts from that close."""
         local = datetime.combine(self.date, REPORT_CLOCK[self.time], tzinfo=NEW_YORK)
+        if self.time is ReportTime.AMC and is_early_close(self.date):
+            local = datetime.combine(self.date, EARLY_CLOSE, tzinfo=NEW_YORK)
         return local.astimezone(UTC)
 
 
@@ -169,10 +174,19 @@ VARIABLES: Final = PRICE_VARS | TARGET_VARS | EARNINGS_VARS
 
 
 def pct_change(new: float | None, base: float | None) -> float | None:
-    """(new - base) / |base| * 100, or unknown when either is unknown or base is zero."""
+    """(new - base) / |base| * 100, or unknown when either is unknown or base is zero, or
+    when the result is not finite (an estimate of 1e-320 overflows to infinity)."""
     if new is None or base is None or base == 0:
         return None
-    return (new - base) / abs(base) * 100.0
+    return real((new - base) / abs(base) * 100.0)
+
+
+def _known(value: Value) -> Value:
+    # Whatever the source (a provider, a restored snapshot, arithmetic), a float that is
+    # NaN or infinite is no number a rule may compare or a receiver may parse: unknown.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def select_event(events: tuple[EarningsEvent, ...], now: datetime) -> EarningsEvent | None:
@@ -190,7 +204,8 @@ def select_event(events: tuple[EarningsEvent, ...], now: datetime) -> EarningsEv
 
 
 def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
-    """The variables of RULES.md for one symbol at `now`; None for every unknown."""
+    """The variables of RULES.md for one symbol at `now`; None for every unknown, and for
+    every number that is not finite (input or derived)."""
     quote = snapshot.quote
     price = quote.price if quote else None
     prev_close = quote.prev_close if quote else None
@@ -209,7 +224,7 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
     event = select_event(snapshot.events, now)
     if event is None:
         out.update(dict.fromkeys(EARNINGS_VARS))
-        return out
+        return {name: _known(value) for name, value in out.items()}
     hours = (event.published_at - now).total_seconds() / 3600.0
     price_at_report = snapshot.report_prices.get(event.report_key)
     out.update(
@@ -228,4 +243,4 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         move_since_report_pct=pct_change(price, price_at_report) if event.reported else None,
         fiscal_period=event.fiscal_period,
     )
-    return out
+    return {name: _known(value) for name, value in out.items()}

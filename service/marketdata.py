@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from service.hours import next_trading_day, trading_day_on_or_after
 from service.market import (
     NEW_YORK,
     EarningsEvent,
@@ -153,15 +154,14 @@ def _keep_actuals(new: EarningsEvent, old: EarningsEvent | None) -> EarningsEven
 
 
 def _first_session_after(event: EarningsEvent, traded: datetime) -> bool:
-    """Whether `traded` falls on the first trading day that follows the report (weekends
-    skipped; holidays are rare enough around reports to accept one day of slack)."""
+    """Whether `traded` falls on the first NYSE session that follows the report: the next
+    trading day after an amc report (weekends, holidays such as Good Friday skipped), the
+    report day itself otherwise (or the next trading day when the report is dated on a
+    closed day). A later session's previous close is not the price before the report."""
     day = traded.astimezone(NEW_YORK).date()
-    first = event.date
     if event.time is ReportTime.AMC:
-        first = event.date + timedelta(days=1)
-        while first.weekday() >= 5:
-            first += timedelta(days=1)
-    return first <= day <= first + timedelta(days=1)
+        return day == next_trading_day(event.date)
+    return day == trading_day_on_or_after(event.date)
 
 
 def _dump(row: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from service.errors import (
 from service.market import NEW_YORK, PRICE_VARS, TARGET_VARS
 from service.marketdata import MarketData, SnapshotView
 from service.metrics import Metrics, PollKind, ProviderErrorKind
-from service.providers.base import Provider
+from service.providers.base import PartialQuotes, Provider
 from service.recording import Pending, Recorder
 from service.rules import RuleSet
 from service.schedule import earnings_due
@@ -185,7 +185,9 @@ class Pipeline:
                 quotes = await self.provider.quotes(chunk)
             except ProviderError as exc:
                 self._failed(f"quotes of {len(chunk)} symbol(s)", exc, now())
-                continue
+                if not isinstance(exc, PartialQuotes):
+                    continue
+                quotes = exc.quotes  # one stalled symbol must not hold back the others
             moment = now()
             self._succeeded("quotes", moment)
             fresh = self.data.apply_quotes(quotes, moment)

@@ -7,7 +7,7 @@ time until the actual figures arrive or the window ends:
 | report time | window (New York time) |
 | --- | --- |
 | bmo | 06:00 to 12:00 on the report day |
-| amc | 15:30 on the report day to 10:00 the next day |
+| amc | 15:30 (12:30 on an NYSE early-close day) on the report day to 10:00 the next day |
 | dmh, unknown | 06:00 on the report day to 10:00 the next day |
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, time, timedelta
 
+from service.hours import is_early_close
 from service.market import NEW_YORK, EarningsEvent, ReportTime
 
 _WINDOWS: dict[ReportTime, tuple[time, int, time]] = {
@@ -27,8 +28,11 @@ _WINDOWS: dict[ReportTime, tuple[time, int, time]] = {
 
 
 def earnings_window(event: EarningsEvent) -> tuple[datetime, datetime]:
-    """When `event`'s calendar entry is polled fast (timezone-aware)."""
+    """When `event`'s calendar entry is polled fast (timezone-aware). On an early-close
+    day an amc window opens 30 minutes before the 13:00 close, not at 15:30."""
     opens, days_after, closes = _WINDOWS[event.time]
+    if event.time is ReportTime.AMC and is_early_close(event.date):
+        opens = time(12, 30)
     start = datetime.combine(event.date, opens, tzinfo=NEW_YORK)
     end = datetime.combine(event.date + timedelta(days=days_after), closes, tzinfo=NEW_YORK)
     return start, end

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Final
@@ -47,6 +47,11 @@ class HealthState:
     A leader is also unhealthy while recording fails (`mark_recording_failure`, until
     `mark_recording_success`), and, with `evaluation_stale` set, when its last evaluation
     pass (`mark_evaluated`) is older than that.
+
+    Freshness: once `watch_prices` names the symbols whose prices rules read, and how old a
+    price may get (`prices_stale_after`), the process is unhealthy while any of them was not
+    answered (`mark_prices`) within that window. Calls succeeding for some symbols are not
+    enough: one stalled symbol's rules are as blind as if every call failed.
     """
 
     def __init__(
@@ -72,6 +77,8 @@ class HealthState:
         #: unhealthy (a pass stuck or failing every time swallows every alert).
         self.evaluation_stale: timedelta | None = None
         self.last_evaluation: datetime | None = None
+        self.prices_stale_after: timedelta | None = None
+        self._prices_seen: dict[str, datetime] = {}
 
     def set_leading(self, leading: bool, now: datetime) -> None:
         """This replica became leader (polls from now on) or standby (polls nothing)."""
@@ -79,7 +86,38 @@ class HealthState:
             self.started_at = now
             self.last_success = self.last_failure = self.last_error = None
             self.consecutive_failures = 0
+            self._prices_seen = {}
         self.leading = leading
+
+    def watch_prices(
+        self, symbols: Iterable[str], stale_after: timedelta | None, now: datetime
+    ) -> None:
+        """The prices of `symbols` must be answered at least every `stale_after` (None: no
+        check). A symbol newly watched gets a full window from `now`; so does every symbol
+        when the window shrinks (at the market open, say), since the old pace was allowed."""
+        shrinks = (
+            stale_after is not None
+            and self.prices_stale_after is not None
+            and stale_after < self.prices_stale_after
+        )
+        seen = self._prices_seen
+        self._prices_seen = {
+            s: max(seen[s], now) if shrinks and s in seen else seen.get(s, now) for s in symbols
+        }
+        self.prices_stale_after = stale_after
+
+    def mark_prices(self, now: datetime, symbols: Iterable[str]) -> None:
+        """The provider answered the prices of `symbols` at `now`."""
+        for symbol in symbols:
+            if symbol in self._prices_seen:
+                self._prices_seen[symbol] = max(now, self._prices_seen[symbol])
+
+    def stale_prices(self, now: datetime) -> list[str]:
+        """The watched symbols whose price was not answered within `prices_stale_after`."""
+        window = self.prices_stale_after
+        if window is None:
+            return []
+        return sorted(s for s, seen in self._prices_seen.items() if now - seen > window)
 
     def mark_provider_success(self, now: datetime) -> None:
         """A provider call succeeded at `now`."""
@@ -132,6 +170,12 @@ class HealthState:
         error = self.last_error or "no provider call since"
         if self.max_failures and self.consecutive_failures >= self.max_failures:
             return False, f"{self.consecutive_failures} provider calls failed in a row: {error}"
+        if stale := self.stale_prices(now):
+            assert self.prices_stale_after is not None
+            shown = ", ".join(stale[:5]) + (", ..." if len(stale) > 5 else "")
+            window = self.prices_stale_after.total_seconds()
+            why = f"; last provider error: {self.last_error}" if self.last_error else ""
+            return False, f"prices of {len(stale)} symbol(s) older than {window:g} s: {shown}{why}"
         if self.last_success is None:
             if now - self.started_at < self.start_grace:
                 return True, "starting"

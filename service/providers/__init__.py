@@ -7,7 +7,9 @@ line in `PROVIDERS`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Final, Protocol
 
 from pydantic import SecretStr
@@ -19,12 +21,15 @@ from service.providers.base import Provider
 from service.providers.failover import FailoverProvider
 from service.providers.finnhub import FinnhubProvider
 from service.providers.fmp import FmpProvider
+from service.providers.limiter import RateLimiter, finnhub_limiter, fmp_limiter, nasdaq_limiter
 from service.providers.nasdaq import NasdaqProvider
 from service.providers.replay import ReplayProvider
 
 
 class ProviderClass(Protocol):
     """What the registry holds: a provider class built from settings."""
+
+    max_batch: int
 
     def from_settings(self, settings: Settings, *, clock: Clock | None = None) -> Provider: ...
 
@@ -39,7 +44,55 @@ PROVIDERS: Final[Mapping[str, ProviderClass]] = {
 #: The variable holding each provider's key, for those that need one.
 KEYS: Final[Mapping[str, str]] = {"finnhub": "FINNHUB_API_KEY", "fmp": "FMP_API_KEY"}
 
-__all__ = ["KEYS", "PROVIDERS", "FailoverProvider", "Provider", "build_providers"]
+#: Each provider's client-side limiter (its free tier); a provider absent here has none.
+LIMITERS: Final[Mapping[str, Callable[[], RateLimiter]]] = {
+    "finnhub": finnhub_limiter,
+    "fmp": fmp_limiter,
+    "nasdaq": nasdaq_limiter,
+}
+#: Prices older than this many refresh periods (plus one call's deadline) are stale.
+STALE_PERIODS: Final = 3
+
+__all__ = [
+    "KEYS",
+    "PROVIDERS",
+    "FailoverProvider",
+    "Provider",
+    "build_providers",
+    "prices_stale_after",
+    "quote_refresh_period",
+]
+
+
+def quote_refresh_period(
+    provider_names: Sequence[str], n_symbols: int, price_poll: timedelta
+) -> timedelta:
+    """How often the first provider listed can refresh the prices of `n_symbols` symbols
+    within its budget, and never more often than `price_poll`.
+
+    A pass costs `ceil(n / max_batch)` calls, and the provider's limiter allows its
+    narrowest rate in the long run: Finnhub's free tier (one symbol a call, 60 calls in 62 s)
+    needs about 8.6 minutes for 500 symbols; FMP (100 a call, 250 calls a day) about 6
+    minutes per call; Nasdaq (25 a call, one call a second) 20 s. The failover providers
+    behind the first serve only while it fails, so they do not set the pace.
+    """
+    name = provider_names[0] if provider_names else ""
+    provider = PROVIDERS.get(name)
+    limiter = LIMITERS.get(name)
+    if provider is None or limiter is None or n_symbols <= 0:
+        return price_poll
+    calls = math.ceil(n_symbols / max(1, provider.max_batch))
+    per_second = min(rate.calls / rate.per for rate in limiter().rates)
+    return max(price_poll, timedelta(seconds=calls / per_second))
+
+
+def prices_stale_after(
+    provider_names: Sequence[str], n_symbols: int, interval: timedelta, deadline: timedelta
+) -> timedelta:
+    """When a watched symbol's price counts as stale for `/healthz`: `STALE_PERIODS`
+    refresh periods (see `quote_refresh_period`, with the poll interval in force), plus one
+    call's deadline for a pass that ends in a timeout."""
+    return STALE_PERIODS * quote_refresh_period(provider_names, n_symbols, interval) + deadline
 
 
 def build_providers(settings: Settings, *, clock: Clock | None = None) -> FailoverProvider:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import ClassVar, Final, Protocol
 
+from service.errors import ProviderUnavailable
 from service.market import EarningsEvent, PriceTargets, Quote, ReportTime, positive, real
 
 
@@ -40,6 +41,20 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release the HTTP client."""
         ...
+
+
+class PartialQuotes(ProviderUnavailable):
+    """Some symbols of a `quotes()` call failed (a deadline, a dropped connection) while the
+    others were answered: `quotes` holds those answers, `missing` the symbols that failed.
+    A retryable failure, so a failover tries the next provider with every symbol; whoever
+    gets it last may still use `quotes` (one stalled symbol must not cost all the others)."""
+
+    def __init__(
+        self, provider: str, message: str, quotes: Mapping[str, Quote], missing: Sequence[str]
+    ) -> None:
+        super().__init__(provider, message)
+        self.quotes = dict(quotes)
+        self.missing = tuple(missing)
 
 
 _NUMBER: Final = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?|\.[0-9]+")

@@ -25,7 +25,7 @@ from service.errors import (
     ProviderUnsupported,
 )
 from service.market import EarningsEvent, PriceTargets, Quote
-from service.providers.base import Provider
+from service.providers.base import PartialQuotes, Provider
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,23 @@ class FailoverProvider:
         self._health = [_Health() for _ in self.providers]
 
     async def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
-        return await self._first("quotes", lambda p: p.quotes(symbols))
+        """The first provider's full answer; when none answers in full, the first
+        PartialQuotes is raised, so the caller still has the symbols it did answer."""
+        partials: list[PartialQuotes] = []
+
+        async def ask(provider: Provider) -> dict[str, Quote]:
+            try:
+                return await provider.quotes(symbols)
+            except PartialQuotes as exc:
+                partials.append(exc)
+                raise
+
+        try:
+            return await self._first("quotes", ask)
+        except ProviderError as exc:
+            if partials and partials[0] is not exc:
+                raise partials[0] from exc
+            raise
 
     async def earnings(self, start: date, end: date, symbols: Sequence[str]) -> list[EarningsEvent]:
         return await self._first("earnings", lambda p: p.earnings(start, end, symbols))

@@ -28,7 +28,12 @@ from pydantic import SecretStr
 
 from service.clock import Clock
 from service.config import Settings
-from service.errors import ConfigError, ProviderDataError, ProviderUnsupported
+from service.errors import (
+    ConfigError,
+    ProviderDataError,
+    ProviderUnavailable,
+    ProviderUnsupported,
+)
 from service.httpclient import build_client
 from service.market import EarningsEvent, PriceTargets, Quote, ReportTime
 from service.providers import base
@@ -43,6 +48,8 @@ TRUNCATION: Final = 1500
 #: Days per whole-market calendar request (one project's measured safe size).
 WINDOW_DAYS: Final = 3
 KEY_VARIABLE: Final = "FINNHUB_API_KEY"
+#: Quote calls failing on the transport in a row after which the rest are not tried.
+GIVE_UP_AFTER: Final = 3
 
 
 class FinnhubProvider:
@@ -98,17 +105,39 @@ class FinnhubProvider:
 
     async def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """One `/quote` call per symbol (Finnhub has no batch); unknown symbols are absent.
-        A symbol outside the plan is skipped; any other failure fails the whole call."""
+        A symbol outside the plan is skipped. A symbol whose call fails on the transport
+        (a missed deadline, a dropped connection, a 5xx) does not stop the others, unless
+        `GIVE_UP_AFTER` fail in a row (Finnhub itself is down: fail over now, not after a
+        minute of calls); either way the call ends in PartialQuotes with what was
+        answered. Any other failure (a refused key, a 429, a malformed answer) fails the
+        whole call at once."""
+        wanted = base.wanted(symbols)
         out: dict[str, Quote] = {}
-        for symbol in base.wanted(symbols):
+        failed: list[str] = []
+        in_a_row = 0
+        last: ProviderUnavailable | None = None
+        for symbol in wanted:
             try:
                 data = await self._get("quote", {"symbol": symbol})
             except ProviderUnsupported:
                 log.info("finnhub: no access to a quote of %s; skipped", symbol)
                 continue
+            except ProviderUnavailable as exc:  # not a 429: ProviderRateLimited is apart
+                failed.append(symbol)
+                last, in_a_row = exc, in_a_row + 1
+                if in_a_row >= GIVE_UP_AFTER:
+                    break
+                continue
+            in_a_row = 0
             quote = _quote(symbol, data)
             if quote is not None:
                 out[symbol] = quote
+        if last is not None:
+            shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
+            why = str(last).removeprefix(f"{self.name}: ")
+            message = f"quotes of {len(failed)} symbol(s) failed ({shown}); last: {why}"
+            missing = wanted[wanted.index(failed[-1]) + 1 :] if in_a_row >= GIVE_UP_AFTER else []
+            raise base.PartialQuotes(self.name, message, out, failed + missing)
         return out
 
     async def earnings(self, start: date, end: date, symbols: Sequence[str]) -> list[EarningsEvent]:
