@@ -174,8 +174,9 @@ class DeliveryWorker:
         skip, back = self._claims.excluded(destinations(self._notifiers, self._channels()))
         for name in back:
             logger.info("delivery: channel %r is back in the rule file; sending", name)
+        held = self._claims.ids()  # never claimed again while we work on them
         claimed = await asyncio.to_thread(
-            self._store.claim_excluding, self._clock.now(), limit, self._lease, skip
+            self._store.claim_excluding, self._clock.now(), limit, self._lease, skip, held
         )
         channels = self._channels()
         for delivery in claimed:
@@ -189,7 +190,7 @@ class DeliveryWorker:
 
     async def _seconds_until_due(self) -> float:
         skip, _ = self._claims.excluded(destinations(self._notifiers, self._channels()))
-        due = await asyncio.to_thread(self._store.next_due_excluding, skip)
+        due = await asyncio.to_thread(self._store.next_due_excluding, skip, self._claims.ids())
         if due is None:
             return self._idle_wait
         wait = (due - self._clock.now()).total_seconds()
@@ -273,9 +274,7 @@ class DeliveryWorker:
         """Why this delivery cannot be attempted at all, or None."""
         if delivery.attempts > self._max_attempts:
             return f"gave up: attempt {delivery.attempts} after a worker stopped mid-send"
-        config = self._channels().get(delivery.channel)
-        if config is None:
-            return f"channel {delivery.channel!r} is no longer in the rule file"
+        config = self._channels().get(delivery.channel)  # present: `_attempt` checked
         notifier = self._notifiers.get(delivery.kind)
         if notifier is None:
             return f"no notifier for channel type {delivery.kind!r}"

@@ -18,6 +18,7 @@ import pytest
 from tests.e2e import ROOT, Daemon, wait_for
 from tests.fakes.finnhub import FakeFinnhub
 from tests.servers import Receiver, Reply
+from tests.slow_servers import DripReceiver
 from tests.test_delivery_slow_e2e import row
 
 pytestmark = pytest.mark.slow
@@ -156,3 +157,20 @@ def test_test_notify_and_check_print_no_secret_path_or_query(
     assert "refused target '127.0.0.1'" in out and f"http://127.0.0.1:{hook.url[17:]}/***" in out
     assert "s3cr3t" not in out and "AzureFnKey" not in out and "code=" not in out
     assert "Traceback" not in out
+
+
+def test_test_notify_to_a_dripping_receiver_ends_at_the_send_deadline(
+    tmp_path: Path, finnhub: FakeFinnhub
+) -> None:
+    with DripReceiver() as slow:
+        lines = env_lines(tmp_path, finnhub, slow.url_for("/hook"), slow.url_for("/o"))
+        (tmp_path / ".env").write_text("\n".join([*lines, "EARNWATCH_DELIVERY_TIMEOUT=2s"]) + "\n")
+        (tmp_path / "rules.yaml").write_text(RULES)
+        started = time.monotonic()
+        sent = earnwatch(tmp_path, "test-notify", "hook", "--rules", "rules.yaml")
+        took = time.monotonic() - started
+    assert sent.returncode == 1
+    assert sent.stderr.strip() == (
+        "hook (webhook): failed (retryable): no complete reply within 2 s"
+    )
+    assert took < 30  # before: it ran as long as the drip (1,000 bytes, 2 s apart)

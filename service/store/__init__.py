@@ -188,15 +188,21 @@ class Store:
     # --- lease upkeep (the delivery worker; see leases.py) ---------------------------
 
     def claim_excluding(
-        self, now: datetime, limit: int, lease: timedelta, exclude: Collection[str]
+        self,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        exclude: Collection[str],
+        held: Collection[str] = (),
     ) -> list[ClaimedDelivery]:
-        """`claim()`, skipping deliveries of the channels in `exclude`."""
-        if not exclude:
+        """`claim()`, skipping deliveries of the channels in `exclude` and those in `held`
+        (the caller's own, still in flight)."""
+        if not exclude and not held:
             return self.claim(now, limit, lease)
         if limit <= 0:
             return []
         with self._errors("claim"), write_tx(self._engine) as connection:
-            return leases.claim_excluding(connection, now, limit, lease, exclude)
+            return leases.claim_excluding(connection, now, limit, lease, exclude, held)
 
     def renew(self, ids: Sequence[str], until: datetime) -> int:
         """Extend the leases of these deliveries, still `sending`, to `until`."""
@@ -210,7 +216,9 @@ class Store:
         with self._errors("release"), write_tx(self._engine) as connection:
             return leases.release(connection, delivery_id, attempt_number, next_attempt_at, reason)
 
-    def next_due_excluding(self, exclude: Collection[str]) -> datetime | None:
-        """`next_due()` over the deliveries whose channel is not in `exclude`."""
+    def next_due_excluding(
+        self, exclude: Collection[str], held: Collection[str] = ()
+    ) -> datetime | None:
+        """`next_due()` over the deliveries `claim_excluding()` would consider."""
         with self._errors("next_due"), read_tx(self._engine) as connection:
-            return leases.next_due_excluding(connection, exclude)
+            return leases.next_due_excluding(connection, exclude, held)

@@ -5,7 +5,9 @@ Promises:
 - `claim_excluding()` is `outbox.claim()` restricted to deliveries whose channel is not in
   `exclude` (the worker excludes channels whose destination host is at its cap, and
   channels missing from the rule file), so a delivery it could not start now stays
-  `pending` in the database, claimable by another replica, and is never claimed in a loop.
+  `pending` in the database, claimable by another replica, and is never claimed in a loop;
+  and never one in `held`: a process does not claim again what it still works on, even
+  if its lease ran out (a stalled renewal, or a fast test clock).
 - `renew()` pushes `lease_until` forward for rows still `sending`; it never shortens a
   lease, so a send that outlives its first lease is not claimed again under it.
 - `release()` puts a claimed row back to `pending` *without* counting the claim as an
@@ -28,9 +30,14 @@ from service.store.tables import ALERT, DELIVERY, PENDING, SENDING
 from service.store.types import ClaimedDelivery
 
 
-def _claimable(now: datetime, exclude: Collection[str]) -> ColumnElement[bool]:
-    due = _due(now)
-    return due & DELIVERY.c.channel.not_in(list(exclude)) if exclude else due
+def _others(exclude: Collection[str], held: Collection[str]) -> ColumnElement[bool]:
+    c = DELIVERY.c
+    condition: ColumnElement[bool] = c.id.is_not(None)
+    if exclude:
+        condition = condition & c.channel.not_in(list(exclude))
+    if held:
+        condition = condition & c.id.not_in(list(held))
+    return condition
 
 
 def claim_excluding(
@@ -39,13 +46,15 @@ def claim_excluding(
     limit: int,
     lease: timedelta,
     exclude: Collection[str],
+    held: Collection[str] = (),
 ) -> list[ClaimedDelivery]:
-    """`outbox.claim()`, skipping deliveries of the channels in `exclude`."""
+    """`outbox.claim()`, skipping deliveries of the channels in `exclude` and the
+    deliveries in `held` (those the caller is still working on)."""
     c = DELIVERY.c
     due_ids = (
         connection.execute(
             select(c.id)
-            .where(_claimable(now, exclude))
+            .where(_due(now), _others(exclude, held))
             .order_by(c.next_attempt_at, c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -120,10 +129,12 @@ def release(
     return int(result.rowcount) == 1
 
 
-def next_due_excluding(connection: Connection, exclude: Collection[str]) -> datetime | None:
-    """`outbox.next_due()` over the deliveries whose channel is not in `exclude`."""
+def next_due_excluding(
+    connection: Connection, exclude: Collection[str], held: Collection[str] = ()
+) -> datetime | None:
+    """`outbox.next_due()` over the deliveries `claim_excluding()` would consider."""
     c = DELIVERY.c
-    others = c.channel.not_in(list(exclude)) if exclude else c.id.is_not(None)
+    others = _others(exclude, held)
     pending = connection.execute(
         select(func.min(c.next_attempt_at)).where(c.status == PENDING, others)
     ).scalar_one_or_none()
