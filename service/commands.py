@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -125,10 +126,14 @@ async def send_test(settings: Settings, ruleset: RuleSet, name: str) -> tuple[bo
         notifier = notifiers[channel.kind]
         config = channel.config
         assert isinstance(config, ChannelConfig)
-        await notifier.send(message, config, delivery_id=delivery_id)
+        async with asyncio.timeout(notifier.deadline):  # the daemon's deadline, too
+            await notifier.send(message, config, delivery_id=delivery_id)
     except DeliveryError as exc:
         kind = "permanent" if exc.permanent else "retryable"
         return False, f"{name} ({channel.kind}): failed ({kind}): {exc}"
+    except TimeoutError:
+        late = f"no complete reply within {notifier.deadline:g} s"
+        return False, f"{name} ({channel.kind}): failed (retryable): {late}"
     except (UnsafeTargetError, ConfigError) as exc:
         return False, f"{name} ({channel.kind}): refused: {exc}"
     finally:

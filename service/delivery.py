@@ -1,9 +1,9 @@
 """The outbox worker: claim due deliveries, send each once, record the attempt, decide.
 
 Promises:
-- Retry policy lives here, once: notifiers make one attempt and report. `compute_backoff` is
-  pure (exponential, ±50 % jitter, capped; never sooner than the receiver's Retry-After,
-  itself capped at 300 s).
+- Retry policy lives here, once: notifiers make one attempt and report. The delay is
+  `backoff.compute_backoff` (exponential, ±50 % jitter, capped; never sooner than the
+  receiver's Retry-After, itself capped at 300 s).
 - Every attempt is recorded with its time, outcome, HTTP status and error, together with
   the delivery's new state, in one transaction. The error is scrubbed of the channel's
   secrets (its URL's path and query too: a 404 body may quote them) and passed through the
@@ -36,52 +36,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Literal
 
+from service.backoff import RetryPolicy
 from service.clock import Clock
-from service.delivery_slots import Claims
+from service.delivery_slots import (
+    Claims,
+    destination_of,
+    destinations,
+    lease_over_deadlines,
+    renewing,
+)
 from service.errors import DeliveryError, StoreError
 from service.notify.base import ChannelConfig, Notifier
 from service.notify.http import scrub
-from service.store import AttemptRecord, ClaimedDelivery, Outcome, Status, Store
+from service.store import AttemptRecord, ClaimedDelivery, Outcome, Store
 
 logger = logging.getLogger(__name__)
-
-#: A receiver's Retry-After is honoured up to this many seconds.
-RETRY_AFTER_CAP = 300.0
-#: The lease exceeds the longest send deadline by at least this much (time to record).
-LEASE_MARGIN = timedelta(seconds=5)
-
-
-def compute_backoff(
-    attempts: int,
-    *,
-    retry_after: float | None,
-    rng: random.Random,
-    base: float = 1.0,
-    factor: float = 2.0,
-    cap: float = 300.0,
-) -> float:
-    """Seconds to wait after failed attempt number `attempts` (1 for the first).
-
-    `base * factor**(attempts - 1)`, capped at `cap`, times a jitter drawn uniformly from
-    [0.5, 1.5), capped at `cap` again; then at least `retry_after` (clamped to 300 s) when
-    the receiver asked for it. Negative or non-finite `retry_after` values are ignored.
-    """
-    exponent = max(1, attempts) - 1
-    try:
-        raw = base * factor**exponent
-    except OverflowError:
-        raw = cap
-    delay = min(cap, min(cap, raw) * rng.uniform(0.5, 1.5))
-    if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
-        delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
-    return delay
-
 
 #: What a finished attempt did to its delivery, as metrics count it.
 Result = Literal["delivered", "retry", "dead"]
@@ -108,6 +83,7 @@ class DeliveryWorker:
         backoff_cap: float = 300.0,
         idle_wait: float = 5.0,
         channel_recheck: float = 60.0,
+        renew_every: float | None = None,
         mask: Callable[[str], str] | None = None,
         on_outcome: Callable[[str, Result], None] | None = None,
     ) -> None:
@@ -117,12 +93,14 @@ class DeliveryWorker:
         self._notifiers = notifiers
         self._channels = channels
         self._clock = clock
-        self._rng = rng
         self._concurrency = concurrency
         self._max_attempts = max_attempts
         self._max_age = max_age
-        self._lease = self._lease_over_deadlines(lease, notifiers)
-        self._backoff = (backoff_base, backoff_factor, backoff_cap)
+        self._policy = RetryPolicy(
+            max_attempts, max_age, backoff_base, backoff_factor, backoff_cap, rng
+        )
+        self._lease = lease_over_deadlines(lease, notifiers)
+        self._renew_every = renew_every or self._lease.total_seconds() / 3
         self._idle_wait = idle_wait
         self._mask = mask or (lambda text: text)
         self._on_outcome = on_outcome  # (channel kind, delivered|retry|dead), for metrics
@@ -132,22 +110,6 @@ class DeliveryWorker:
         self._claims = Claims(
             per_host, recheck=channel_recheck, monotonic=lambda: clock.now().timestamp()
         )
-
-    @staticmethod
-    def _lease_over_deadlines(lease: timedelta, notifiers: Mapping[str, Notifier]) -> timedelta:
-        longest = max((n.deadline for n in notifiers.values()), default=0.0)
-        floor = timedelta(seconds=longest) + LEASE_MARGIN
-        if lease < floor:
-            logger.warning(
-                "delivery: EARNWATCH_DELIVERY_LEASE %.0f s is not above the longest send "
-                "deadline (%.0f s) plus %.0f s; using %.0f s",
-                lease.total_seconds(),
-                longest,
-                LEASE_MARGIN.total_seconds(),
-                floor.total_seconds(),
-            )
-            return floor
-        return lease
 
     @property
     def lease(self) -> timedelta:
@@ -208,28 +170,13 @@ class DeliveryWorker:
 
     # --- claims, leases and host slots ---------------------------------------------------
 
-    def _destinations(self) -> dict[str, str | None]:
-        """Each channel of the rule file, and where its sends go."""
-        by_config = {n.Config: n for n in self._notifiers.values()}
-        out: dict[str, str | None] = {}
-        for name, config in self._channels().items():
-            notifier = by_config.get(type(config))
-            out[name] = None if notifier is None else self._destination(notifier, config, name)
-        return out
-
-    @staticmethod
-    def _destination(notifier: Notifier, config: ChannelConfig, channel: str) -> str:
-        try:
-            return notifier.destination(config)
-        except Exception:  # a bad config is refused later, at send time
-            return f"channel:{channel}"
-
     async def _claim(self, limit: int) -> list[ClaimedDelivery]:
-        skip, back = self._claims.excluded(self._destinations())
+        skip, back = self._claims.excluded(destinations(self._notifiers, self._channels()))
         for name in back:
             logger.info("delivery: channel %r is back in the rule file; sending", name)
+        held = self._claims.ids()  # never claimed again while we work on them
         claimed = await asyncio.to_thread(
-            self._store.claim_excluding, self._clock.now(), limit, self._lease, skip
+            self._store.claim_excluding, self._clock.now(), limit, self._lease, skip, held
         )
         channels = self._channels()
         for delivery in claimed:
@@ -237,40 +184,20 @@ class DeliveryWorker:
             config = channels.get(delivery.channel)
             where = None
             if notifier is not None and isinstance(config, notifier.Config):
-                where = self._destination(notifier, config, delivery.channel)
+                where = destination_of(notifier, config, delivery.channel)
             self._claims.bind(delivery, where)
         return claimed
 
     async def _seconds_until_due(self) -> float:
-        skip, _ = self._claims.excluded(self._destinations())
-        due = await asyncio.to_thread(self._store.next_due_excluding, skip)
+        skip, _ = self._claims.excluded(destinations(self._notifiers, self._channels()))
+        due = await asyncio.to_thread(self._store.next_due_excluding, skip, self._claims.ids())
         if due is None:
             return self._idle_wait
         wait = (due - self._clock.now()).total_seconds()
         return min(self._idle_wait, max(0.01, wait))
 
-    @contextlib.asynccontextmanager
-    async def _renewing(self) -> AsyncIterator[None]:
-        """Renew the leases of every delivery held, every third of a lease, meanwhile."""
-        task = asyncio.create_task(self._keep_leases())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _keep_leases(self) -> None:
-        every = self._lease.total_seconds() / 3
-        while True:
-            await asyncio.sleep(every)
-            ids = self._claims.ids()
-            if not ids:
-                continue
-            try:
-                await asyncio.to_thread(self._store.renew, ids, self._clock.now() + self._lease)
-            except StoreError as exc:  # the sends end within their deadline, inside the lease
-                logger.error("delivery: cannot renew %d leases: %s", len(ids), exc)
+    def _renewing(self) -> AbstractAsyncContextManager[None]:
+        return renewing(self._store, self._claims, self._lease, self._clock, self._renew_every)
 
     # --- one delivery ----------------------------------------------------------------
 
@@ -347,9 +274,7 @@ class DeliveryWorker:
         """Why this delivery cannot be attempted at all, or None."""
         if delivery.attempts > self._max_attempts:
             return f"gave up: attempt {delivery.attempts} after a worker stopped mid-send"
-        config = self._channels().get(delivery.channel)
-        if config is None:
-            return f"channel {delivery.channel!r} is no longer in the rule file"
+        config = self._channels().get(delivery.channel)  # present: `_attempt` checked
         notifier = self._notifiers.get(delivery.kind)
         if notifier is None:
             return f"no notifier for channel type {delivery.kind!r}"
@@ -370,37 +295,10 @@ class DeliveryWorker:
         finished = self._clock.now()
         if error is not None:
             error = self._mask(error)  # a receiver may echo any secret the process knows
-        next_at: datetime | None = None
-        new_status: Status
-        if outcome == "ok":
-            new_status = "delivered"
-        elif outcome == "permanent":
-            new_status = "dead"
-        elif delivery.attempts >= self._max_attempts:
-            new_status = "dead"
-            error = f"{error} (gave up after {delivery.attempts} attempts)"
-        elif finished - delivery.created_at > self._max_age:
-            new_status = "dead"
-            error = f"{error} (gave up: older than {self._max_age})"
-        else:
-            new_status = "pending"
-            if retry_after is not None and retry_after > RETRY_AFTER_CAP:
-                logger.warning(
-                    "delivery %s: Retry-After %.0f s clamped to %.0f s",
-                    delivery.id,
-                    retry_after,
-                    RETRY_AFTER_CAP,
-                )
-            base, factor, cap = self._backoff
-            delay = compute_backoff(
-                delivery.attempts,
-                retry_after=retry_after,
-                rng=self._rng,
-                base=base,
-                factor=factor,
-                cap=cap,
-            )
-            next_at = finished + timedelta(seconds=delay)
+        new_status, delay, error = self._policy.decide(
+            outcome, delivery.attempts, finished - delivery.created_at, error, retry_after
+        )
+        next_at = None if delay is None else finished + timedelta(seconds=delay)
         record = AttemptRecord(
             number=delivery.attempts,
             started_at=started,

@@ -11,17 +11,30 @@ Promises:
   never claimed in a loop), and channels recently found missing from the rule file
   (their deliveries wait for the channel; each is looked at again after `recheck`
   seconds, so one that outlives its max age is still given up).
+- `renewing()` renews the lease of every delivery held, every third of a lease, for as
+  long as its block runs.
 - Not thread-safe: used from the worker's event loop only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from service.store import ClaimedDelivery
+from service.clock import Clock
+from service.errors import StoreError
+from service.notify.base import ChannelConfig, Notifier
+from service.store import ClaimedDelivery, Store
+
+logger = logging.getLogger("service.delivery")
+
+#: The lease exceeds the longest send deadline by at least this much (time to record).
+LEASE_MARGIN = timedelta(seconds=5)
 
 
 @dataclass(slots=True)
@@ -108,3 +121,71 @@ class Claims:
         if full:
             skip |= {name for name, where in destinations.items() if where in full}
         return skip, back
+
+
+def destination_of(notifier: Notifier, config: ChannelConfig, channel: str) -> str:
+    """Where `notifier` sends for this channel; a config it cannot read is its own host
+    (it is refused at send time)."""
+    try:
+        return notifier.destination(config)
+    except Exception:
+        return f"channel:{channel}"
+
+
+def destinations(
+    notifiers: Mapping[str, Notifier], channels: Mapping[str, ChannelConfig]
+) -> dict[str, str | None]:
+    """Each channel of the rule file, and where its sends go (None: no notifier takes it)."""
+    by_config = {n.Config: n for n in notifiers.values()}
+    out: dict[str, str | None] = {}
+    for name, config in channels.items():
+        notifier = by_config.get(type(config))
+        out[name] = None if notifier is None else destination_of(notifier, config, name)
+    return out
+
+
+@contextlib.asynccontextmanager
+async def renewing(
+    store: Store, claims: Claims, lease: timedelta, clock: Clock, every: float
+) -> AsyncIterator[None]:
+    """Renew the leases of every delivery `claims` holds to `lease` from now, every
+    `every` seconds (a third of the lease), while the block runs."""
+    task = asyncio.create_task(_keep_leases(store, claims, lease, clock, every))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _keep_leases(
+    store: Store, claims: Claims, lease: timedelta, clock: Clock, every: float
+) -> None:
+    while True:
+        await asyncio.sleep(every)
+        ids = claims.ids()
+        if not ids:
+            continue
+        try:
+            await asyncio.to_thread(store.renew, ids, clock.now() + lease)
+        except StoreError as exc:  # the sends end within their deadline, inside the lease
+            logger.error("delivery: cannot renew %d leases: %s", len(ids), exc)
+
+
+def lease_over_deadlines(lease: timedelta, notifiers: Mapping[str, Notifier]) -> timedelta:
+    """`lease`, raised (with a warning) to the longest send deadline plus `LEASE_MARGIN`:
+    a send that cannot renew its lease still ends before the lease does."""
+    longest = max((n.deadline for n in notifiers.values()), default=0.0)
+    floor = timedelta(seconds=longest) + LEASE_MARGIN
+    if lease >= floor:
+        return lease
+    logger.warning(
+        "delivery: EARNWATCH_DELIVERY_LEASE %.0f s is not above the longest send "
+        "deadline (%.0f s) plus %.0f s; using %.0f s",
+        lease.total_seconds(),
+        longest,
+        LEASE_MARGIN.total_seconds(),
+        floor.total_seconds(),
+    )
+    return floor

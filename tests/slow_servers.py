@@ -162,3 +162,75 @@ class DripReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SlowSmtp:
+    """An SMTP server on 127.0.0.1 that answers every command correctly but `delay`
+    seconds late: each reply comes within a per-command timeout, the whole submission
+    does not. Counts the connections and whether a message ever got through (`mails`)."""
+
+    def __init__(self, delay: float = 0.6) -> None:
+        self.delay = delay
+        self.connections = 0
+        self.mails = 0
+        self._stopping = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            thread = threading.Thread(target=self._talk, args=(connection,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _reply(self, connection: socket.socket, line: bytes) -> bool:
+        if self._stopping.wait(self.delay):
+            return False
+        connection.sendall(line)
+        return True
+
+    def _talk(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rb") as lines:
+            try:
+                if not self._reply(connection, b"220 slow.example ESMTP\r\n"):
+                    return
+                in_data = False
+                for raw in lines:
+                    if in_data:
+                        if raw in (b".\r\n", b".\n"):
+                            in_data = False
+                            self.mails += 1
+                            if not self._reply(connection, b"250 queued\r\n"):
+                                return
+                        continue
+                    verb = raw[:4].upper()
+                    reply = {b"EHLO": b"250 slow.example\r\n", b"DATA": b"354 go on\r\n"}
+                    if not self._reply(connection, reply.get(verb, b"250 ok\r\n")):
+                        return
+                    in_data = verb == b"DATA"
+                    if verb == b"QUIT":
+                        return
+            except OSError:
+                return
+
+    def __enter__(self) -> SlowSmtp:
+        self._accept.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        self._accept.join()
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(5)

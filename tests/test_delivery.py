@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.backoff import RETRY_AFTER_CAP, compute_backoff
 from service.clock import FakeClock
-from service.delivery import RETRY_AFTER_CAP, DeliveryWorker, compute_backoff
+from service.delivery import DeliveryWorker
 from service.errors import DeliveryError
 from service.notify.base import ChannelConfig, Message
 from service.store import DeliverySummary, Store, open_store

@@ -192,7 +192,12 @@ class Store:
             return inserted
 
     def claim(
-        self, now: datetime, limit: int, lease: timedelta, exclude: Collection[str] = ()
+        self,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        exclude: Collection[str] = (),
+        held: Collection[str] = (),
     ) -> list[ClaimedDelivery]:
         """Take up to `limit` due deliveries (pending and due, or sending with an expired
         lease or a holder that is gone) whose channel is not in `exclude`, mark them
@@ -201,7 +206,7 @@ class Store:
             return []
         holder = self._lease_holder()
         with self._errors("claim"), write_tx(self._engine) as connection:
-            return outbox.claim(connection, now, limit, lease, holder, exclude)
+            return outbox.claim(connection, now, limit, lease, holder, exclude, held)
 
     def finish(
         self,
@@ -285,10 +290,16 @@ class Store:
     # --- lease upkeep (the delivery worker; see leases.py) ---------------------------
 
     def claim_excluding(
-        self, now: datetime, limit: int, lease: timedelta, exclude: Collection[str]
+        self,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        exclude: Collection[str],
+        held: Collection[str] = (),
     ) -> list[ClaimedDelivery]:
-        """`claim()`, skipping deliveries of the channels in `exclude`."""
-        return self.claim(now, limit, lease, exclude)
+        """`claim()`, skipping deliveries of the channels in `exclude` and those in `held`
+        (the caller's own, still in flight)."""
+        return self.claim(now, limit, lease, exclude, held)
 
     def renew(self, ids: Sequence[str], until: datetime) -> int:
         """Extend the leases of these deliveries, still `sending`, to `until`."""
@@ -302,7 +313,9 @@ class Store:
         with self._errors("release"), write_tx(self._engine) as connection:
             return leases.release(connection, delivery_id, attempt_number, next_attempt_at, reason)
 
-    def next_due_excluding(self, exclude: Collection[str]) -> datetime | None:
-        """`next_due()` over the deliveries whose channel is not in `exclude`."""
+    def next_due_excluding(
+        self, exclude: Collection[str], held: Collection[str] = ()
+    ) -> datetime | None:
+        """`next_due()` over the deliveries `claim_excluding()` would consider."""
         with self._errors("next_due"), read_tx(self._engine) as connection:
-            return leases.next_due_excluding(connection, exclude)
+            return leases.next_due_excluding(connection, exclude, held)

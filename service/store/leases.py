@@ -2,10 +2,12 @@
 channels, renewal of leases still being worked on, and handing a claim back untried.
 
 Promises:
-- Claims that skip channels are `outbox.claim(..., exclude=...)` (the worker excludes
-  channels whose destination host is at its cap, and channels missing from the rule
-  file), so a delivery it could not start now stays `pending` in the database, claimable
-  by another replica, and is never claimed in a loop.
+- Claims that skip deliveries are `outbox.claim(..., exclude=, held=)`: the worker
+  excludes channels whose destination host is at its cap, and channels missing from the
+  rule file, so a delivery it could not start now stays `pending` in the database,
+  claimable by another replica, and is never claimed in a loop; and it never claims one in
+  `held`: a process does not claim again what it still works on, even if its lease ran
+  out (a stalled renewal, or a fast test clock).
 - `renew()` pushes `lease_until` forward for rows still `sending`; it never shortens a
   lease, so a send that outlives its first lease is not claimed again under it.
 - `release()` puts a claimed row back to `pending` *without* counting the claim as an
@@ -20,9 +22,20 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from service.store.outbox import MAX_ERROR_CHARS
 from service.store.tables import DELIVERY, PENDING, SENDING
+
+
+def _others(exclude: Collection[str], held: Collection[str]) -> ColumnElement[bool]:
+    c = DELIVERY.c
+    condition: ColumnElement[bool] = c.id.is_not(None)
+    if exclude:
+        condition = condition & c.channel.not_in(list(exclude))
+    if held:
+        condition = condition & c.id.not_in(list(held))
+    return condition
 
 
 def renew(connection: Connection, ids: Sequence[str], until: datetime) -> int:
@@ -63,10 +76,13 @@ def release(
     return int(result.rowcount) == 1
 
 
-def next_due_excluding(connection: Connection, exclude: Collection[str]) -> datetime | None:
-    """`outbox.next_due()` over the deliveries whose channel is not in `exclude`."""
+def next_due_excluding(
+    connection: Connection, exclude: Collection[str], held: Collection[str] = ()
+) -> datetime | None:
+    """`outbox.next_due()` over the deliveries `outbox.claim(exclude=, held=)` would
+    consider."""
     c = DELIVERY.c
-    others = c.channel.not_in(list(exclude)) if exclude else c.id.is_not(None)
+    others = _others(exclude, held)
     pending = connection.execute(
         select(func.min(c.next_attempt_at)).where(c.status == PENDING, others)
     ).scalar_one_or_none()

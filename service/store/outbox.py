@@ -115,17 +115,21 @@ def claim(
     lease: timedelta,
     holder: str | None = None,
     exclude: Collection[str] = (),
+    held: Collection[str] = (),
 ) -> list[ClaimedDelivery]:
     """Mark up to `limit` due deliveries `sending` until now + lease, held by `holder` (a
     replica id, or None when nobody can check this process's liveness), and return them.
     Due: pending and due, or sending under a lease that ran out or whose holder is gone.
     Deliveries of the channels in `exclude` are left alone (the worker excludes channels
-    whose destination host is at its cap, or that left the rule file)."""
+    whose destination host is at its cap, or that left the rule file), and so are the
+    deliveries in `held` (the caller's own, still in flight: never claimed twice)."""
     c = DELIVERY.c
     dead = dead_lease_holders(connection, now)
     claimable = _due(now, dead)
     if exclude:
         claimable = claimable & c.channel.not_in(list(exclude))
+    if held:
+        claimable = claimable & c.id.not_in(list(held))
     due_ids = (
         connection.execute(
             select(c.id)
