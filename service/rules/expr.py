@@ -4,13 +4,20 @@ whitelist of node types, names and functions, type-checked, and compiled into a 
 Evaluation is three-valued: a variable that is unknown (None) makes every comparison and
 every arithmetic result it touches unknown; `and`/`or`/`not` follow Kleene's logic
 (`false and unknown` is false, `true or unknown` is true). A rule fires only on True.
+
+Bounded: a condition longer than MAX_SOURCE characters, nested deeper than MAX_DEPTH, or
+holding a number no float can hold is refused at compile time with its column, so
+evaluation never recurses deeply; arithmetic that overflows, divides by zero or gives an
+infinite or NaN result is unknown, and so is a variable whose value is not finite.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import math
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -33,6 +40,10 @@ VARIABLE_TYPES: Final[Mapping[str, str]] = {
 }
 CONSTANTS: Final[Mapping[str, bool]] = {"true": True, "false": False, "True": True, "False": False}
 FUNCTIONS: Final = ("date", "abs", "min", "max")
+#: The longest condition, in characters, and its deepest nesting of operators and calls.
+MAX_SOURCE: Final = 10_000
+MAX_DEPTH: Final = 100
+_HUGE_NUMBER: Final = re.compile(r"\d{4000,}")
 
 _COMPARE: Final[Mapping[type[ast.cmpop], Callable[[Any, Any], bool]]] = {
     ast.Lt: operator.lt,
@@ -78,12 +89,22 @@ def compile_condition(source: str) -> Compiled:
     text = source.strip()
     if not text:
         raise ExprError("the condition is empty")
+    if len(text) > MAX_SOURCE:
+        raise ExprError(f"the condition is longer than {MAX_SOURCE:,} characters")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        raise ExprError(
-            _syntax_message(exc, text), exc.lineno or 1, (exc.offset or 1) - 1
-        ) from None
+        line, col = exc.lineno or 1, (exc.offset or 1) - 1
+        digits = _HUGE_NUMBER.search(text)
+        if digits and "integer string conversion" in str(exc.msg):
+            line = text.count("\n", 0, digits.start()) + 1
+            col = digits.start() - (text.rfind("\n", 0, digits.start()) + 1)
+        raise ExprError(_syntax_message(exc, text), line, col) from None
+    except (RecursionError, MemoryError):  # Python's own parser gives up on deep nesting
+        raise ExprError(f"the condition is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError:  # a NUL character
+        raise ExprError("the condition holds a character that is not allowed") from None
+    _check_depth(tree.body)
     compiler = _Compiler()
     fn, kind = compiler.node(tree.body)
     if kind != BOOL:
@@ -91,8 +112,22 @@ def compile_condition(source: str) -> Compiled:
     return Compiled(source=text, fn=fn, names=frozenset(compiler.names))
 
 
+def _check_depth(root: ast.expr) -> None:
+    """Refuse nesting deeper than MAX_DEPTH (walked without recursion)."""
+    stack: list[tuple[ast.AST, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _at(node, f"the condition is nested more than {MAX_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 def _syntax_message(exc: SyntaxError, text: str) -> str:
     offset = (exc.offset or 1) - 1
+    if "integer string conversion" in str(exc.msg):
+        return "the number is too large (a float holds about 308 digits)"
+    if "too many nested parentheses" in str(exc.msg):
+        return f"the condition is nested more than {MAX_DEPTH} levels deep"
     if "=" in text and "==" not in text and not any(op in text for op in ("<=", ">=", "!=")):
         return "invalid syntax: compare with ==, not ="
     if "&&" in text or "||" in text:
@@ -123,6 +158,8 @@ class _Compiler:
             kind = BOOL
         elif isinstance(value, int | float):
             kind = NUM
+            if not _finite(value):
+                raise _at(node, "the number is too large (a float holds about 308 digits)")
         elif isinstance(value, str):
             kind = STR
         else:
@@ -141,6 +178,8 @@ class _Compiler:
             suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise _at(node, f"unknown name {name!r}{suffix}")
         self.names.add(name)
+        if VARIABLE_TYPES[name] == NUM:
+            return (lambda v, n=name: _number(v.get(n))), NUM
         return (lambda v, n=name: v.get(n)), VARIABLE_TYPES[name]
 
     # --- logic -----------------------------------------------------------------------
@@ -318,6 +357,20 @@ def _comparison(compare: Callable[[Any, Any], bool], left: Fn, right: Fn) -> Fn:
     return fn
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _number(value: Value) -> Value:
+    """A number, or unknown when it is not finite."""
+    if isinstance(value, float | int) and not isinstance(value, bool) and not _finite(value):
+        return None
+    return value
+
+
 def _arithmetic(symbol: str, left: Fn, right: Fn) -> Fn:
     def fn(v: Vars) -> Value:
         a, b = left(v), right(v)
@@ -325,13 +378,18 @@ def _arithmetic(symbol: str, left: Fn, right: Fn) -> Fn:
             return None
         x: float = a  # type: ignore[assignment]
         y: float = b  # type: ignore[assignment]
-        if symbol == "+":
-            return x + y
-        if symbol == "-":
-            return x - y
-        if symbol == "*":
-            return x * y
-        return None if y == 0 else x / y
+        try:
+            if symbol == "+":
+                result = x + y
+            elif symbol == "-":
+                result = x - y
+            elif symbol == "*":
+                result = x * y
+            else:
+                result = x / y
+        except (OverflowError, ZeroDivisionError):
+            return None
+        return _number(result)
 
     return fn
 
