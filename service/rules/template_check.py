@@ -9,7 +9,6 @@ bounded sandbox; a constant size argument of a filter or method (`price|pct(10**
 
 from __future__ import annotations
 
-import copy
 import difflib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -208,7 +207,7 @@ class _Checker:
         if not self.constant[id(node)] or self.evaluations >= _MAX_EVALUATIONS:
             raise _NotConstant
         self.evaluations += 1
-        body = nodes.Assign(nodes.Name("value", "store"), copy.deepcopy(node), lineno=1)
+        body = nodes.Assign(nodes.Name("value", "store"), _clone(node), lineno=1)
         template = compile_bounded(self.env, nodes.Template([body], lineno=1))
         try:
             return run_bounded(lambda: template.make_module({}).value)  # type: ignore[attr-defined]
@@ -250,6 +249,21 @@ class _Checker:
 
 def _is_text(node: nodes.Node) -> TypeGuard[nodes.Const]:
     return isinstance(node, nodes.Const) and isinstance(node.value, str)
+
+
+def _clone(node: Any) -> Any:
+    """A copy of a syntax tree to compile on its own (compiling rewrites it in place);
+    not copy.deepcopy, which would copy the environment each node refers to."""
+    if isinstance(node, list):
+        return [_clone(item) for item in node]
+    if not isinstance(node, nodes.Node):
+        return node
+    copied = object.__new__(type(node))
+    for name in node.fields:
+        setattr(copied, name, _clone(getattr(node, name, None)))
+    for name in node.attributes:
+        setattr(copied, name, getattr(node, name, None))
+    return copied
 
 
 def _walk(node: nodes.Node) -> Iterator[nodes.Node]:

@@ -109,3 +109,12 @@ def test_the_template_alone_raises_so_callers_can_tell() -> None:
     template = MessageTemplate(make_environment(), "{{ symbol|truncate(1) }}")
     with pytest.raises(AssertionError):
         template.render(VALUES, rule="r", symbol="LUMN", now=NOW)
+
+
+def test_templates_of_one_file_share_an_environment() -> None:
+    env = make_environment()
+    first = MessageTemplate(env, "{{ symbol|truncate(1) }}")
+    second = MessageTemplate(env, "{{ symbol }}{% for i in 'x' * 3 %} {{ price }}{% endfor %}")
+    again = MessageTemplate(env, "{{ symbol|truncate(1) }}")
+    assert second.render(VALUES, rule="r", symbol="LUMN", now=NOW) == "LUMN 7.61 7.61 7.61"
+    assert again._template is first._template  # compiled once per file
