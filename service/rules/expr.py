@@ -15,18 +15,25 @@ from __future__ import annotations
 
 import ast
 import difflib
-import math
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
 from service.market import VARIABLES, Value
-
-Vars = Mapping[str, Value]
-Fn = Callable[[Vars], Value]
+from service.rules.evaluation import (
+    Fn,
+    Vars,
+    all_known,
+    arithmetic,
+    comparison,
+    finite,
+    kleene_and,
+    kleene_or,
+    number,
+)
 
 NUM, BOOL, STR, DATE = "number", "true/false", "string", "date"
 
@@ -158,7 +165,7 @@ class _Compiler:
             kind = BOOL
         elif isinstance(value, int | float):
             kind = NUM
-            if not _finite(value):
+            if not finite(value):
                 raise _at(node, "the number is too large (a float holds about 308 digits)")
         elif isinstance(value, str):
             kind = STR
@@ -179,15 +186,15 @@ class _Compiler:
             raise _at(node, f"unknown name {name!r}{suffix}")
         self.names.add(name)
         if VARIABLE_TYPES[name] == NUM:
-            return (lambda v, n=name: _number(v.get(n))), NUM
+            return (lambda v, n=name: number(v.get(n))), NUM
         return (lambda v, n=name: v.get(n)), VARIABLE_TYPES[name]
 
     # --- logic -----------------------------------------------------------------------
     def _BoolOp(self, node: ast.BoolOp) -> tuple[Fn, str]:
         parts = [self._condition(value, "and/or") for value in node.values]
         if isinstance(node.op, ast.And):
-            return _kleene_and(parts), BOOL
-        return _kleene_or(parts), BOOL
+            return kleene_and(parts), BOOL
+        return kleene_or(parts), BOOL
 
     def _UnaryOp(self, node: ast.UnaryOp) -> tuple[Fn, str]:
         if isinstance(node.op, ast.Not):
@@ -226,9 +233,9 @@ class _Compiler:
                 raise _at(right, f"cannot compare a {left_kind} with a {right_kind}")
             if left_kind in (BOOL, STR) and isinstance(op, _ORDERED):
                 raise _at(right, f"a {left_kind} can only be compared with == or !=")
-            links.append(_comparison(compare, left_fn, right_fn))
+            links.append(comparison(compare, left_fn, right_fn))
             left_fn, left_kind = right_fn, right_kind
-        return (links[0] if len(links) == 1 else _kleene_and(links)), BOOL
+        return (links[0] if len(links) == 1 else kleene_and(links)), BOOL
 
     def _membership(self, left: Fn, kind: str, op: ast.cmpop, right: ast.expr) -> Fn:
         if not isinstance(right, ast.List | ast.Tuple):
@@ -254,7 +261,7 @@ class _Compiler:
             bad = node.left if left_kind != NUM else node.right
             kind = left_kind if bad is node.left else right_kind
             raise _at(bad, f"arithmetic needs numbers, but this is a {kind}")
-        return _arithmetic(symbol, left, right), NUM
+        return arithmetic(symbol, left, right), NUM
 
     def _Call(self, node: ast.Call) -> tuple[Fn, str]:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
@@ -280,7 +287,7 @@ class _Compiler:
         if len(fns) < 2:
             raise _at(node, f"{name}() takes two or more numbers")
         pick = min if name == "min" else max
-        return _all_known(pick, fns), NUM
+        return all_known(pick, fns), NUM
 
     def _date(self, node: ast.Call) -> tuple[Fn, str]:
         arg = node.args[0] if len(node.args) == 1 else None
@@ -314,92 +321,3 @@ def _refusal(node: ast.AST) -> str:
     }
     kind = type(node).__name__
     return names.get(kind, f"{kind} is not allowed in a condition")
-
-
-def _kleene_and(parts: Sequence[Fn]) -> Fn:
-    def fn(v: Vars) -> Value:
-        unknown = False
-        for part in parts:
-            x = part(v)
-            if x is False:
-                return False
-            if x is None:
-                unknown = True
-        return None if unknown else True
-
-    return fn
-
-
-def _kleene_or(parts: Sequence[Fn]) -> Fn:
-    def fn(v: Vars) -> Value:
-        unknown = False
-        for part in parts:
-            x = part(v)
-            if x is True:
-                return True
-            if x is None:
-                unknown = True
-        return None if unknown else False
-
-    return fn
-
-
-def _comparison(compare: Callable[[Any, Any], bool], left: Fn, right: Fn) -> Fn:
-    def fn(v: Vars) -> Value:
-        a = left(v)
-        if a is None:
-            return None
-        b = right(v)
-        if b is None:
-            return None
-        return compare(a, b)
-
-    return fn
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def _number(value: Value) -> Value:
-    """A number, or unknown when it is not finite."""
-    if isinstance(value, float | int) and not isinstance(value, bool) and not _finite(value):
-        return None
-    return value
-
-
-def _arithmetic(symbol: str, left: Fn, right: Fn) -> Fn:
-    def fn(v: Vars) -> Value:
-        a, b = left(v), right(v)
-        if a is None or b is None:
-            return None
-        x: float = a  # type: ignore[assignment]
-        y: float = b  # type: ignore[assignment]
-        try:
-            if symbol == "+":
-                result = x + y
-            elif symbol == "-":
-                result = x - y
-            elif symbol == "*":
-                result = x * y
-            else:
-                result = x / y
-        except (OverflowError, ZeroDivisionError):
-            return None
-        return _number(result)
-
-    return fn
-
-
-def _all_known(pick: Callable[..., Any], fns: Sequence[Fn]) -> Fn:
-    def fn(v: Vars) -> Value:
-        values = [f(v) for f in fns]
-        if any(x is None for x in values):
-            return None
-        result: Value = pick(values)
-        return result
-
-    return fn

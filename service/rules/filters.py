@@ -136,6 +136,11 @@ def _translate(value: Any, table: Any = None, *_: Any) -> None:
         limit(len(value) * longest, "a translate")
 
 
+def _join_method(sep: Any, items: Any = ()) -> None:
+    if isinstance(sep, str | bytes) and isinstance(items, list | tuple | str):
+        limit(weight(items) + len(items) * len(sep), "a join")
+
+
 def _to_bytes(value: Any, length: Any = 1, *_args: Any, **_kwargs: Any) -> None:
     _size(length, "to_bytes()")
 
@@ -161,6 +166,7 @@ METHOD_CHECKS: Final[Mapping[str, Check]] = {
     "expandtabs": _expandtabs,
     "replace": _replace,
     "translate": _translate,
+    "join": _join_method,
     "to_bytes": _to_bytes,
 }
 

@@ -74,12 +74,10 @@ _BUDGET: ContextVar[Budget | None] = ContextVar("earnwatch_template_budget", def
 
 
 def budget() -> Budget:
-    """The budget of the render running in this context (a fresh one outside a render)."""
+    """The budget of the render running in this context; outside one (Jinja folding
+    constants while compiling, say) a fresh one, so each operation is still bounded."""
     current = _BUDGET.get()
-    if current is None:
-        current = Budget()
-        _BUDGET.set(current)
-    return current
+    return Budget() if current is None else current
 
 
 def run_bounded(fn: Callable[[], Any]) -> Any:
@@ -205,15 +203,18 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             _check_power(left, right)
         elif operator == "+" and not isinstance(left, int | float):
             limit(weight(left) + weight(right))
-        elif operator == "%" and isinstance(left, str):
-            check_percent_format(left)
+        elif operator == "%" and isinstance(left, str | bytes):
+            check_percent_format(left if isinstance(left, str) else left.decode("latin-1"))
         return check(self.binop_table[operator](left, right))
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         budget().tick()
         receiver = getattr(obj, "__self__", None)
         if isinstance(receiver, str | bytes | int) and not isinstance(receiver, bool):
-            method_check = self.method_checks.get(getattr(obj, "__name__", ""))
+            name = getattr(obj, "__name__", "")
+            if name == "join" and args and isinstance(args[0], Iterator):
+                args = (list(counted_items(args[0])), *args[1:])  # sized, to be checked
+            method_check = self.method_checks.get(name)
             if method_check is not None:
                 method_check(receiver, *args, **kwargs)
         if isinstance(obj, LoopContext) and args:  # `loop(children)` in a recursive loop

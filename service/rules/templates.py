@@ -79,7 +79,8 @@ class MessageTemplate:
     def __init__(self, env: BoundedEnvironment, source: str) -> None:
         compiled = env.compiled.get(source)
         if compiled is None:
-            compiled = env.compiled[source] = compile_bounded(env, checked_tree(env, source))
+            compiled = run_bounded(lambda: compile_bounded(env, checked_tree(env, source)))
+            env.compiled[source] = compiled
         self._template = compiled
         self.source = source
 

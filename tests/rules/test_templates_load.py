@@ -85,6 +85,11 @@ def problem_of(message: str) -> str:
             "would be larger than 20,000 characters or items (1,000,000,000)",
         ),
         (
+            "\"{{ ('y' * 19990).join('x' * 19990) }}\"",
+            "rules.yaml:6:14: rules[0].message: the message breaks a limit: a join would be "
+            "larger than 20,000 characters or items (399,620,090)",
+        ),
+        (
             '"{% for a in [1]*1000 %}{% for b in [1]*1000 %}{{ a }}{% endfor %}{% endfor %}"',
             "rules.yaml:6:14: rules[0].message: the loops run 1,000,000 times, more than 100,000",
         ),

@@ -65,6 +65,8 @@ def test_a_template_that_raises_sends_the_default_message_with_a_note(
         "\"{{ (symbol * 2000)|replace('', 'yyyyyyyyyy') }}\"",
         "\"{{ symbol.translate({76: 'x' * 10000}) }}\"",
         "\"{{ symbol|map('center', 10**5)|join }}\"",
+        "\"{{ ('y' * 100).join(symbol|map('center', 19000)) }}\"",
+        "\"{{ ('%0999999999d'.encode()) % (price|int) }}\"",
         '"{% macro f(n) %}{{ f(n-1) ~ f(n-1) if n else symbol }}{% endmacro %}{{ f(40) }}"',
         # Work: nested loops, a recursive loop, output into a block.
         "\"{% set s = 'x' * 10000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}\"",
