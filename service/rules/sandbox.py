@@ -39,7 +39,7 @@ MAX_STEPS: Final = 100_000
 #: Characters written by one render, including those of macros and `{% set %}` blocks.
 MAX_OUTPUT: Final = 100_000
 #: CPU seconds one render may take.
-MAX_SECONDS: Final = 1.0
+MAX_SECONDS: Final = 0.5
 #: Decimal places of `pct`, and widths of `%` / `{}` format specs.
 MAX_PLACES: Final = 20
 
