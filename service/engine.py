@@ -20,7 +20,6 @@ from typing import Final, Literal
 from service.market import VARIABLES, Snapshot, Value, variables
 from service.rules import CompiledRule, RuleSet
 from service.rules.expr import Compiled
-from service.rules.templates import default_message
 
 RuleErrorKind = Literal["condition", "render"]
 
@@ -213,7 +212,7 @@ def evaluate(
                 new_states[key] = state
             if fire:
                 report = report_key(values) if rule.uses_earnings else None
-                text, failed = _render(rule, values, symbol, now)
+                text, failed = rule.render_checked(values, symbol, now)
                 if failed is not None:
                     errors.append(RuleError(rule.name, symbol, "render", failed, rule.line))
                 alerts.append(
@@ -229,29 +228,6 @@ def evaluate(
                     )
                 )
     return Evaluation(alerts=alerts, states=new_states, evaluated=evaluated, errors=errors)
-
-
-def _render(
-    rule: CompiledRule, values: Mapping[str, Value], symbol: str, now: datetime
-) -> tuple[str, str | None]:
-    """The alert text, and the exception type name when the rule's message failed: the
-    alert then carries the default message with a note, so it is never lost to a template
-    (any exception: a filter's assertion or a recursive macro raise what they like)."""
-    if rule.template is None:
-        return _default(rule, values, symbol), None
-    try:
-        return rule.template.render(values, rule=rule.name, symbol=symbol, now=now), None
-    except Exception as exc:
-        failed = type(exc).__name__
-    note = f" (the rule's message failed to render: {failed}; default message sent)"
-    return _default(rule, values, symbol) + note, failed
-
-
-def _default(rule: CompiledRule, values: Mapping[str, Value], symbol: str) -> str:
-    try:
-        return default_message(rule.name, symbol, rule.when.source, values, rule.when.names)
-    except Exception:  # never lose an alert to its text
-        return f"{symbol}: {rule.name} ({rule.when.source})"
 
 
 def _due(

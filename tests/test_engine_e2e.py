@@ -57,7 +57,7 @@ def test_a_rule_whose_condition_or_message_raises_never_silences_the_others(
     assert len(receiver.requests) == 2, log[-3000:]
     assert messages["good"] == "LUMN above 9: 9.5"
     assert messages["loud"].startswith("LUMN: loud (price > 9): price 9.5")
-    assert "message failed to render" in messages["loud"]
+    assert "message template failed" in messages["loud"]
     assert errors >= 3 and renders == 1
     assert log.count("rule 'poison': its condition raised OverflowError") == 1, log[-3000:]
     assert "rules.yaml:6: rule 'poison'" in log

@@ -71,7 +71,7 @@ def test_a_message_that_fails_to_render_sends_the_default_with_a_note(template: 
     result = evaluate(ruleset, prices(LUMN=8.0), {}, T0)
     texts = {a.rule: a.text for a in result.alerts}
     assert texts["loud"].startswith("LUMN: loud (price > 5): price 8")
-    assert "message failed to render" in texts["loud"]
+    assert "message template failed" in texts["loud"]
     assert texts["good"] == "LUMN: good (price > 5): price 8"
     assert [(e.rule, e.kind) for e in result.errors] == [("loud", "render")]
 

@@ -18,7 +18,7 @@ from service.market import Value
 from service.rules.expr import Compiled
 from service.rules.templates import (
     MessageTemplate,
-    TemplateError,
+    cap_message,
     default_message,
 )
 
@@ -54,14 +54,29 @@ class CompiledRule:
     line: int
 
     def render(self, values: Mapping[str, Value], symbol: str, now: datetime) -> str:
-        """The alert text; a template that fails at render time falls back to the default
-        message, so an alert is never lost to a template."""
+        """The alert text (see render_checked)."""
+        return self.render_checked(values, symbol, now)[0]
+
+    def render_checked(
+        self, values: Mapping[str, Value], symbol: str, now: datetime
+    ) -> tuple[str, str | None]:
+        """The alert text and, when the template failed, the kind of failure (the
+        exception's name, e.g. "KeyError" or "TemplateLimitError"); never raises. A
+        template that fails sends the default message with a note, so an alert is never
+        lost to a template."""
+        failure: str | None = None
         if self.template is not None:
             try:
-                return self.template.render(values, rule=self.name, symbol=symbol, now=now)
-            except (TemplateError, TypeError, ValueError, ArithmeticError):
-                pass
-        return default_message(self.name, symbol, self.when.source, values, self.when.names)
+                return self.template.render(values, rule=self.name, symbol=symbol, now=now), None
+            except Exception as exc:  # anything the template's code raises: see the docstring
+                failure = type(exc).__name__
+        try:
+            text = default_message(self.name, symbol, self.when.source, values, self.when.names)
+        except Exception:  # a value the default message cannot format: say what fired
+            text = f"{symbol}: {self.name}"
+        if failure is not None:
+            text += f" (message template failed: {failure})"
+        return cap_message(text), failure
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,11 @@ whitelist of node types, names and functions, type-checked, and compiled into a 
 Evaluation is three-valued: a variable that is unknown (None) makes every comparison and
 every arithmetic result it touches unknown; `and`/`or`/`not` follow Kleene's logic
 (`false and unknown` is false, `true or unknown` is true). A rule fires only on True.
+
+Bounded: a condition longer than MAX_SOURCE characters, nested deeper than MAX_DEPTH, or
+holding a number no float can hold is refused at compile time with its column, so
+evaluation never recurses deeply; arithmetic that overflows, divides by zero or gives an
+infinite or NaN result is unknown, and so is a variable whose value is not finite.
 """
 
 from __future__ import annotations
@@ -11,15 +16,24 @@ from __future__ import annotations
 import ast
 import difflib
 import operator
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
 from service.market import VARIABLES, Value
-
-Vars = Mapping[str, Value]
-Fn = Callable[[Vars], Value]
+from service.rules.evaluation import (
+    Fn,
+    Vars,
+    all_known,
+    arithmetic,
+    comparison,
+    finite,
+    kleene_and,
+    kleene_or,
+    number,
+)
 
 NUM, BOOL, STR, DATE = "number", "true/false", "string", "date"
 
@@ -33,6 +47,10 @@ VARIABLE_TYPES: Final[Mapping[str, str]] = {
 }
 CONSTANTS: Final[Mapping[str, bool]] = {"true": True, "false": False, "True": True, "False": False}
 FUNCTIONS: Final = ("date", "abs", "min", "max")
+#: The longest condition, in characters, and its deepest nesting of operators and calls.
+MAX_SOURCE: Final = 10_000
+MAX_DEPTH: Final = 100
+_HUGE_NUMBER: Final = re.compile(r"\d{4000,}")
 
 _COMPARE: Final[Mapping[type[ast.cmpop], Callable[[Any, Any], bool]]] = {
     ast.Lt: operator.lt,
@@ -78,12 +96,22 @@ def compile_condition(source: str) -> Compiled:
     text = source.strip()
     if not text:
         raise ExprError("the condition is empty")
+    if len(text) > MAX_SOURCE:
+        raise ExprError(f"the condition is longer than {MAX_SOURCE:,} characters")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        raise ExprError(
-            _syntax_message(exc, text), exc.lineno or 1, (exc.offset or 1) - 1
-        ) from None
+        line, col = exc.lineno or 1, (exc.offset or 1) - 1
+        digits = _HUGE_NUMBER.search(text)
+        if digits and "integer string conversion" in str(exc.msg):
+            line = text.count("\n", 0, digits.start()) + 1
+            col = digits.start() - (text.rfind("\n", 0, digits.start()) + 1)
+        raise ExprError(_syntax_message(exc, text), line, col) from None
+    except (RecursionError, MemoryError):  # Python's own parser gives up on deep nesting
+        raise ExprError(f"the condition is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError:  # a NUL character
+        raise ExprError("the condition holds a character that is not allowed") from None
+    _check_depth(tree.body)
     compiler = _Compiler()
     fn, kind = compiler.node(tree.body)
     if kind != BOOL:
@@ -91,8 +119,22 @@ def compile_condition(source: str) -> Compiled:
     return Compiled(source=text, fn=fn, names=frozenset(compiler.names))
 
 
+def _check_depth(root: ast.expr) -> None:
+    """Refuse nesting deeper than MAX_DEPTH (walked without recursion)."""
+    stack: list[tuple[ast.AST, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _at(node, f"the condition is nested more than {MAX_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 def _syntax_message(exc: SyntaxError, text: str) -> str:
     offset = (exc.offset or 1) - 1
+    if "integer string conversion" in str(exc.msg):
+        return "the number is too large (a float holds about 308 digits)"
+    if "too many nested parentheses" in str(exc.msg):
+        return f"the condition is nested more than {MAX_DEPTH} levels deep"
     if "=" in text and "==" not in text and not any(op in text for op in ("<=", ">=", "!=")):
         return "invalid syntax: compare with ==, not ="
     if "&&" in text or "||" in text:
@@ -123,6 +165,8 @@ class _Compiler:
             kind = BOOL
         elif isinstance(value, int | float):
             kind = NUM
+            if not finite(value):
+                raise _at(node, "the number is too large (a float holds about 308 digits)")
         elif isinstance(value, str):
             kind = STR
         else:
@@ -141,14 +185,16 @@ class _Compiler:
             suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise _at(node, f"unknown name {name!r}{suffix}")
         self.names.add(name)
+        if VARIABLE_TYPES[name] == NUM:
+            return (lambda v, n=name: number(v.get(n))), NUM
         return (lambda v, n=name: v.get(n)), VARIABLE_TYPES[name]
 
     # --- logic -----------------------------------------------------------------------
     def _BoolOp(self, node: ast.BoolOp) -> tuple[Fn, str]:
         parts = [self._condition(value, "and/or") for value in node.values]
         if isinstance(node.op, ast.And):
-            return _kleene_and(parts), BOOL
-        return _kleene_or(parts), BOOL
+            return kleene_and(parts), BOOL
+        return kleene_or(parts), BOOL
 
     def _UnaryOp(self, node: ast.UnaryOp) -> tuple[Fn, str]:
         if isinstance(node.op, ast.Not):
@@ -187,9 +233,9 @@ class _Compiler:
                 raise _at(right, f"cannot compare a {left_kind} with a {right_kind}")
             if left_kind in (BOOL, STR) and isinstance(op, _ORDERED):
                 raise _at(right, f"a {left_kind} can only be compared with == or !=")
-            links.append(_comparison(compare, left_fn, right_fn))
+            links.append(comparison(compare, left_fn, right_fn))
             left_fn, left_kind = right_fn, right_kind
-        return (links[0] if len(links) == 1 else _kleene_and(links)), BOOL
+        return (links[0] if len(links) == 1 else kleene_and(links)), BOOL
 
     def _membership(self, left: Fn, kind: str, op: ast.cmpop, right: ast.expr) -> Fn:
         if not isinstance(right, ast.List | ast.Tuple):
@@ -215,7 +261,7 @@ class _Compiler:
             bad = node.left if left_kind != NUM else node.right
             kind = left_kind if bad is node.left else right_kind
             raise _at(bad, f"arithmetic needs numbers, but this is a {kind}")
-        return _arithmetic(symbol, left, right), NUM
+        return arithmetic(symbol, left, right), NUM
 
     def _Call(self, node: ast.Call) -> tuple[Fn, str]:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
@@ -241,7 +287,7 @@ class _Compiler:
         if len(fns) < 2:
             raise _at(node, f"{name}() takes two or more numbers")
         pick = min if name == "min" else max
-        return _all_known(pick, fns), NUM
+        return all_known(pick, fns), NUM
 
     def _date(self, node: ast.Call) -> tuple[Fn, str]:
         arg = node.args[0] if len(node.args) == 1 else None
@@ -275,73 +321,3 @@ def _refusal(node: ast.AST) -> str:
     }
     kind = type(node).__name__
     return names.get(kind, f"{kind} is not allowed in a condition")
-
-
-def _kleene_and(parts: Sequence[Fn]) -> Fn:
-    def fn(v: Vars) -> Value:
-        unknown = False
-        for part in parts:
-            x = part(v)
-            if x is False:
-                return False
-            if x is None:
-                unknown = True
-        return None if unknown else True
-
-    return fn
-
-
-def _kleene_or(parts: Sequence[Fn]) -> Fn:
-    def fn(v: Vars) -> Value:
-        unknown = False
-        for part in parts:
-            x = part(v)
-            if x is True:
-                return True
-            if x is None:
-                unknown = True
-        return None if unknown else False
-
-    return fn
-
-
-def _comparison(compare: Callable[[Any, Any], bool], left: Fn, right: Fn) -> Fn:
-    def fn(v: Vars) -> Value:
-        a = left(v)
-        if a is None:
-            return None
-        b = right(v)
-        if b is None:
-            return None
-        return compare(a, b)
-
-    return fn
-
-
-def _arithmetic(symbol: str, left: Fn, right: Fn) -> Fn:
-    def fn(v: Vars) -> Value:
-        a, b = left(v), right(v)
-        if a is None or b is None:
-            return None
-        x: float = a  # type: ignore[assignment]
-        y: float = b  # type: ignore[assignment]
-        if symbol == "+":
-            return x + y
-        if symbol == "-":
-            return x - y
-        if symbol == "*":
-            return x * y
-        return None if y == 0 else x / y
-
-    return fn
-
-
-def _all_known(pick: Callable[..., Any], fns: Sequence[Fn]) -> Fn:
-    def fn(v: Vars) -> Value:
-        values = [f(v) for f in fns]
-        if any(x is None for x in values):
-            return None
-        result: Value = pick(values)
-        return result
-
-    return fn

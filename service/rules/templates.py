@@ -1,34 +1,45 @@
-"""Alert message templates: Jinja2 in a sandbox, names checked when the file is loaded.
+"""Alert message templates: Jinja2 in a bounded sandbox, names checked when the file is
+loaded.
 
 A template may use the rule variables plus `rule`, `symbol` and `now`. An unknown value
 renders as `n/a` (never as a crash), and `round` passes unknown through, so a template
 written for a complete report still renders when a figure is missing.
+
+Bounded: a template is refused at load when it breaks a limit that can be decided there
+(template_check), and a render stops with TemplateLimitError when it builds too large a
+value, takes too many steps or too much CPU time (sandbox). A rendered message longer
+than MESSAGE_CAP characters is cut, with TRUNCATED at its end.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.exceptions import TemplateAssertionError, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined
+from jinja2.exceptions import TemplateError
 
 from service.market import VARIABLES, Value
+from service.rules.filters import (
+    METHOD_CHECKS,
+    OWN_FILTERS,
+    UNKNOWN_TEXT,
+    bounded_filter,
+    format_pct,
+    money,
+)
+from service.rules.sandbox import BoundedEnvironment, TemplateLimitError, run_bounded
+from service.rules.template_check import (
+    EXTRA_NAMES,
+    TemplateProblem,
+    checked_tree,
+    compile_bounded,
+)
 
-EXTRA_NAMES: Final = frozenset({"rule", "symbol", "now"})
-UNKNOWN_TEXT: Final = "n/a"
-
-
-class TemplateProblem(Exception):
-    """A mistake in a template at a 1-based line of its text."""
-
-    def __init__(self, message: str, line: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
+#: The longest message sent, in characters, the marker included.
+MESSAGE_CAP: Final = 4000
+TRUNCATED: Final = " … [truncated]"
 
 
 def _finalize(value: Any) -> Any:
@@ -39,72 +50,62 @@ def _finalize(value: Any) -> Any:
     return value
 
 
-def _round(value: Any, precision: int = 0, method: str = "common") -> Any:
-    if value is None or not isinstance(value, int | float):
-        return value
-    rounded = round(float(value), precision)
-    return rounded if precision else int(rounded)
-
-
-def make_environment() -> SandboxedEnvironment:
-    """The one Jinja environment rule templates run in."""
-    env = SandboxedEnvironment(
+def make_environment() -> BoundedEnvironment:
+    """The one Jinja environment rule templates run in: Jinja's filters and tests, each
+    filter bounded, plus round/pct/money; no globals (`range`, `lipsum`... are unknown
+    names, like any name that is not a variable)."""
+    env = BoundedEnvironment(
         undefined=StrictUndefined, autoescape=False, finalize=_finalize, keep_trailing_newline=False
     )
-    env.filters["round"] = _round
-    env.filters["pct"] = lambda v, p=1: UNKNOWN_TEXT if v is None else format_pct(v, p)
-    env.filters["money"] = lambda v: UNKNOWN_TEXT if v is None else _money(v)
+    env.globals.clear()
+    env.filters.update(OWN_FILTERS)
+    env.filters = {name: bounded_filter(name, fn) for name, fn in env.filters.items()}
+    env.method_checks = dict(METHOD_CHECKS)
+    env.compiled = {}
     return env
 
 
-def format_pct(value: float, places: int = 1) -> str:
-    """A signed percentage: `+209.5%`."""
-    return f"{value:+.{places}f}%"
-
-
-def _money(value: float) -> str:
-    sign = "-" if value < 0 else ""
-    size = abs(value)
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6)):
-        if size >= scale:
-            return f"{sign}${size / scale:.3f}".rstrip("0").rstrip(".") + unit
-    return f"{sign}${size:,.2f}"
+def cap_message(text: str, *, cut: bool = False) -> str:
+    """`text`, cut to MESSAGE_CAP characters with TRUNCATED at the end when longer (or
+    when `cut` says the text is already the start of a longer one)."""
+    if len(text) <= MESSAGE_CAP and not cut:
+        return text
+    return text[: MESSAGE_CAP - len(TRUNCATED)].rstrip() + TRUNCATED
 
 
 class MessageTemplate:
     """A checked, compiled message template."""
 
-    def __init__(self, env: SandboxedEnvironment, source: str) -> None:
-        try:
-            parsed = env.parse(source)
-        except TemplateSyntaxError as exc:
-            raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno) from None
-        unknown = sorted(meta.find_undeclared_variables(parsed) - VARIABLES - EXTRA_NAMES)
-        if unknown:
-            name = unknown[0]
-            hint = difflib.get_close_matches(name, sorted(VARIABLES | EXTRA_NAMES), n=1)
-            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise TemplateProblem(
-                f"unknown name {name!r} in message{suffix}", _line_of(parsed, name)
-            )
-        try:
-            self._template = env.from_string(source)
-        except (TemplateAssertionError, TemplateSyntaxError) as exc:
-            raise TemplateProblem(f"template error: {exc.message}", exc.lineno or 1) from None
+    def __init__(self, env: BoundedEnvironment, source: str) -> None:
+        compiled = env.compiled.get(source)
+        if compiled is None:
+            compiled = run_bounded(lambda: compile_bounded(env, checked_tree(env, source)))
+            env.compiled[source] = compiled
+        self._template = compiled
         self.source = source
 
     def render(self, values: Mapping[str, Value], *, rule: str, symbol: str, now: datetime) -> str:
-        """Render; a failure (e.g. a filter given an unknown value) raises TemplateError."""
+        """Render, cut to MESSAGE_CAP. A failure raises: TemplateError (e.g. a filter given
+        an unknown value), TemplateLimitError, or any error of the template's own code."""
         context: dict[str, Any] = {name: values.get(name) for name in VARIABLES}
         context.update(rule=rule, symbol=symbol, now=now)
-        return self._template.render(context).strip()
 
+        def stream() -> tuple[str, bool]:
+            pieces: list[str] = []
+            size = 0
+            chunks = cast(Generator[str, None, None], self._template.generate(context))
+            try:
+                for piece in chunks:
+                    pieces.append(piece)
+                    size += len(piece)
+                    if size > 2 * MESSAGE_CAP:  # enough to fill the cap after .strip()
+                        return "".join(pieces), True
+            finally:
+                chunks.close()
+            return "".join(pieces), False
 
-def _line_of(parsed: nodes.Template, name: str) -> int:
-    for node in parsed.find_all(nodes.Name):
-        if node.name == name:
-            return node.lineno
-    return 1
+        text, cut = run_bounded(stream)
+        return cap_message(text.strip(), cut=cut)
 
 
 def default_message(
@@ -128,7 +129,7 @@ def format_value(value: Value) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         if abs(value) >= 1e6:
-            return _money(value).lstrip("$").replace("-$", "-")
+            return money(value).lstrip("$").replace("-$", "-")
         return f"{value:.4f}".rstrip("0").rstrip(".")
     if isinstance(value, date):
         return value.isoformat()
@@ -136,9 +137,14 @@ def format_value(value: Value) -> str:
 
 
 __all__ = [
+    "EXTRA_NAMES",
+    "MESSAGE_CAP",
+    "TRUNCATED",
     "MessageTemplate",
     "TemplateError",
+    "TemplateLimitError",
     "TemplateProblem",
+    "cap_message",
     "default_message",
     "format_pct",
     "format_value",

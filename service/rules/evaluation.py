@@ -1,0 +1,106 @@
+"""Evaluation of a compiled condition: the closures `expr` builds, three-valued.
+
+`None` is unknown: it propagates through arithmetic and comparisons, and `and`/`or`
+follow Kleene's logic. Arithmetic never raises: an overflow, a division by zero or a
+result that is not finite is unknown, and so is a variable that is not finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from service.market import Value
+
+Vars = Mapping[str, Value]
+Fn = Callable[[Vars], Value]
+
+
+def kleene_and(parts: Sequence[Fn]) -> Fn:
+    def fn(v: Vars) -> Value:
+        unknown = False
+        for part in parts:
+            x = part(v)
+            if x is False:
+                return False
+            if x is None:
+                unknown = True
+        return None if unknown else True
+
+    return fn
+
+
+def kleene_or(parts: Sequence[Fn]) -> Fn:
+    def fn(v: Vars) -> Value:
+        unknown = False
+        for part in parts:
+            x = part(v)
+            if x is True:
+                return True
+            if x is None:
+                unknown = True
+        return None if unknown else False
+
+    return fn
+
+
+def comparison(compare: Callable[[Any, Any], bool], left: Fn, right: Fn) -> Fn:
+    def fn(v: Vars) -> Value:
+        a = left(v)
+        if a is None:
+            return None
+        b = right(v)
+        if b is None:
+            return None
+        return compare(a, b)
+
+    return fn
+
+
+def finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def number(value: Value) -> Value:
+    """A number, or unknown when it is not finite."""
+    if isinstance(value, float | int) and not isinstance(value, bool) and not finite(value):
+        return None
+    return value
+
+
+def arithmetic(symbol: str, left: Fn, right: Fn) -> Fn:
+    def fn(v: Vars) -> Value:
+        a, b = left(v), right(v)
+        if a is None or b is None:
+            return None
+        x: float = a  # type: ignore[assignment]
+        y: float = b  # type: ignore[assignment]
+        try:
+            if symbol == "+":
+                result = x + y
+            elif symbol == "-":
+                result = x - y
+            elif symbol == "*":
+                result = x * y
+            else:
+                result = x / y
+        except (OverflowError, ZeroDivisionError):
+            return None
+        return number(result)
+
+    return fn
+
+
+def all_known(pick: Callable[..., Any], fns: Sequence[Fn]) -> Fn:
+    def fn(v: Vars) -> Value:
+        values = [f(v) for f in fns]
+        if any(x is None for x in values):
+            return None
+        result: Value = pick(values)
+        return result
+
+    return fn
