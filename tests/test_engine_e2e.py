@@ -1,4 +1,10 @@
-"""End to end (issue #10.1): one poisoned rule never silences the others."""
+"""End to end (issue #10.1): one poisoned rule never silences the others.
+
+The condition language can no longer raise at run time (overflow, division by zero and
+non-finite results are unknown, numbers too big for a float are refused at load), so the
+poisoned condition here overflows to infinity and must read as unknown: it neither fires
+nor stops the other rules. A condition that raises anyway is isolated by the engine
+(tests/test_engine_errors.py injects one)."""
 
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ defaults:
 rules:
   - name: poison
     symbols: [LUMN]
-    when: price * 1%s > 1
+    when: price * 1e308 * 10 > 1
   - name: loud
     symbols: [LUMN]
     when: price > 9
@@ -32,7 +38,7 @@ rules:
     symbols: [LUMN]
     when: price > 9
     message: "{{ symbol }} above 9: {{ price }}"
-""" % ("0" * 400)
+"""
 
 
 def test_a_rule_whose_condition_or_message_raises_never_silences_the_others(
@@ -47,7 +53,6 @@ def test_a_rule_whose_condition_or_message_raises_never_silences_the_others(
             finnhub.set_quote("LUMN", 9.5, 8.5, int(time.time()))
             wait_for(lambda: len(receiver.requests) >= 2, 10, "the two alerts", daemon)
             time.sleep(2)  # more passes: the poisoned rule keeps failing, logged once
-            errors = metric(daemon, "earnwatch_rule_errors_total", rule="poison", kind="condition")
             renders = metric(daemon, "earnwatch_rule_errors_total", rule="loud", kind="render")
             assert daemon.stop() == 0
         log = daemon.log()
@@ -58,8 +63,7 @@ def test_a_rule_whose_condition_or_message_raises_never_silences_the_others(
     assert messages["good"] == "LUMN above 9: 9.5"
     assert messages["loud"].startswith("LUMN: loud (price > 9): price 9.5")
     assert "message template failed" in messages["loud"]
-    assert errors >= 3 and renders == 1
-    assert log.count("rule 'poison': its condition raised OverflowError") == 1, log[-3000:]
-    assert "rules.yaml:6: rule 'poison'" in log
+    assert renders == 1
+    assert "poison" not in messages
     assert log.count("rule 'loud': its message failed to render (AssertionError)") == 1
     assert "Traceback" not in log
