@@ -1,6 +1,8 @@
 """The engine: one rule's failure is that rule's failure (issue #10.1)."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -10,13 +12,37 @@ from service.rules import RuleSet
 from tests.rules.conftest import load
 
 T0 = datetime(2026, 2, 3, 15, 0, tzinfo=UTC)
-#: Passes `check`, then overflows on every evaluation (a float times a 401-digit int).
-OVERFLOW = "price * 1" + "0" * 400 + " > 1"
+#: Stands for a condition that raises: the language itself no longer can (numbers too big
+#: for a float are refused at load, overflow is unknown), so the raise is injected below.
+OVERFLOW = "price > 1"
 GOOD = "  - name: good\n    symbols: [LUMN, AAPL]\n    when: price > 5\n"
 
 
-def rules(body: str) -> RuleSet:
-    return load("rules:\n" + body)
+class _Raising:
+    """A compiled condition that raises OverflowError, as one did before the language was
+    bounded (`price * 1` followed by 400 zeros)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.source, self.names = inner.source, inner.names
+
+    def __call__(self, values: Any) -> Any:
+        raise OverflowError("int too large to convert to float")
+
+
+def rules(body: str, poison: str = "when") -> RuleSet:
+    """The rules; every condition written as OVERFLOW (in `when` or `clear_when`) raises."""
+    ruleset = load("rules:\n" + body)
+
+    def poisoned(rule: Any) -> Any:
+        condition = getattr(rule, poison)
+        if condition is None or condition.source != OVERFLOW:
+            return rule
+        return replace(rule, **{poison: _Raising(condition)})
+
+    built = tuple(poisoned(r) for r in ruleset.rules)
+    by_name = {r.name: r for r in built}
+    by_symbol = {s: tuple(by_name[r.name] for r in rs) for s, rs in ruleset.by_symbol.items()}
+    return replace(ruleset, rules=built, by_symbol=by_symbol)
 
 
 def prices(**by_symbol: float | None) -> dict[str, Snapshot]:
@@ -40,7 +66,8 @@ def test_a_condition_that_raises_is_unknown_for_its_rule_and_the_others_fire() -
 
 def test_a_clear_when_that_raises_never_re_arms() -> None:
     ruleset = rules(
-        f"  - name: r\n    symbols: [LUMN]\n    when: price > 5\n    clear_when: {OVERFLOW}\n"
+        f"  - name: r\n    symbols: [LUMN]\n    when: price > 5\n    clear_when: {OVERFLOW}\n",
+        poison="clear_when",
     )
     states: dict = {}
     fired = []
