@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
 from collections.abc import Awaitable, Callable, Mapping
@@ -380,7 +381,7 @@ class Daemon:
                     log.error(
                         "cannot start: EARNWATCH_HTTP: cannot listen on %s: %s",
                         _address(host, port),
-                        exc.strerror or type(exc).__name__,
+                        os.strerror(exc.errno) if exc.errno else type(exc).__name__,
                     )
                     return 2
                 log.info("health and metrics on http://%s", _address(web.host, web.port))
