@@ -84,7 +84,10 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, finnhub: FakeFinnh
         (tmp_path / "rules.yaml").write_text(RULES)
         daemon = Daemon(tmp_path, "--rules", "rules.yaml").start()
         assert daemon.process is not None
-        assert daemon.process.wait(30) == 2
+        try:
+            assert daemon.process.wait(30) == 2
+        finally:
+            daemon.stop()  # never leave a daemon behind when it did start
     log = daemon.log()
     assert (
         f"ERROR service.daemon: cannot start: EARNWATCH_HTTP: cannot listen on 127.0.0.1:{port}: "

@@ -27,7 +27,10 @@ def test_a_database_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path: Path)
             (tmp_path / "rules.yaml").write_text(RULES)
             daemon = Daemon(tmp_path, "--rules", "rules.yaml").start()
             assert daemon.process is not None
-            assert daemon.process.wait(30) == 2
+            try:
+                assert daemon.process.wait(30) == 2
+            finally:
+                daemon.stop()  # never leave a daemon behind when it did start
     finally:
         finnhub.stop()
     errors = [line for line in daemon.log().splitlines() if " ERROR " in line]
