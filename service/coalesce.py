@@ -30,9 +30,10 @@ class Coalescer:
         self._force = self._force or force
         self._wanted.set()
 
-    async def run(self) -> None:
-        """Serve requests until cancelled."""
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve requests until cancelled, or until `stop` is set when a run ends (the
+        work may swallow a cancellation during a shutdown, as the daemon's jobs do)."""
+        while not stop.is_set():
             await self._wanted.wait()
             self._wanted.clear()
             force, self._force = self._force, False

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
 from collections.abc import Awaitable, Callable, Mapping
@@ -304,6 +305,11 @@ class Daemon:
         log.debug("SIGHUP: rule file reload requested")
         self.reloads.request(force=True)
 
+    async def _watch_rules(self) -> None:
+        """The watch tick. A coroutine, so that APScheduler runs it on the loop (a plain
+        function would run in a thread, and asyncio's Event is not thread-safe)."""
+        self.reloads.request()
+
     async def _reload(self, force: bool) -> None:
         await self._job("rules", lambda: self.rules_job(force=force))()
 
@@ -316,7 +322,7 @@ class Daemon:
         old = self.rules()
         rule_file.apply(found)
         if found.kind == "unreadable":
-            if found.reason != was_failing:  # logged once per cause, retried every tick
+            if force or found.reason != was_failing:  # once per cause; retried every tick
                 self.metrics.rule_reload_error()
                 log.error(
                     "%s: cannot read the rule file: %s; the previous rules keep running "
@@ -405,7 +411,7 @@ class Daemon:
                     log.error(
                         "cannot start: EARNWATCH_HTTP: cannot listen on %s: %s",
                         _address(host, port),
-                        exc.strerror or type(exc).__name__,
+                        os.strerror(exc.errno) if exc.errno else type(exc).__name__,
                     )
                     return 2
                 log.info("health and metrics on http://%s", _address(web.host, web.port))
@@ -491,7 +497,7 @@ class Daemon:
             id="market",
         )
         scheduler.add_job(
-            self.reloads.request,  # the reload itself runs in `reloads`, one at a time
+            self._watch_rules,  # the reload itself runs in `reloads`, one at a time
             "interval",
             seconds=self.settings.rules_watch.total_seconds(),
             id="rules",
@@ -508,7 +514,7 @@ class Daemon:
         )
         worker_stop = asyncio.Event()
         worker_task = asyncio.create_task(self.worker.run(worker_stop))
-        reload_task = asyncio.create_task(self.reloads.run())  # a SIGHUP at start runs now
+        reload_task = asyncio.create_task(self.reloads.run(self.stopping))  # SIGHUPs so far
         scheduler.start()
         self.health.scheduler_running = True
         log.info(

@@ -17,12 +17,13 @@ and size.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import inspect as _inspect
 import logging
 import os
 import stat as _stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -112,14 +113,36 @@ def _compile(
     channel_check: ChannelCheck | None,
 ) -> RuleSet:
     text = decode_rule_text(path, data)
-    return load_rules(
-        text,
-        source=str(path),
-        env=env,
-        channel_configs=channel_configs,
-        channel_check=channel_check,
-        **_RESERVED_ENV,
-    )
+    with collections_paused():  # only around a real load: it freezes what is alive
+        return load_rules(
+            text,
+            source=str(path),
+            env=env,
+            channel_configs=channel_configs,
+            channel_check=channel_check,
+            **_RESERVED_ENV,
+        )
+
+
+@contextlib.contextmanager
+def collections_paused() -> Generator[None, None, None]:
+    """Pause the cyclic garbage collector around a large load, then freeze what is alive.
+
+    Loading 30,000 rules allocates some 400,000 long-lived objects, and each 25 % of growth
+    triggers a full collection that walks the whole heap holding the GIL: 13 of them, up to
+    1.5 s each, half the load's time, and the event loop stands still during each. A rule
+    set holds no reference cycles (reference counting frees it when it is replaced), so
+    nothing is lost by not looking for cycles meanwhile; `gc.freeze()` at the end keeps
+    the rule set out of the walks of later collections. The price: cyclic garbage already
+    unreachable at that moment is never collected (a few objects per reload)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)

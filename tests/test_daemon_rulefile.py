@@ -165,7 +165,10 @@ def test_content_that_is_no_rule_file_is_one_line_at_start_and_on_reload(
         rules.write_bytes(content)
         daemon = Daemon(tmp_path, "--rules", "rules.yaml").start()
         assert daemon.process is not None
-        assert daemon.process.wait(30) == 2
+        try:
+            assert daemon.process.wait(30) == 2
+        finally:
+            daemon.stop()  # never leave a daemon behind when it did start
         log = daemon.log()
         assert f"ERROR service.daemon: {line}" in log and "Traceback" not in log
         assert "cannot start: the rule file has 1 problem(s)" in log
