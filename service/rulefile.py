@@ -19,14 +19,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import inspect as _inspect
 import logging
 import os
 import stat as _stat
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, SecretStr
 
@@ -36,14 +35,6 @@ from service.logs import SecretMask
 from service.rules import ChannelCheck, RuleSet, load_rules
 
 log = logging.getLogger(__name__)
-
-# Helper A's loader refuses `${VAR}` naming one of our own secrets; pass the names once it
-# takes them (until both branches meet, an older loader simply does not get them).
-_RESERVED_ENV: dict[str, Any] = (
-    {"reserved_env": SECRET_ENV_NAMES}
-    if "reserved_env" in _inspect.signature(load_rules).parameters
-    else {}
-)
 
 _Key = tuple[int, int, int]
 
@@ -120,7 +111,7 @@ def _compile(
             env=env,
             channel_configs=channel_configs,
             channel_check=channel_check,
-            **_RESERVED_ENV,
+            reserved_env=SECRET_ENV_NAMES,
         )
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.rules import load_rules
 from tests.daemon_setup import (
     MISSED,
     RULES,
@@ -190,17 +189,8 @@ def test_content_that_is_no_rule_file_is_one_line_at_start_and_on_reload(
         assert rules_fired(receiver) == ["lumn-miss"]
 
 
-def _empty_file_refused() -> bool:
-    try:
-        load_rules("", source="x", env={}, channel_configs={})
-    except Exception:
-        return True
-    return False
 
 
-@pytest.mark.skipif(
-    not _empty_file_refused(), reason="the loader accepts an empty file (helper A's change)"
-)
 def test_an_empty_file_on_reload_keeps_the_old_rules(tmp_path: Path, finnhub: FakeFinnhub) -> None:
     with Receiver() as receiver:
         write_env(tmp_path, finnhub, receiver)
