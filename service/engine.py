@@ -176,6 +176,10 @@ def dedup_key(
     return f"{rule.name}|{symbol}|{rule.fingerprint}|{state.fired}|{moment}"
 
 
+#: (symbol, the rules to evaluate for it): one unit of an evaluation pass.
+Work = tuple[str, Iterable[CompiledRule]]
+
+
 def evaluate(
     ruleset: RuleSet,
     snapshots: Mapping[str, Snapshot],
@@ -190,14 +194,32 @@ def evaluate(
     symbols only the rules whose result can move with the clock alone (time-dependent
     variables, a running `for`) are. Without it, everything is evaluated.
     """
+    return evaluate_work(plan(ruleset, states, changed), snapshots, states, now)
+
+
+def plan(
+    ruleset: RuleSet,
+    states: Mapping[tuple[str, str], RuleState],
+    changed: Iterable[str] | None = None,
+) -> list[Work]:
+    """What `evaluate` would evaluate, symbol by symbol, so a caller can evaluate a big
+    pass in slices (`evaluate_work` on each) and let other work run between them."""
+    if changed is None:
+        return list(ruleset.by_symbol.items())
+    return list(_due(ruleset, states, set(changed)))
+
+
+def evaluate_work(
+    work: Iterable[Work],
+    snapshots: Mapping[str, Snapshot],
+    states: Mapping[tuple[str, str], RuleState],
+    now: datetime,
+) -> Evaluation:
+    """Evaluate the planned (symbol, rules) pairs; see `evaluate`."""
     alerts: list[Alert] = []
     new_states: dict[tuple[str, str], RuleState] = {}
     errors: list[RuleError] = []
     evaluated = 0
-    if changed is None:
-        work: Iterable[tuple[str, Iterable[CompiledRule]]] = ruleset.by_symbol.items()
-    else:
-        work = _due(ruleset, states, set(changed))
     for symbol, rules in work:
         snapshot = snapshots.get(symbol)
         values = variables(snapshot, now) if snapshot is not None else UNKNOWN

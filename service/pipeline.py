@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 
-from service.engine import Evaluation, RuleError, RuleState, evaluate
+from service.engine import Evaluation, RuleError, RuleState, Work, evaluate_work, plan
 from service.errors import (
     ProviderAuthError,
     ProviderDataError,
@@ -39,6 +39,9 @@ QUOTE_VARS = PRICE_VARS | {"move_since_report_pct", "price_at_report"}
 #: quotes (Finnhub: one call per symbol, 60 a minute) takes ~25 s per chunk, and each
 #: chunk is evaluated as it arrives instead of after the whole list.
 QUOTE_CHUNK = 25
+#: Rule evaluations per slice of a pass (a few milliseconds of work each) before the loop
+#: gets a turn.
+EVALUATION_SLICE = 2_000
 CALENDAR_DAYS_BACK = 1
 CALENDAR_DAYS_AHEAD = 90
 
@@ -222,7 +225,20 @@ class Pipeline:
             ruleset = self.rules()
             started = time.perf_counter()
             view = SnapshotView(self.data, ruleset.symbols)
-            result = evaluate(ruleset, view, self.states, now, changed=changed)
+            # A big pass (a reload of 30,000 rules, say) in slices, yielding to the loop
+            # between them, so deliveries, polls and the leader's renewal are not held up.
+            # The slices cover disjoint symbols, so their states never overlap.
+            parts: list[Evaluation] = []
+            for part in _slices(plan(ruleset, self.states, changed), EVALUATION_SLICE):
+                if parts:
+                    await asyncio.sleep(0)
+                parts.append(evaluate_work(part, view, self.states, now))
+            result = Evaluation(
+                alerts=[a for p in parts for a in p.alerts],
+                states={k: v for p in parts for k, v in p.states.items()},
+                evaluated=sum(p.evaluated for p in parts),
+                errors=[e for p in parts for e in p.errors],
+            )
             self.metrics.observe_evaluation(time.perf_counter() - started)
             self.health.mark_evaluated(now)
             self._rule_errors(ruleset, result.errors)
@@ -288,3 +304,18 @@ class Pipeline:
                     error.exc_type,
                     error.symbol,
                 )
+
+
+def _slices(work: list[Work], size: int) -> Iterator[list[Work]]:
+    """`work` in consecutive parts of about `size` rule evaluations each."""
+    part: list[Work] = []
+    count = 0
+    for symbol, rules in work:
+        rules = tuple(rules)
+        part.append((symbol, rules))
+        count += len(rules)
+        if count >= size:
+            yield part
+            part, count = [], 0
+    if part:
+        yield part

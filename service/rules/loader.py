@@ -84,7 +84,14 @@ class Loader:
             return None
         warnings = self.rules_key(data)
         restore_text(data, self.doc.plain)
-        top = self.validate(FileModel, data, ())
+        raw_rules = data.get("rules")
+        if isinstance(raw_rules, list):
+            # Each rule is validated on its own below: one pydantic-core call over a big
+            # file's every rule would hold the GIL (and a reloading daemon's loop) for long.
+            top = self.validate(FileModel, {**data, "rules": []}, ())
+        else:
+            top = self.validate(FileModel, data, ())
+            raw_rules = []
         if top is None:
             return None
         channels = self.channels(top.channels)
@@ -94,7 +101,7 @@ class Loader:
         compiled: list[CompiledRule] = []
         disabled: list[str] = []
         seen: dict[str, int] = {}
-        for index, raw in enumerate(top.rules):
+        for index, raw in enumerate(raw_rules):
             rule = self.rule(index, raw, defaults, channels, groups)
             if rule is None:
                 continue
