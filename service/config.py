@@ -120,6 +120,13 @@ class Settings(BaseSettings):
                 parsed = parse_duration(value, bare_seconds=True)
             except OverflowError:
                 parsed = timedelta.max
+            except ValueError as exc:  # its text quotes the value: say what is wrong only
+                if "too long" in str(exc):
+                    parsed = timedelta.max
+                else:
+                    raise ValueError(
+                        "not a duration: write it like 30s, 10m, 4h or 2d (at most 365d)"
+                    ) from None
             if parsed > MAX_SETTING_DURATION:
                 raise ValueError("duration too long: at most 365d")
             return parsed

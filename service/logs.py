@@ -138,6 +138,10 @@ def _exception_text(record: logging.LogRecord, formatter: logging.Formatter) -> 
     return "\n".join(parts) if parts else None
 
 
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n") if "\n" in text or "\r" in text else text
+
+
 class TextFormatter(logging.Formatter):
     """`2026-02-03T21:05:00Z INFO service.pipeline: message key=value ...`, then any
     traceback on the following lines."""
@@ -148,7 +152,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"{_timestamp(record, millis=False)} {record.levelname} {record.name}: "
-        line += record.getMessage()
+        # One record, one line: a line break inside a message (a name from the rule file,
+        # a provider's error text) could otherwise forge a log line of its own.
+        line += _one_line(record.getMessage())
         for key, value in extra_fields(record).items():
             text = str(value)
             if not text or any(c.isspace() or c in "=\"'" for c in text):

@@ -34,5 +34,7 @@ def test_a_database_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path: Path)
     finally:
         finnhub.stop()
     errors = [line for line in daemon.log().splitlines() if " ERROR " in line]
-    assert len(errors) == 1 and "cannot start: cannot open the database" in errors[0], errors
+    # The first thing opened beside the database is its lock file (one daemon per file).
+    assert len(errors) == 1 and "cannot start: " in errors[0], errors
+    assert "missing/dir/earnwatch.db" in errors[0] and "No such file" in errors[0], errors
     assert "Traceback" not in daemon.log() and finnhub.count("/quote") == 0

@@ -45,6 +45,7 @@ def replica(folder: Path, pg_url: str, finnhub: FakeFinnhub, receiver: Receiver)
         "EARNWATCH_ALLOW_PRIVATE_TARGETS=true",
         "EARNWATCH_HTTP=off",
         f"EARNWATCH_DELIVERY_CONCURRENCY={HELD}",
+        f"EARNWATCH_DELIVERY_PER_HOST={HELD}",  # every held send to the one receiver
         "EARNWATCH_DELIVERY_LEASE=60s",  # far beyond the bound below: it must not matter
         f"EARNWATCH_FAILOVER={FAILOVER:g}s",
         f"HOOK_URL={receiver.url_for('/hook')}",

@@ -212,7 +212,7 @@ class Loader:
                 continue
             hint = difflib.get_close_matches(name, list(raw_channels), n=1)
             suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
-            known = f"; defined: {', '.join(raw_channels)}" if raw_channels else ""
+            known = f"; defined: {', '.join(map(repr, raw_channels))}" if raw_channels else ""
             self.problem((*path, i), f"undefined channel {name!r}{suffix}{known}")
 
     def rule(

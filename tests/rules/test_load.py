@@ -36,7 +36,7 @@ def test_three_different_mistakes_are_all_named_with_their_lines(testdata: Path)
         load((testdata / "bad_three.yaml").read_text(), source="bad_three.yaml")
     assert info.value.lines() == [
         "bad_three.yaml:9:24: rules[0].when: unknown name 'eps_actul' (did you mean 'eps_actual'?)",
-        "bad_three.yaml:14:14: rules[1].notify[0]: undefined channel 'team-slack'; defined: ops-hook",
+        "bad_three.yaml:14:14: rules[1].notify[0]: undefined channel 'team-slack'; defined: 'ops-hook'",
         "bad_three.yaml:18:10: rules[2].for: invalid duration '10 minutes': use a number and a "
         "unit, like 30s, 10m, 4h or 2d",
     ]
