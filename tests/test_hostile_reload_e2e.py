@@ -129,6 +129,8 @@ def test_every_hostile_edit_is_refused_and_the_old_rules_keep_firing(
                     daemon,
                 )
                 _one_line_refusal(daemon.log()[before:], expected)
+            assert daemon.process is not None
+            peak = _peak_rss_mib(daemon.process.pid)
             finnhub.set_event(**MISSED)
             wait_for(lambda: receiver.requests, 15, "the alert of the old rules", daemon)
             assert daemon.stop() == 0
@@ -137,3 +139,13 @@ def test_every_hostile_edit_is_refused_and_the_old_rules_keep_firing(
     assert "Traceback" not in log
     assert not re.search(r"^INFO forged", log, re.M)
     assert "test-finnhub-key" not in log
+    # Bounded memory: before, the laughs took `check` to 7 GB and `[1]*10**7` to 7.6 GB.
+    assert peak < 400, f"peak RSS {peak:.0f} MiB"
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/PID/status")

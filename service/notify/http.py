@@ -65,15 +65,12 @@ async def post(
             "POST", url, content=content, headers={"accept-encoding": "identity", **headers}
         ) as response:
             body = bytearray()
-            truncated = False
             async for chunk in response.aiter_raw():
-                room = limit - len(body)
-                if len(chunk) >= room:
-                    body += chunk[:room]
-                    truncated = len(chunk) > room
+                body += chunk[: limit + 1 - len(body)]
+                if len(body) > limit:  # one byte past the limit tells that more was sent
                     break  # leaving the block closes the connection: the rest is not read
-                body += chunk
-            return Reply(response.status_code, response.headers, bytes(body), truncated)
+            truncated = len(body) > limit
+            return Reply(response.status_code, response.headers, bytes(body[:limit]), truncated)
     except UnsafeTargetError as exc:
         raise DeliveryError(f"{where}: {exc}", permanent=True) from None
     except httpx.TimeoutException as exc:

@@ -76,6 +76,18 @@ async def test_post_keeps_at_most_the_limit_and_says_it_cut(receiver: Receiver) 
     assert receiver.requests[0].headers["accept-encoding"] == "identity"  # no bomb
 
 
+@pytest.mark.parametrize("extra, cut", [(0, False), (1, True)])
+async def test_a_reply_that_ends_at_the_limit_is_not_cut_and_one_byte_more_is(
+    receiver: Receiver, extra: int, cut: bool
+) -> None:
+    # Whatever the chunking, the boundary decides (a chunk ending exactly at the limit
+    # once read as "not cut" although more followed).
+    receiver.script(Reply(500, b"e" * (MAX_REPLY_BYTES + extra)))
+    async with build_client(timeout=5.0) as client:
+        reply = await post(client, receiver.url_for("/x"), b"{}", {})
+    assert len(reply.body) == MAX_REPLY_BYTES and reply.truncated is cut
+
+
 async def test_a_404_quoting_the_webhook_url_is_an_error_without_its_path_or_query(
     webhook: WebhookNotifier, receiver: Receiver, message: Message
 ) -> None:
