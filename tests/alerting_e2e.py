@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e import Daemon, wait_for
+from tests.e2e import Daemon, fast_env, wait_for
 from tests.fakes.finnhub import FakeFinnhub
 from tests.servers import Receiver
 
@@ -23,15 +23,7 @@ def write_env(
 ) -> None:
     """Fast polls of everything, a webhook channel `HOOK_URL`, health on a free port."""
     lines = [
-        "FINNHUB_API_KEY=test-finnhub-key",
-        f"FINNHUB_BASE_URL={finnhub.base_url}",
-        f"EARNWATCH_DATABASE_URL=sqlite:///{folder}/earnwatch.db",
-        "EARNWATCH_ALLOW_PRIVATE_TARGETS=true",
-        "EARNWATCH_HTTP=127.0.0.1:0",
-        "EARNWATCH_CALENDAR_REFRESH=1s",
-        "EARNWATCH_PRICE_POLL=1s",
-        "EARNWATCH_OFF_HOURS_POLL=1s",
-        "EARNWATCH_EARNINGS_POLL=1s",
+        *fast_env(folder, finnhub.base_url),
         f"HOOK_URL={receiver.url_for(HOOK_PATH)}",
         *extra,
     ]

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tests.e2e import ROOT, Daemon
+from tests.e2e import ROOT, Daemon, fast_env
 from tests.fakes.finnhub import FakeFinnhub
 from tests.servers import Receiver
 
@@ -51,15 +51,7 @@ def fake_finnhub() -> FakeFinnhub:
 def write_env(folder: Path, finnhub: FakeFinnhub, receiver: Receiver, *extra: str) -> Path:
     env = folder / ".env"
     lines = [
-        "FINNHUB_API_KEY=test-finnhub-key",
-        f"FINNHUB_BASE_URL={finnhub.base_url}",
-        f"EARNWATCH_DATABASE_URL=sqlite:///{folder}/earnwatch.db",
-        "EARNWATCH_ALLOW_PRIVATE_TARGETS=true",
-        "EARNWATCH_HTTP=127.0.0.1:0",
-        "EARNWATCH_CALENDAR_REFRESH=1s",
-        "EARNWATCH_PRICE_POLL=1s",
-        "EARNWATCH_OFF_HOURS_POLL=1s",
-        "EARNWATCH_EARNINGS_POLL=1s",
+        *fast_env(folder, finnhub.base_url),
         f"HOOK_URL={receiver.url_for('/hooks/earnings')}",
         *extra,
     ]

@@ -15,6 +15,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def fast_env(folder: Path, finnhub_base_url: str) -> list[str]:
+    """The `.env` lines an end-to-end daemon starts from: a fake Finnhub, SQLite in
+    `folder`, local receivers allowed, health on a free port, every poll each second."""
+    return [
+        "FINNHUB_API_KEY=test-finnhub-key",
+        f"FINNHUB_BASE_URL={finnhub_base_url}",
+        f"EARNWATCH_DATABASE_URL=sqlite:///{folder}/earnwatch.db",
+        "EARNWATCH_ALLOW_PRIVATE_TARGETS=true",
+        "EARNWATCH_HTTP=127.0.0.1:0",
+        "EARNWATCH_CALENDAR_REFRESH=1s",
+        "EARNWATCH_PRICE_POLL=1s",
+        "EARNWATCH_OFF_HOURS_POLL=1s",
+        "EARNWATCH_EARNINGS_POLL=1s",
+    ]
+
+
 class Daemon:
     """`earnwatch run` in `folder`, its output in `folder/daemon-N.log`."""
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.e2e import Daemon, count_rows, wait_for
+from tests.e2e import Daemon, count_rows, fast_env, wait_for
 from tests.fakes.finnhub import FakeFinnhub
 from tests.servers import Receiver, Reply, SmtpServer
 
@@ -57,15 +57,7 @@ def write_env(
     folder: Path, finnhub: FakeFinnhub, receiver: Receiver, smtp: SmtpServer | None
 ) -> None:
     lines = [
-        "FINNHUB_API_KEY=test-finnhub-key",
-        f"FINNHUB_BASE_URL={finnhub.base_url}",
-        f"EARNWATCH_DATABASE_URL=sqlite:///{folder}/earnwatch.db",
-        "EARNWATCH_ALLOW_PRIVATE_TARGETS=true",
-        "EARNWATCH_HTTP=127.0.0.1:0",
-        "EARNWATCH_CALENDAR_REFRESH=1s",
-        "EARNWATCH_PRICE_POLL=1s",
-        "EARNWATCH_OFF_HOURS_POLL=1s",
-        "EARNWATCH_EARNINGS_POLL=1s",
+        *fast_env(folder, finnhub.base_url),
         "EARNWATCH_DELIVERY_LEASE=3s",  # a send cut short by kill -9 is retaken after this
         f"HOOK_URL={receiver.url_for('/hooks/earnings-s3cr3t-path')}",
         "HOOK_SECRET=whsec_c2VjcmV0LXNpZ25pbmcta2V5",

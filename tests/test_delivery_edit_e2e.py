@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import ROOT, Daemon, wait_for
+from tests.e2e import ROOT, Daemon, fast_env, wait_for
 from tests.fakes.finnhub import FakeFinnhub
 from tests.servers import Receiver, Reply
 from tests.slow_servers import DripReceiver
@@ -58,15 +58,7 @@ def finnhub() -> Iterator[FakeFinnhub]:
 
 def env_lines(folder: Path, finnhub: FakeFinnhub, hook: str, other: str) -> list[str]:
     return [
-        "FINNHUB_API_KEY=test-finnhub-key",
-        f"FINNHUB_BASE_URL={finnhub.base_url}",
-        f"EARNWATCH_DATABASE_URL=sqlite:///{folder}/earnwatch.db",
-        "EARNWATCH_ALLOW_PRIVATE_TARGETS=true",
-        "EARNWATCH_HTTP=127.0.0.1:0",
-        "EARNWATCH_CALENDAR_REFRESH=1s",
-        "EARNWATCH_PRICE_POLL=1s",
-        "EARNWATCH_OFF_HOURS_POLL=1s",
-        "EARNWATCH_EARNINGS_POLL=1s",
+        *fast_env(folder, finnhub.base_url),
         f"HOOK_URL={hook}",
         f"OTHER_URL={other}",
     ]

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.e2e import Daemon, count_rows, wait_for
+from tests.e2e import Daemon, count_rows, fast_env, wait_for
 from tests.fakes.finnhub import FakeFinnhub
 from tests.servers import Receiver
 from tests.slow_servers import DripReceiver
@@ -71,15 +71,7 @@ def finnhub() -> Iterator[FakeFinnhub]:
 
 def write_env(folder: Path, finnhub: FakeFinnhub, slow: str, fast: str, *extra: str) -> None:
     lines = [
-        "FINNHUB_API_KEY=test-finnhub-key",
-        f"FINNHUB_BASE_URL={finnhub.base_url}",
-        f"EARNWATCH_DATABASE_URL=sqlite:///{folder}/earnwatch.db",
-        "EARNWATCH_ALLOW_PRIVATE_TARGETS=true",
-        "EARNWATCH_HTTP=127.0.0.1:0",
-        "EARNWATCH_CALENDAR_REFRESH=1s",
-        "EARNWATCH_PRICE_POLL=1s",
-        "EARNWATCH_OFF_HOURS_POLL=1s",
-        "EARNWATCH_EARNINGS_POLL=1s",
+        *fast_env(folder, finnhub.base_url),
         "EARNWATCH_HTTP_TIMEOUT=3s",  # per read: a 2 s drip never trips it
         f"SLOW_URL={slow}",
         f"FAST_URL={fast}",
