@@ -176,7 +176,7 @@ class DeliveryWorker:
             logger.info("delivery: channel %r is back in the rule file; sending", name)
         held = self._claims.ids()  # never claimed again while we work on them
         claimed = await asyncio.to_thread(
-            self._store.claim_excluding, self._clock.now(), limit, self._lease, skip, held
+            self._store.claim, self._clock.now(), limit, self._lease, skip, held
         )
         channels = self._channels()
         for delivery in claimed:
@@ -190,7 +190,7 @@ class DeliveryWorker:
 
     async def _seconds_until_due(self) -> float:
         skip, _ = self._claims.excluded(destinations(self._notifiers, self._channels()))
-        due = await asyncio.to_thread(self._store.next_due_excluding, skip, self._claims.ids())
+        due = await asyncio.to_thread(self._store.next_due, skip, self._claims.ids())
         if due is None:
             return self._idle_wait
         wait = (due - self._clock.now()).total_seconds()

@@ -322,7 +322,7 @@ async def test_a_waiting_channel_is_skipped_by_claims_until_it_is_looked_at_agai
     worker = make_worker(store, FakeNotifier(), clock, channels=dict, channel_recheck=3600.0)
     assert await worker.run_once() == 1  # claimed once, handed back untried
     assert await worker.run_once() == 0  # then skipped: no claim loop
-    assert store.next_due_excluding({"gone"}) is None
+    assert store.next_due(exclude={"gone"}) is None
 
 
 async def test_an_unexpected_notifier_exception_is_recorded_and_retried(

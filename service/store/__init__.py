@@ -237,10 +237,13 @@ class Store:
         with self._errors("count"), read_tx(self._engine) as connection:
             return outbox.pending_count(connection)
 
-    def next_due(self) -> datetime | None:
-        """When the next delivery becomes claimable (may be in the past), or None."""
+    def next_due(
+        self, exclude: Collection[str] = (), held: Collection[str] = ()
+    ) -> datetime | None:
+        """When the next delivery that `claim(exclude=, held=)` would consider becomes
+        claimable (may be in the past), or None."""
         with self._errors("next_due"), read_tx(self._engine) as connection:
-            return outbox.next_due(connection)
+            return outbox.next_due(connection, exclude, held)
 
     # --- rule state and market data --------------------------------------------------
 
@@ -289,18 +292,6 @@ class Store:
 
     # --- lease upkeep (the delivery worker; see leases.py) ---------------------------
 
-    def claim_excluding(
-        self,
-        now: datetime,
-        limit: int,
-        lease: timedelta,
-        exclude: Collection[str],
-        held: Collection[str] = (),
-    ) -> list[ClaimedDelivery]:
-        """`claim()`, skipping deliveries of the channels in `exclude` and those in `held`
-        (the caller's own, still in flight)."""
-        return self.claim(now, limit, lease, exclude, held)
-
     def renew(self, ids: Sequence[str], until: datetime) -> int:
         """Extend the leases of these deliveries, still `sending`, to `until`."""
         with self._errors("renew"), write_tx(self._engine) as connection:
@@ -312,10 +303,3 @@ class Store:
         """Hand a claim back untried (pending again, the attempt uncounted)."""
         with self._errors("release"), write_tx(self._engine) as connection:
             return leases.release(connection, delivery_id, attempt_number, next_attempt_at, reason)
-
-    def next_due_excluding(
-        self, exclude: Collection[str], held: Collection[str] = ()
-    ) -> datetime | None:
-        """`next_due()` over the deliveries `claim_excluding()` would consider."""
-        with self._errors("next_due"), read_tx(self._engine) as connection:
-            return leases.next_due_excluding(connection, exclude, held)

@@ -17,25 +17,14 @@ Promises:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
 from service.store.outbox import MAX_ERROR_CHARS
 from service.store.tables import DELIVERY, PENDING, SENDING
-
-
-def _others(exclude: Collection[str], held: Collection[str]) -> ColumnElement[bool]:
-    c = DELIVERY.c
-    condition: ColumnElement[bool] = c.id.is_not(None)
-    if exclude:
-        condition = condition & c.channel.not_in(list(exclude))
-    if held:
-        condition = condition & c.id.not_in(list(held))
-    return condition
 
 
 def renew(connection: Connection, ids: Sequence[str], until: datetime) -> int:
@@ -74,20 +63,3 @@ def release(
         )
     )
     return int(result.rowcount) == 1
-
-
-def next_due_excluding(
-    connection: Connection, exclude: Collection[str], held: Collection[str] = ()
-) -> datetime | None:
-    """`outbox.next_due()` over the deliveries `outbox.claim(exclude=, held=)` would
-    consider."""
-    c = DELIVERY.c
-    others = _others(exclude, held)
-    pending = connection.execute(
-        select(func.min(c.next_attempt_at)).where(c.status == PENDING, others)
-    ).scalar_one_or_none()
-    leased = connection.execute(
-        select(func.min(c.lease_until)).where(c.status == SENDING, others)
-    ).scalar_one_or_none()
-    moments = [m for m in (pending, leased) if m is not None]
-    return min(moments) if moments else None

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -125,11 +125,7 @@ def claim(
     deliveries in `held` (the caller's own, still in flight: never claimed twice)."""
     c = DELIVERY.c
     dead = dead_lease_holders(connection, now)
-    claimable = _due(now, dead)
-    if exclude:
-        claimable = claimable & c.channel.not_in(list(exclude))
-    if held:
-        claimable = claimable & c.id.not_in(list(held))
+    claimable = _due(now, dead) & _skipping(exclude, held)
     due_ids = (
         connection.execute(
             select(c.id)
@@ -288,14 +284,29 @@ def pending_count(connection: Connection) -> int:
     return int(connection.execute(query).scalar_one())
 
 
-def next_due(connection: Connection) -> datetime | None:
-    """When the earliest non-final delivery becomes claimable, or None when there is none."""
+def _skipping(exclude: Collection[str], held: Collection[str]) -> ColumnElement[bool]:
+    """Deliveries not of the channels in `exclude` and not in `held`."""
     c = DELIVERY.c
+    condition: ColumnElement[bool] = true()
+    if exclude:
+        condition = condition & c.channel.not_in(list(exclude))
+    if held:
+        condition = condition & c.id.not_in(list(held))
+    return condition
+
+
+def next_due(
+    connection: Connection, exclude: Collection[str] = (), held: Collection[str] = ()
+) -> datetime | None:
+    """When the earliest non-final delivery that `claim(exclude=, held=)` would consider
+    becomes claimable, or None when there is none."""
+    c = DELIVERY.c
+    others = _skipping(exclude, held)
     pending = connection.execute(
-        select(func.min(c.next_attempt_at)).where(c.status == PENDING)
+        select(func.min(c.next_attempt_at)).where(c.status == PENDING, others)
     ).scalar_one_or_none()
     leased = connection.execute(
-        select(func.min(c.lease_until)).where(c.status == SENDING)
+        select(func.min(c.lease_until)).where(c.status == SENDING, others)
     ).scalar_one_or_none()
     moments = [m for m in (pending, leased) if m is not None]
     return min(moments) if moments else None
