@@ -22,6 +22,7 @@ from service.errors import StoreError
 from service.store.db import normalize_url
 from service.store.leader import APPLICATION_NAME, LEADER_LOCK_KEY, OnChange, describe_target
 from service.store.leader_timings import LeaderTimings
+from service.store.replica import split_key
 
 log = logging.getLogger("service.store.leader")
 
@@ -46,14 +47,6 @@ def _one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
     return f"{type(exc).__name__}: {text}".rstrip(": ")
-
-
-def _split_key(key: int) -> tuple[int, int]:
-    """(classid, objid) under which pg_locks shows a bigint advisory key."""
-    if not -(2**63) <= key < 2**63:
-        raise ValueError("an advisory lock key is a signed 64-bit integer")
-    unsigned = key & 0xFFFFFFFFFFFFFFFF
-    return unsigned >> 32, unsigned & 0xFFFFFFFF
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -148,7 +141,7 @@ class Leadership:
         self.timings = LeaderTimings.from_failover(failover)
         self.key = key
         self.target = describe_target(parsed)
-        self._classid, self._objid = _split_key(key)
+        self._classid, self._objid = split_key(key)
         self._params = self._connection_params(parsed, application_name)
         self._on_change = on_change
         self._connect = connect

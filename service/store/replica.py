@@ -54,6 +54,8 @@ def holder_key(replica_id: str) -> int | None:
 
 def split_key(key: int) -> tuple[int, int]:
     """(classid, objid) under which `pg_locks` shows an advisory lock on a bigint key."""
+    if not -(2**63) <= key < 2**63:
+        raise ValueError("an advisory lock key is a signed 64-bit integer")
     unsigned = key & 0xFFFFFFFFFFFFFFFF
     return unsigned >> 32, unsigned & 0xFFFFFFFF
 
