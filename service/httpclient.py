@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -73,6 +73,18 @@ def build_client(
         follow_redirects=False,
         **kwargs,
     )
+
+
+async def read_at_most(chunks: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
+    """The first `limit` bytes of a streamed body, and whether more was sent; reads one
+    byte past the limit at the most, so a huge reply is never held in memory (leaving the
+    response's block then closes the connection on the rest)."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk[: limit + 1 - len(body)]
+        if len(body) > limit:
+            break
+    return bytes(body[:limit]), len(body) > limit
 
 
 def redact_url(url: str | httpx.URL) -> str:

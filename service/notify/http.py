@@ -23,7 +23,7 @@ import httpx
 from pydantic import SecretStr
 
 from service.errors import DeliveryError, UnsafeTargetError
-from service.httpclient import redact_url
+from service.httpclient import read_at_most, redact_url
 from service.logs import SecretMask
 from service.notify.base import ChannelConfig
 
@@ -64,13 +64,8 @@ async def post(
         async with client.stream(
             "POST", url, content=content, headers={"accept-encoding": "identity", **headers}
         ) as response:
-            body = bytearray()
-            async for chunk in response.aiter_raw():
-                body += chunk[: limit + 1 - len(body)]
-                if len(body) > limit:  # one byte past the limit tells that more was sent
-                    break  # leaving the block closes the connection: the rest is not read
-            truncated = len(body) > limit
-            return Reply(response.status_code, response.headers, bytes(body[:limit]), truncated)
+            body, truncated = await read_at_most(response.aiter_raw(), limit)
+            return Reply(response.status_code, response.headers, body, truncated)
     except UnsafeTargetError as exc:
         raise DeliveryError(f"{where}: {exc}", permanent=True) from None
     except httpx.TimeoutException as exc:

@@ -32,7 +32,7 @@ from service.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from service.httpclient import redact_url
+from service.httpclient import read_at_most, redact_url
 from service.providers.limiter import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -102,11 +102,9 @@ async def fetch(
             async with client.stream(
                 "GET", endpoint, params=httpx.QueryParams(list(_pairs(params))), headers=headers
             ) as response:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body.extend(chunk)
-                    if len(body) > MAX_BODY:
-                        raise ProviderDataError(provider, f"{endpoint} returned more than 8 MB")
+                body, cut = await read_at_most(response.aiter_bytes(), MAX_BODY)
+                if cut:
+                    raise ProviderDataError(provider, f"{endpoint} returned more than 8 MB")
     except httpx.TimeoutException as exc:
         raise ProviderUnavailable(provider, f"{endpoint} timed out") from exc
     except httpx.TransportError as exc:
@@ -132,7 +130,7 @@ async def fetch(
         if (wait := retry_after(response)) is not None:
             limiter.pause(wait)
         raise ProviderUnavailable(provider, f"{endpoint} answered HTTP {status}")
-    return Answer(status, _decode(bytes(body), response, provider, endpoint))
+    return Answer(status, _decode(body, response, provider, endpoint))
 
 
 def deadline(client: httpx.AsyncClient) -> float:
