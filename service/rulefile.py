@@ -22,16 +22,17 @@ import hashlib
 import logging
 import os
 import stat as _stat
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
 from service.config import DEFAULT_RULES_MAX_BYTES, SECRET_ENV_NAMES, load_env
 from service.errors import Problem, RuleFileError
 from service.logs import SecretMask
+from service.notify import channel_secrets
 from service.rules import ChannelCheck, RuleSet, load_rules
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class RuleFile:
         if self.mask is None:
             return
         for channel in ruleset.channels.values():
-            for secret in _secrets_in(channel.config.__dict__.values()):
+            for secret in channel_secrets(channel.kind, channel.config):
                 self.mask.add(secret)
 
 
@@ -254,14 +255,3 @@ def _digest(data: bytes, env_file: str | Path | None) -> str:
         with contextlib.suppress(OSError):  # no `.env` (unreadable: `load_env` says so)
             digest.update(b"\0.env\0" + Path(env_file).read_bytes())
     return digest.hexdigest()
-
-
-def _secrets_in(values: Iterable[object]) -> Iterator[str]:
-    """Every SecretStr among `values`, also inside dicts and lists (webhook headers)."""
-    for value in values:
-        if isinstance(value, SecretStr):
-            yield value.get_secret_value()
-        elif isinstance(value, Mapping):
-            yield from _secrets_in(value.values())
-        elif isinstance(value, list | tuple):
-            yield from _secrets_in(value)

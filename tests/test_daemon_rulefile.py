@@ -189,8 +189,6 @@ def test_content_that_is_no_rule_file_is_one_line_at_start_and_on_reload(
         assert rules_fired(receiver) == ["lumn-miss"]
 
 
-
-
 def test_an_empty_file_on_reload_keeps_the_old_rules(tmp_path: Path, finnhub: FakeFinnhub) -> None:
     with Receiver() as receiver:
         write_env(tmp_path, finnhub, receiver)

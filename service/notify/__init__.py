@@ -1,5 +1,7 @@
-"""Notification channels: one module per channel type, registered in NOTIFIERS.
+"""Notification channels: one module per channel type, each ending in its `CHANNEL`
+declaration (`service/notify/plugin.py`), and the registry built from those.
 
+`CHANNEL_TYPES` is the registry: a new channel type is its module plus one line below.
 `CHANNEL_CONFIGS` is what the rule loader validates each `channels.<name>` entry against
 (by its `type:`); `build_notifiers(settings)` makes one notifier per kind, the HTTP ones
 each with one shared client behind the SSRF guard.
@@ -12,29 +14,41 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from service.config import Settings
-from service.httpclient import TargetGuard, build_client
-from service.notify.base import ChannelConfig, Message, Notifier
-from service.notify.email import EmailConfig, EmailNotifier, SmtpOptions
-from service.notify.slack import SlackConfig, SlackNotifier, SlackPacer
-from service.notify.webhook import WebhookConfig, WebhookNotifier
+from pydantic import BaseModel
 
+from service.config import Settings
+from service.httpclient import TargetGuard
+from service.notify import email, slack, webhook
+from service.notify.base import ChannelConfig, Message, Notifier
+from service.notify.email import EmailConfig
+from service.notify.plugin import ChannelType, NotifierContext, registry
+from service.notify.slack import SlackConfig
+from service.notify.webhook import WebhookConfig
+
+CHANNEL_TYPES: Final[Mapping[str, ChannelType]] = registry(
+    webhook.CHANNEL,
+    slack.CHANNEL,
+    email.CHANNEL,
+)
 NOTIFIERS: Final[Mapping[str, type[Notifier]]] = MappingProxyType(
-    {"webhook": WebhookNotifier, "slack": SlackNotifier, "email": EmailNotifier}
+    {kind: channel.notifier for kind, channel in CHANNEL_TYPES.items()}
 )
 CHANNEL_CONFIGS: Final[Mapping[str, type[ChannelConfig]]] = MappingProxyType(
-    {kind: cls.Config for kind, cls in NOTIFIERS.items()}
+    {kind: channel.config for kind, channel in CHANNEL_TYPES.items()}
 )
 
 __all__ = [
     "CHANNEL_CONFIGS",
+    "CHANNEL_TYPES",
     "NOTIFIERS",
+    "ChannelType",
     "EmailConfig",
     "Message",
     "Notifier",
     "SlackConfig",
     "WebhookConfig",
     "build_notifiers",
+    "channel_secrets",
 ]
 
 
@@ -43,19 +57,23 @@ def build_notifiers(
 ) -> dict[str, Notifier]:
     """One notifier per kind, configured from settings. The caller closes each with
     `aclose()` (the HTTP notifiers own their client). Deadlines: EARNWATCH_DELIVERY_TIMEOUT
-    for webhook and Slack, SMTP_TIMEOUT for email."""
-    guard = TargetGuard(
-        allow_private=settings.allow_private_targets,
-        allowed_hosts=settings.allowed_host_names,
-    )
-    timeout = settings.http_timeout.total_seconds()
-    deadline = settings.delivery_timeout.total_seconds()
-    # A Slack turn further off than half the deadline is a retry then, not a cut send.
-    pacer = SlackPacer(settings.slack_interval.total_seconds(), max_wait=deadline / 2)
-    return {
-        "webhook": WebhookNotifier(build_client(timeout=timeout, guard=guard), deadline=deadline),
-        "slack": SlackNotifier(
-            build_client(timeout=timeout, guard=guard), pacer=pacer, deadline=deadline
+    for the HTTP channels, SMTP_TIMEOUT for email."""
+    context = NotifierContext(
+        settings=settings,
+        guard=TargetGuard(
+            allow_private=settings.allow_private_targets,
+            allowed_hosts=settings.allowed_host_names,
         ),
-        "email": EmailNotifier(SmtpOptions.from_settings(settings), ssl_context=smtp_ssl_context),
-    }
+        timeout=settings.http_timeout.total_seconds(),
+        deadline=settings.delivery_timeout.total_seconds(),
+        smtp_ssl_context=smtp_ssl_context,
+    )
+    return {kind: channel.build(context) for kind, channel in CHANNEL_TYPES.items()}
+
+
+def channel_secrets(kind: str, config: BaseModel) -> list[str]:
+    """The secret values of one channel's options, as its type declares them."""
+    channel = CHANNEL_TYPES.get(kind)
+    if channel is None or not isinstance(config, ChannelConfig):
+        return []
+    return list(channel.secrets(config))

@@ -22,7 +22,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import aiosmtplib
 from pydantic import Field, SecretStr, field_validator
@@ -31,6 +31,7 @@ from service.config import Settings
 from service.errors import DeliveryError
 from service.notify.base import ChannelConfig, Message, finite
 from service.notify.http import expect
+from service.notify.plugin import ChannelType, NotifierContext
 from service.rules.model import one_or_many_schema
 
 log = logging.getLogger(__name__)
@@ -239,3 +240,18 @@ def _delivery_error(where: str, exc: BaseException) -> DeliveryError:
 
 def _line(text: str) -> str:
     return " ".join(text.split())[:300]
+
+
+def _build(context: NotifierContext) -> EmailNotifier:
+    """The SMTP server comes from the settings (SMTP_*), not from the rule file."""
+    options = SmtpOptions.from_settings(context.settings)
+    return EmailNotifier(options, ssl_context=context.smtp_ssl_context)
+
+
+CHANNEL: Final = ChannelType(
+    notifier=EmailNotifier,
+    url_fields=frozenset(),
+    secret_fields=frozenset(),
+    build=_build,
+    example={"to": ["desk@example.com"], "subject": "{symbol}: {rule}"},
+)

@@ -33,6 +33,7 @@ from service.notify.base import (
     parse_retry_after,
 )
 from service.notify.http import detail, expect, http_url, post, url_destination
+from service.notify.plugin import ChannelType, NotifierContext
 
 TEXT_LIMIT: Final = 3000  # Slack's limit for a section's text
 HEADER_LIMIT: Final = 150  # Slack's limit for a header block
@@ -182,3 +183,19 @@ class SlackNotifier:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _build(context: NotifierContext) -> SlackNotifier:
+    # A Slack turn further off than half the deadline is a retry then, not a cut send.
+    interval = context.settings.slack_interval.total_seconds()
+    pacer = SlackPacer(interval, max_wait=context.deadline / 2)
+    return SlackNotifier(context.http_client(), pacer=pacer, deadline=context.deadline)
+
+
+CHANNEL: Final = ChannelType(
+    notifier=SlackNotifier,
+    url_fields=frozenset({"url"}),
+    secret_fields=frozenset({"url"}),
+    build=_build,
+    example={"url": "https://hooks.slack.com/services/T000/B000/EXAMPLESECRET"},
+)

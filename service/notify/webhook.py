@@ -28,6 +28,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from service.notify.base import ChannelConfig, Message, classify_status, finite
 from service.notify.http import detail, expect, http_url, post, url_destination
+from service.notify.plugin import ChannelType, NotifierContext
 
 PAYLOAD_VERSION: Final = "1"
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -172,3 +173,20 @@ class WebhookNotifier:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _build(context: NotifierContext) -> WebhookNotifier:
+    return WebhookNotifier(context.http_client(), deadline=context.deadline)
+
+
+CHANNEL: Final = ChannelType(
+    notifier=WebhookNotifier,
+    url_fields=frozenset({"url"}),
+    secret_fields=frozenset({"url", "secret", "headers"}),
+    build=_build,
+    example={
+        "url": "https://hooks.example.com/earnwatch/SECRETPATH",
+        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "headers": {"Authorization": "Bearer EXAMPLEHEADERTOKEN"},
+    },
+)

@@ -90,13 +90,16 @@ rules:
     notify: [hook]
     message: "{{ symbol }} missed: EPS {{ eps_actual }} vs {{ eps_estimate }}"
 """
-HOSTILE = GOOD + """\
+HOSTILE = (
+    GOOD
+    + """\
   - name: bomb
     symbols: [LUMN]
     when: reported
     notify: [hook]
     message: "{% for i in [1]*10**7 %}{% endfor %}{{ 'x' * 10**9 }}"
 """
+)
 
 
 def test_a_reload_with_a_hostile_template_is_refused_and_the_old_rules_fire(

@@ -120,9 +120,15 @@ def test_lipsum_of_a_million_words_is_refused_quickly() -> None:
             '"{% if price %}{{ price|moeny }}{% endif %}"',
             "unknown filter 'moeny' in message (did you mean 'money'?)",
         ),
-        ('"{% if price is nmber %}x{% endif %}"', "unknown test 'nmber' in message (did you mean 'number'?)"),
-        ('"{% include \'x.txt\' %}"', "{% include %} is not available in a message"),
-        ('"{{ price "', "template syntax error: unexpected end of template, expected 'end of print statement'."),
+        (
+            '"{% if price is nmber %}x{% endif %}"',
+            "unknown test 'nmber' in message (did you mean 'number'?)",
+        ),
+        ("\"{% include 'x.txt' %}\"", "{% include %} is not available in a message"),
+        (
+            '"{{ price "',
+            "template syntax error: unexpected end of template, expected 'end of print statement'.",
+        ),
     ],
 )
 def test_template_mistakes_are_problems_with_their_place(message: str, expected: str) -> None:
