@@ -15,12 +15,11 @@ from typing import Annotated
 import typer
 
 from service import __version__
-from service.config import Settings, load_env, load_settings
+from service.config import Settings, load_settings
 from service.errors import ConfigError, RuleFileError
-from service.rulefile import load_rule_file
+from service.parts import rule_file_for
 from service.rules import RuleSet
 from service.rules.schema import rule_file_schema
-from service.targets import channel_check
 
 app = typer.Typer(
     name="earnwatch",
@@ -51,17 +50,11 @@ def _channel_configs() -> dict[str, type]:
 
 
 def read_rules(path: Path, settings: Settings | None = None) -> RuleSet:
-    """Load a rule file for a command, or print why not and exit 1 (the daemon's reading
-    code: the same size limit, decoding and validation)."""
+    """Load a rule file for a command, or print why not and exit 1 (the daemon's rule file:
+    the same size limit, decoding, validation and SSRF check, built by `service.parts`)."""
     settings = settings or _settings()
     try:
-        return load_rule_file(
-            path,
-            env=load_env(),
-            channel_configs=_channel_configs(),
-            channel_check=channel_check(settings),
-            max_bytes=settings.rules_max_bytes,
-        )
+        return rule_file_for(settings, path).load()
     except OSError as exc:
         typer.echo(f"{path}: cannot read the rule file: {exc.strerror}", err=True)
         raise typer.Exit(1) from None
@@ -113,18 +106,17 @@ def history(
     limit: Annotated[int, typer.Option("--limit", min=1, help="newest N alerts")] = 20,
     rule: Annotated[str | None, typer.Option("--rule", help="only this rule")] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="pending, sending, delivered or dead")
+        str | None,
+        typer.Option("--status", help="pending, deferred, sending, delivered, dead or muted"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List alerts with each delivery's status and attempts (secrets redacted)."""
     from service.commands import show_history
+    from service.store.tables import STATUSES
 
-    if status not in (None, "pending", "sending", "delivered", "dead"):
-        typer.echo(
-            f"--status: unknown status {status!r}; use pending, sending, delivered or dead",
-            err=True,
-        )
+    if status is not None and status not in STATUSES:
+        typer.echo(f"--status: unknown status {status!r}; use {', '.join(STATUSES)}", err=True)
         raise typer.Exit(2)
     code, text = show_history(_settings(), limit=limit, rule=rule, status=status, as_json=as_json)
     typer.echo(text, err=code != 0)

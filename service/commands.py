@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from service.config import Settings
 from service.errors import ConfigError, DeliveryError, ProviderError, StoreError, UnsafeTargetError
 from service.market import NEW_YORK, EarningsEvent, pct_change
-from service.notify import build_notifiers
 from service.notify.base import ChannelConfig, Message
+from service.parts import notifiers_for, providers_for
 from service.rules import RuleSet
 from service.rules.templates import format_pct, format_value
 
@@ -38,10 +38,10 @@ def show_history(
     settings: Settings, *, limit: int, rule: str | None, status: str | None, as_json: bool
 ) -> tuple[int, str]:
     """(exit code, text): 1 with one line when the database cannot be opened."""
-    from service.store import open_store
+    from service.parts import store_for
 
     try:
-        store = open_store(settings.database_url)
+        store = store_for(settings)
     except StoreError as exc:
         return 1, f"history: {exc}"
     try:
@@ -121,7 +121,7 @@ async def send_test(settings: Settings, ruleset: RuleSet, name: str) -> tuple[bo
         fired_at=now,
         values={"price": 7.56},
     )
-    notifiers = build_notifiers(settings)
+    notifiers = notifiers_for(settings)
     try:
         notifier = notifiers[channel.kind]
         config = channel.config
@@ -145,14 +145,12 @@ async def send_test(settings: Settings, ruleset: RuleSet, name: str) -> tuple[bo
 async def show_calendar(
     settings: Settings, ruleset: RuleSet, *, days: int, as_json: bool
 ) -> tuple[int, str]:
-    from service.providers import build_providers
-
     symbols = sorted(ruleset.symbols)
     if not symbols:
         return 0, "no symbols are watched by the rule file"
     today = datetime.now(NEW_YORK).date()
     try:
-        provider = build_providers(settings)
+        provider = providers_for(settings)
     except ConfigError as exc:
         return 2, f"calendar: {exc}"
     try:

@@ -114,6 +114,12 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self._held = Counter(
+            "earnwatch_deliveries_held",
+            "Deliveries a stage muted (recorded, never sent) or deferred (sent later), by action.",
+            ["action"],
+            registry=r,
+        )
         self._recording_failures = Counter(
             "earnwatch_recording_failures",
             "Evaluation passes whose alerts and states could not be written (kept, retried).",
@@ -162,6 +168,10 @@ class Metrics:
     def alert_deduplicated(self, rule: str) -> None:
         """An alert of `rule` was dropped at insert: its dedup key was already stored."""
         self._deduplicated.labels(rule=self._rule_label(rule)).inc()
+
+    def delivery_held(self, action: str) -> None:
+        """A stage muted or deferred one channel of an alert (`action`: mute or defer)."""
+        self._held.labels(action=action).inc()
 
     def recording_failed(self) -> None:
         """One pass's alerts and states could not be written to the database."""

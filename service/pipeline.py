@@ -1,8 +1,14 @@
-"""One cycle's steps as plain async functions: providers -> market data -> engine -> store.
+"""The cycle: providers -> market data -> engine -> stages -> store, and its policy.
 
-Nothing here schedules: `daemon.py` decides when each step runs, and `earnwatch run
---once`, the demo and the tests call them directly with `now`. A provider fault is logged
-once, counted, and survived: it changes no data, so it can never cause an alert.
+The pipeline owns what runs in each cycle and when it is due: the calendar refresh, the
+quotes (every EARNWATCH_PRICE_POLL while NYSE is open, EARNWATCH_OFF_HOURS_POLL
+otherwise, in chunks of QUOTE_CHUNK symbols), the report-window polls, the evaluation of
+what changed and, every TIME_EVALUATION, of the rules that move with the clock alone, and
+resuming from the store after a leadership change. Nothing outside writes its attributes.
+
+Nothing here schedules: `daemon.py` calls the three cycle methods on a timer, and `earnwatch
+run --once`, the demo and the tests call them directly with `now`. A provider fault is
+logged once, counted, and survived: it changes no data, so it can never cause an alert.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from service.config import Settings
 from service.engine import Evaluation, RuleError, RuleState, Work, evaluate_work, plan
 from service.errors import (
     ProviderAuthError,
@@ -21,15 +29,18 @@ from service.errors import (
     ProviderRateLimited,
     ProviderUnsupported,
 )
+from service.health import HealthState
+from service.hours import is_market_open
 from service.market import NEW_YORK, PRICE_VARS, TARGET_VARS
 from service.marketdata import MarketData, SnapshotView
 from service.metrics import Metrics, PollKind, ProviderErrorKind
+from service.providers import prices_stale_after
 from service.providers.base import PartialQuotes, Provider
 from service.recording import Pending, Recorder
 from service.rules import RuleSet
-from service.schedule import earnings_due
+from service.schedule import earnings_due, is_due, quote_interval
+from service.stages import Stage, route
 from service.store import Store
-from service.web import HealthState
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,31 @@ QUOTE_CHUNK = 25
 EVALUATION_SLICE = 2_000
 CALENDAR_DAYS_BACK = 1
 CALENDAR_DAYS_AHEAD = 90
+#: With no new data, rules that move with the clock alone (hours_to_earnings, a running
+#: `for`) are evaluated this often.
+TIME_EVALUATION = timedelta(seconds=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """How often each poll is due (the settings' defaults; `from_settings` for the real
+    ones) and which providers set the pace of quotes."""
+
+    price_poll: timedelta = timedelta(seconds=60)
+    off_hours_poll: timedelta = timedelta(minutes=15)
+    earnings_poll: timedelta = timedelta(seconds=30)
+    call_deadline: timedelta = timedelta(seconds=10)
+    provider_names: Sequence[str] = field(default_factory=lambda: ("finnhub",))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Cadence:
+        return cls(
+            price_poll=settings.price_poll,
+            off_hours_poll=settings.off_hours_poll,
+            earnings_poll=settings.earnings_poll,
+            call_deadline=settings.http_timeout,
+            provider_names=tuple(settings.provider_names),
+        )
 
 
 def symbols_needing(ruleset: RuleSet, names: frozenset[str]) -> list[str]:
@@ -84,8 +120,14 @@ class Pipeline:
         health: HealthState,
         on_alerts: Callable[[], None] = lambda: None,
         source: str = "rule file",
+        cadence: Cadence = Cadence(),
+        stages: Sequence[Stage] = (),
     ) -> None:
+        """`stages` decide, in order, what becomes of each alert on each channel before it
+        is stored (`service/stages.py`); none: every alert is sent."""
         self.provider = provider
+        self.cadence = cadence
+        self.stages = tuple(stages)
         self.store = store
         self.data = data
         self.rules = rules
@@ -95,6 +137,8 @@ class Pipeline:
         self.recorder = Recorder(store, metrics, health, on_alerts)
         self.states = states
         self.earnings_polled: dict[str, datetime] = {}
+        self._last_quotes: datetime | None = None
+        self._last_evaluation: datetime | None = None
         self._evaluating = asyncio.Lock()
         self._errors_logged: set[tuple[str, str]] = set()
         self._errors_ruleset: RuleSet | None = None
@@ -110,6 +154,65 @@ class Pipeline:
         # the store must not overwrite them. Waiting alerts are stored all the same.
         self._states = states
         self.recorder.forget_states()
+
+    # --- the cycle --------------------------------------------------------------------
+    async def resume(self) -> None:
+        """Go on from the store's rule states and market data: at start, and on becoming
+        leader (the previous leader moved them on). Every poll is due again at once."""
+        states = await asyncio.to_thread(self.store.load_states)
+        saved = await asyncio.to_thread(self.store.load_market_data, "market")
+        self.states = states
+        self.data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()
+        self.earnings_polled.clear()
+        self._last_quotes = None
+
+    async def calendar_cycle(self, now: datetime) -> None:
+        """The calendar and price targets of every watched symbol, then a full evaluation
+        (which report a rule sees moves by the day)."""
+        await self.refresh_calendar(now)
+        await self.refresh_targets(now)
+        await self.evaluate(now, None)
+        await self.save_data(now)
+
+    def quote_soon(self) -> None:
+        """Quotes are due at the next `quotes_cycle` (new symbols are watched)."""
+        self._last_quotes = None
+
+    async def quotes_cycle(
+        self, now: Callable[[], datetime], *, stop: asyncio.Event | None = None
+    ) -> None:
+        """Quotes when due. A cycle of its own: a provider without batch quotes needs
+        minutes for hundreds of symbols, and the report-window polls must not wait on it.
+        Also tells `/healthz` which prices must stay fresh, and how fresh."""
+        moment = now()
+        cadence = self.cadence
+        interval = quote_interval(
+            is_market_open(moment), cadence.price_poll, cadence.off_hours_poll
+        )
+        symbols = symbols_needing(self.rules(), QUOTE_VARS)
+        stale = prices_stale_after(
+            cadence.provider_names, len(symbols), interval, cadence.call_deadline
+        )
+        self.health.watch_prices(symbols, stale, moment)
+        if not is_due(self._last_quotes, moment, interval):
+            return
+        self._last_quotes = moment
+        if await self.poll_quotes(now, stop=stop):
+            await self.save_data(now())
+
+    async def market_cycle(self, now: datetime) -> int:
+        """The report-window calendar polls, then an evaluation of what changed and, every
+        TIME_EVALUATION, of the rules that move with the clock alone. Returns how many
+        deliveries wait in the outbox."""
+        changed = await self.poll_earnings(now, self.cadence.earnings_poll)
+        if changed or is_due(self._last_evaluation, now, TIME_EVALUATION):
+            self._last_evaluation = now
+            await self.evaluate(now, changed)
+        pending = await asyncio.to_thread(self.store.pending_count)
+        self.metrics.set_outbox_pending(pending)
+        if changed:
+            await self.save_data(now)
+        return pending
 
     # --- market data ---------------------------------------------------------------------
     def _failed(self, what: str, exc: ProviderError, now: datetime) -> None:
@@ -248,7 +351,8 @@ class Pipeline:
             # the recorder keeps them, with the alerts, until it takes them, so a crossing
             # is neither lost nor fired twice while the database is unwritable.
             self.states.update(result.states)
-            return await self.recorder.record(self._pending(ruleset, result), result.states, now)
+            pending = self._routed(ruleset, result, now)
+            return await self.recorder.record(pending, result.states, now)
 
     async def record_waiting(self, now: datetime) -> list[str]:
         """On a replica that no longer leads: store the alerts it fired while it led and
@@ -260,13 +364,15 @@ class Pipeline:
             self.recorder.forget_states()
             return await self.recorder.record([], {}, now)
 
-    @staticmethod
-    def _pending(ruleset: RuleSet, result: Evaluation) -> list[Pending]:
+    def _routed(self, ruleset: RuleSet, result: Evaluation, now: datetime) -> list[Pending]:
+        """Each alert with, per channel, what the stages decided (send, mute, defer)."""
         return [
             (
                 alert,
                 tuple(
-                    (c, ruleset.channels[c].kind) for c in alert.channels if c in ruleset.channels
+                    (name, channel.kind, route(self.stages, alert, channel, now))
+                    for name in alert.channels
+                    if (channel := ruleset.channels.get(name)) is not None
                 ),
             )
             for alert in result.alerts

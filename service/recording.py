@@ -22,11 +22,12 @@ from typing import Final
 
 from service.engine import Alert, RuleState
 from service.errors import StoreError
+from service.health import HealthState
 from service.metrics import Metrics
 from service.notify.base import Message
 from service.notify.render import render
+from service.stages import Decision
 from service.store import Store
-from service.web import HealthState
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,9 @@ log = logging.getLogger(__name__)
 #: loudly, rather than letting memory grow without bound.
 MAX_UNRECORDED: Final = 10_000
 
-#: One alert waiting to be stored: the alert and its (channel, kind) pairs at firing time.
-Pending = tuple[Alert, tuple[tuple[str, str], ...]]
+#: One alert waiting to be stored: the alert, and per channel (channel, kind, what the
+#: stages decided) at firing time.
+Pending = tuple[Alert, tuple[tuple[str, str, Decision], ...]]
 
 
 class Recorder:
@@ -102,10 +104,11 @@ class Recorder:
         self.pending_states.clear()
         self._recovered(now, len(batch))
         stored = {id(tried[alert_id]) for alert_id in inserted if alert_id in tried}
-        for alert, _ in batch:
+        for alert, channels in batch:
             if id(alert) in stored:
                 self.metrics.alert_fired(alert.rule)
                 log.info("alert %s %s: %s", alert.rule, alert.symbol, alert.text)
+                self._held(alert, channels)
             else:
                 self.metrics.alert_deduplicated(alert.rule)
                 log.warning(
@@ -117,6 +120,23 @@ class Recorder:
         if inserted:
             self.on_alerts()
         return inserted
+
+    def _held(self, alert: Alert, channels: tuple[tuple[str, str, Decision], ...]) -> None:
+        """Log and count each channel a stage muted or deferred (recorded, not dropped)."""
+        for channel, _, decision in channels:
+            if decision.action == "send":
+                continue
+            self.metrics.delivery_held(decision.action)
+            when = f" until {decision.until.isoformat()}" if decision.until else ""
+            log.info(
+                "alert %s %s on %s: %s%s (%s)",
+                alert.rule,
+                alert.symbol,
+                channel,
+                "muted" if decision.action == "mute" else "deferred",
+                when,
+                decision.reason,
+            )
 
     def _cap(self) -> None:
         excess = len(self.pending) - MAX_UNRECORDED

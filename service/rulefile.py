@@ -181,6 +181,13 @@ class RuleFile:
         self._digest: str | None = None
         self._key: _Key | None = None
 
+    @property
+    def current(self) -> RuleSet:
+        """The rule set in force; only after the first successful `load()`."""
+        if self.ruleset is None:
+            raise RuntimeError(f"{self.path}: no rule set loaded yet")
+        return self.ruleset
+
     def load(self) -> RuleSet:
         """Read and validate the file now; raises RuleFileError or OSError. Keeps the old
         set on failure. For a start and for tests; the daemon reloads in two halves."""

@@ -97,18 +97,18 @@ async def measure_reload(folder: Path, rules: int) -> ReloadLag:
     daemon = Daemon(settings, rules_path=path, provider=IdleProvider(), env_file=env)
     started = time.perf_counter()
     running = asyncio.create_task(daemon.run())
-    while not daemon.health.scheduler_running:
+    while not daemon.started.is_set():
         assert not running.done(), "the daemon ended before it ran"
         await asyncio.sleep(0.05)
     start_load = time.perf_counter() - started
     await asyncio.sleep(1.0)  # the first calendar and quote polls
-    old = daemon.rules()
+    old = daemon.app.rules()
     path.write_text(many_rules(rules, threshold=2000.0))
     monitor = LagMonitor()
     monitor.start()
     asked = time.perf_counter()
     daemon.request_reload()
-    while daemon.rules() is old or daemon.reloads.pending or daemon._inflight:
+    while daemon.app.rules() is old or daemon.reloads.pending or daemon.jobs.inflight:
         await asyncio.sleep(0.01)
     took = time.perf_counter() - asked
     await asyncio.sleep(0.2)

@@ -12,7 +12,7 @@ from service.marketdata import MarketData
 from service.metrics import Metrics
 from service.pipeline import QUOTE_CHUNK, Pipeline
 from service.store import Store
-from service.web import HealthState
+from service.health import HealthState
 from tests.rules.conftest import load
 
 NOW = datetime(2026, 2, 4, 15, 0, tzinfo=UTC)

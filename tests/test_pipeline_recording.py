@@ -16,7 +16,7 @@ from service.metrics import Metrics
 from service.pipeline import Pipeline
 from service.rules import RuleSet
 from service.store import Store
-from service.web import HealthState
+from service.health import HealthState
 from tests.rules.conftest import load
 from tests.test_metrics import key, samples
 

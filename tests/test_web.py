@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from service.metrics import Metrics
-from service.web import HealthState, WebServer, start_web
+from service.health import HealthState
+from service.web import WebServer, start_web
 
 T0 = datetime(2026, 2, 3, 15, 0, tzinfo=UTC)
 

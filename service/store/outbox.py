@@ -29,13 +29,25 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from service.notify.base import Message
 from service.store.replica import dead_lease_holders
-from service.store.tables import ALERT, ATTEMPT, DEAD, DELIVERED, DELIVERY, PENDING, SENDING
+from service.store.tables import (
+    ALERT,
+    ATTEMPT,
+    DEAD,
+    DEFERRED,
+    DELIVERED,
+    DELIVERY,
+    MUTED,
+    PENDING,
+    SENDING,
+    WAITING,
+)
 from service.store.types import (
     AttemptRecord,
     ClaimedDelivery,
     DeliverySummary,
     HistoryEntry,
     NewAlert,
+    Route,
     Status,
 )
 
@@ -78,29 +90,50 @@ def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) ->
         )
         if connection.execute(statement).scalar_one_or_none() is None:
             continue  # already fired: the dedup key decides, silently
-        rows = [
-            {
-                "id": new_id(),
-                "alert_id": alert_id,
-                "channel": channel,
-                "kind": kind,
-                "status": PENDING,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for channel, kind in dict(channels).items()  # one row per channel name
-        ]
+        rows = [_delivery_row(alert_id, route, now) for route in _one_per_channel(channels)]
         if rows:
             connection.execute(DELIVERY.insert(), rows)
         inserted.append(alert_id)
     return inserted
 
 
+def _one_per_channel(routes: Sequence[Route]) -> list[Route]:
+    """The first route of each channel name (one delivery row per channel)."""
+    seen: dict[str, Route] = {}
+    for route in routes:
+        seen.setdefault(route[0], route)
+    return list(seen.values())
+
+
+def _delivery_row(alert_id: str, route: Route, now: datetime) -> dict[str, object]:
+    """The outbox row of one channel, as the stages decided: pending (send), muted (kept,
+    never sent) or deferred (due at the deferral's end)."""
+    channel, kind = route[0], route[1]
+    decision = route[2] if len(route) == 3 else None
+    status, due, reason = PENDING, now, None
+    if decision is not None and decision.action == "mute":
+        status, reason = MUTED, decision.reason
+    elif decision is not None and decision.action == "defer" and decision.until is not None:
+        reason = decision.reason
+        if decision.until > now:
+            status, due = DEFERRED, decision.until
+    return {
+        "id": new_id(),
+        "alert_id": alert_id,
+        "channel": channel,
+        "kind": kind,
+        "status": status,
+        "attempts": 0,
+        "next_attempt_at": due,
+        "created_at": now,
+        "hold_reason": reason,
+    }
+
+
 def _due(now: datetime, dead: Sequence[str] = ()) -> ColumnElement[bool]:
     c = DELIVERY.c
     due = [
-        and_(c.status == PENDING, c.next_attempt_at <= now),
+        and_(c.status.in_(WAITING), c.next_attempt_at <= now),
         and_(c.status == SENDING, c.lease_until <= now),
     ]
     if dead:  # leases of replicas known to be gone are void whatever their time says
@@ -260,6 +293,7 @@ def history(
                     next_attempt_at=row.next_attempt_at,
                     last_error=row.last_error,
                     delivered_at=row.delivered_at,
+                    hold_reason=row.hold_reason,
                 )
             )
     return [
@@ -278,9 +312,9 @@ def history(
 
 
 def pending_count(connection: Connection) -> int:
-    """Deliveries not final yet (pending, or sending under a lease)."""
+    """Deliveries not final yet (pending, deferred, or sending under a lease)."""
     c = DELIVERY.c
-    query = select(func.count()).select_from(DELIVERY).where(c.status.in_((PENDING, SENDING)))
+    query = select(func.count()).select_from(DELIVERY).where(c.status.in_((*WAITING, SENDING)))
     return int(connection.execute(query).scalar_one())
 
 
@@ -303,7 +337,7 @@ def next_due(
     c = DELIVERY.c
     others = _skipping(exclude, held)
     pending = connection.execute(
-        select(func.min(c.next_attempt_at)).where(c.status == PENDING, others)
+        select(func.min(c.next_attempt_at)).where(c.status.in_(WAITING), others)
     ).scalar_one_or_none()
     leased = connection.execute(
         select(func.min(c.lease_until)).where(c.status == SENDING, others)

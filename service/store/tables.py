@@ -20,12 +20,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-#: Delivery statuses. `sending` rows hold a lease; `delivered` and `dead` are final.
+#: Delivery statuses. `sending` rows hold a lease; `delivered`, `dead` and `muted` are
+#: final. `deferred` (a stage holds it until `next_attempt_at`) is due like `pending` once
+#: its time comes; `muted` (a stage stopped it) is never sent. See service/stages.py.
 PENDING = "pending"
+DEFERRED = "deferred"
 SENDING = "sending"
 DELIVERED = "delivered"
 DEAD = "dead"
-STATUSES = (PENDING, SENDING, DELIVERED, DEAD)
+MUTED = "muted"
+STATUSES = (PENDING, DEFERRED, SENDING, DELIVERED, DEAD, MUTED)
+#: Statuses waiting for a send once `next_attempt_at` has come.
+WAITING = (PENDING, DEFERRED)
 
 #: Attempt outcomes.
 OUTCOMES = ("ok", "retry", "permanent", "error")
@@ -96,6 +102,7 @@ class DeliveryRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = _when()
     delivered_at: datetime | None = _when(nullable=True)
+    hold_reason: str | None = Field(default=None, sa_type=Text)  # a stage's mute/defer (r0003)
 
 
 class AttemptRow(SQLModel, table=True):

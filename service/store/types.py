@@ -9,12 +9,15 @@ from typing import Literal
 
 from service.engine import Alert
 from service.notify.base import Message
+from service.stages import Decision
 
 Outcome = Literal["ok", "retry", "permanent", "error"]
-Status = Literal["pending", "sending", "delivered", "dead"]
+Status = Literal["pending", "deferred", "sending", "delivered", "dead", "muted"]
 Render = Callable[[Alert, str], Message]
-#: One alert to record: the alert, how to render it once its id is known, (channel, kind) pairs.
-NewAlert = tuple[Alert, Render, Sequence[tuple[str, str]]]
+#: One channel of an alert: (channel, kind), or (channel, kind, what the stages decided).
+Route = tuple[str, str] | tuple[str, str, Decision]
+#: One alert to record: the alert, how to render it once its id is known, its routes.
+NewAlert = tuple[Alert, Render, Sequence[Route]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class DeliverySummary:
     next_attempt_at: datetime
     last_error: str | None
     delivered_at: datetime | None
+    hold_reason: str | None = None  # why a stage muted or deferred it
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,78 @@
+"""The stages between the engine's decisions and the outbox: what becomes of an alert on
+one channel before it is stored.
+
+    engine fires an Alert -> for each of its channels, the stages in order -> a Decision
+    -> the outbox records it: `send` (pending), `mute` (kept, never sent) or `defer`
+       (sent once its time comes, with its original `fired_at`)
+
+A stage is a small object with one method, `decide(alert, channel, now)`, answering
+`SEND` (no objection), `Decision.mute(reason)` or `Decision.defer(until, reason)`. The
+first mute ends the walk (Alertmanager's MuteStage: nothing after a mute can send it); a
+defer waits for the latest time any stage asks for, and a later stage may still mute.
+The list a process runs is built in one place, `service/app.py` (`stages_for`), so a
+reader sees every stage and its order there. A muted or deferred outcome is recorded with
+its reason, never dropped: `earnwatch history` shows it.
+
+Pure: no IO, no clock reads (`now` is handed in), so stages are tested with plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from service.engine import Alert
+from service.rules import Channel
+
+Action = Literal["send", "mute", "defer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the stages decided for one alert on one channel."""
+
+    action: Action = "send"
+    reason: str | None = None  # which stage, and why: shown by `history`
+    until: datetime | None = None  # for `defer`: not sent before this moment
+
+    @classmethod
+    def mute(cls, reason: str) -> Decision:
+        return cls("mute", reason)
+
+    @classmethod
+    def defer(cls, until: datetime, reason: str) -> Decision:
+        if until.tzinfo is None:
+            raise ValueError("a deferral needs a timezone-aware time")
+        return cls("defer", reason, until)
+
+
+SEND = Decision()
+
+
+class Stage(Protocol):
+    """One decision about an alert on one channel."""
+
+    name: str
+
+    def decide(self, alert: Alert, channel: Channel, now: datetime) -> Decision: ...
+
+
+def route(stages: Iterable[Stage], alert: Alert, channel: Channel, now: datetime) -> Decision:
+    """The stages' decision for `alert` on `channel`, in order: the first mute wins; of the
+    deferrals, the latest; otherwise SEND."""
+    deferred: Decision | None = None
+    for stage in stages:
+        decision = stage.decide(alert, channel, now)
+        if decision.action == "mute":
+            return decision
+        if decision.action == "defer" and _later(decision, deferred):
+            deferred = decision
+    return deferred or SEND
+
+
+def _later(decision: Decision, than: Decision | None) -> bool:
+    if than is None or than.until is None:
+        return True
+    return decision.until is not None and decision.until > than.until
