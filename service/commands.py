@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from service.config import Settings
 from service.errors import ConfigError, DeliveryError, ProviderError, StoreError, UnsafeTargetError
@@ -15,6 +16,9 @@ from service.market import NEW_YORK, EarningsEvent, pct_change
 from service.notify.base import ChannelConfig, Message
 from service.parts import notifiers_for, providers_for
 from service.rules import RuleSet
+
+if TYPE_CHECKING:
+    from service.store.types import DeliverySummary
 from service.rules.templates import format_pct, format_value
 
 
@@ -65,6 +69,8 @@ def show_history(
                             "status": d.status,
                             "attempts": d.attempts,
                             "last_error": d.last_error,
+                            "hold_reason": d.hold_reason,
+                            "next_attempt_at": d.next_attempt_at.isoformat(),
                             "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
                         }
                         for d in e.deliveries
@@ -91,12 +97,23 @@ def show_history(
                     f"{d.channel} ({d.kind})",
                     d.status,
                     str(d.attempts),
-                    _short(d.last_error or "", 40),
+                    _short(_note(d), 40),
                     _short(e.message.text) if i == 0 else "",
                 ]
             )
     headers = ["FIRED", "RULE", "SYMBOL", "CHANNEL", "STATUS", "ATTEMPTS", "LAST ERROR", "MESSAGE"]
     return 0, format_table(headers, rows)
+
+
+def _note(delivery: DeliverySummary) -> str:
+    """The LAST ERROR cell: the error, or for a muted or deferred delivery the stage's
+    reason (and when a deferred one goes)."""
+    if delivery.status == "deferred":
+        when = delivery.next_attempt_at.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")
+        return f"until {when}: {delivery.hold_reason or 'deferred'}"
+    if delivery.status == "muted":
+        return delivery.hold_reason or "muted"
+    return delivery.last_error or ""
 
 
 def _short(text: str, width: int = 60) -> str:
