@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.providers import prices_stale_after, quote_refresh_period
 from service.health import HealthState
+from service.providers import prices_stale_after, quote_refresh_period
 
 T0 = datetime(2026, 2, 3, 15, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from service.errors import ProviderUnavailable
+from service.health import HealthState
 from service.market import EarningsEvent, PriceTargets, Quote
 from service.marketdata import MarketData
 from service.metrics import Metrics
 from service.pipeline import QUOTE_CHUNK, Pipeline
 from service.store import Store
-from service.health import HealthState
 from tests.rules.conftest import load
 
 NOW = datetime(2026, 2, 4, 15, 0, tzinfo=UTC)

@@ -10,13 +10,13 @@ import pytest
 
 from service.engine import RuleState
 from service.errors import StoreError
+from service.health import HealthState
 from service.market import EarningsEvent, Quote, ReportTime
 from service.marketdata import MarketData
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 from service.rules import RuleSet
 from service.store import Store
-from service.health import HealthState
 from tests.rules.conftest import load
 from tests.test_metrics import key, samples
 

@@ -22,10 +22,10 @@ from service.httpclient import TargetGuard, build_client
 from service.market import Quote
 from service.marketdata import MarketData
 from service.metrics import Metrics
+from service.notify import CHANNEL_CONFIGS
 from service.notify.webhook import WebhookNotifier
 from service.parts import stages_for
 from service.pipeline import Pipeline
-from service.notify import CHANNEL_CONFIGS
 from service.rules import Channel, RuleSet, load_rules
 from service.stages import SEND, Decision, Stage, route
 from service.store import Store, open_store

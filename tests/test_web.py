@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from service.metrics import Metrics
 from service.health import HealthState
+from service.metrics import Metrics
 from service.web import WebServer, start_web
 
 T0 = datetime(2026, 2, 3, 15, 0, tzinfo=UTC)
