@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 from service.config import Settings
 from service.errors import ConfigError, DeliveryError, ProviderError, StoreError, UnsafeTargetError
+from service.figures import format_pct, format_value
 from service.market import NEW_YORK, EarningsEvent, pct_change
 from service.notify import build_notifiers
 from service.notify.base import ChannelConfig, Message
 from service.rules import RuleSet
-from service.rules.templates import format_pct, format_value
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -7,8 +7,10 @@ and never sleeps: on failure it raises DeliveryError(permanent=..., retry_after=
 send may take in total (`deadline`) and where a channel's sends go (`destination`): the
 worker enforces both, the same way for every channel type.
 
-Every JSON body is encoded with `allow_nan=False` after `finite()`: a non-finite number
-is unknown (`null`), never `Infinity` or `NaN`, which strict receivers reject.
+Every JSON body carries values through `jsonable()` and is encoded with
+`allow_nan=False`: numbers stay raw (machine-readable), a date is ISO 8601, and a
+non-finite number is unknown (`null`), never `Infinity` or `NaN`, which strict receivers
+reject. Text for humans comes from `service.figures` instead (`shown_values`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Message:
                 "title": self.title,
                 "text": self.text,
                 "fired_at": self.fired_at.isoformat(),
-                "values": {k: _jsonable(v) for k, v in self.values.items()},
+                "values": {k: jsonable(v) for k, v in self.values.items()},
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -75,7 +77,9 @@ class Message:
         )
 
 
-def _jsonable(value: Value) -> Any:
+def jsonable(value: Value) -> Any:
+    """`value` as JSON carries it: the raw number (None when not finite), a date in ISO
+    8601, anything else as it is. The one conversion of the outbox and of JSON bodies."""
     if isinstance(value, date):
         return value.isoformat()
     return finite(value)

@@ -17,19 +17,17 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any, ClassVar, Final
 
 import httpx
 from pydantic import SecretStr, field_validator
 
 from service.errors import DeliveryError
-from service.market import Value
+from service.figures import shown_values
 from service.notify.base import (
     RETRYABLE_STATUSES,
     ChannelConfig,
     Message,
-    finite,
     parse_retry_after,
 )
 from service.notify.http import detail, expect, http_url, post, url_destination
@@ -91,14 +89,6 @@ class SlackPacer:
         slot.next_at = max(slot.next_at, self._clock() + seconds)
 
 
-def _plain(value: Value) -> str:
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return f"{round(value, 4)}"
-    return str(value)
-
-
 def _mrkdwn(text: str) -> str:
     """Slack's escaping: only &, < and > are control characters."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -122,9 +112,8 @@ def payload(message: Message) -> dict[str, Any]:
         },
     ]
     fields = [
-        {"type": "mrkdwn", "text": _cut(f"*{_mrkdwn(k)}*\n{_mrkdwn(_plain(v))}", 2000)}
-        for k, v in sorted(message.values.items())
-        if finite(v) is not None
+        {"type": "mrkdwn", "text": _cut(f"*{_mrkdwn(name)}*\n{_mrkdwn(text)}", 2000)}
+        for name, text in shown_values(message.values)
     ][:MAX_FIELDS]
     if fields:
         blocks.append({"type": "section", "fields": fields})

@@ -20,13 +20,13 @@ import json
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import ClassVar, Final
 
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from service.notify.base import ChannelConfig, Message, classify_status, finite
+from service.notify.base import ChannelConfig, Message, classify_status, jsonable
 from service.notify.http import detail, expect, http_url, post, url_destination
 
 PAYLOAD_VERSION: Final = "1"
@@ -108,10 +108,8 @@ def payload(message: Message) -> bytes:
             "title": message.title,
             "message": message.text,
             "fired_at": message.fired_at.isoformat(),
-            "values": {  # sorted: the outbox round trip (Message.to_json) sorts them too
-                k: v.isoformat() if isinstance(v, date) else finite(v)
-                for k, v in sorted(message.values.items())
-            },
+            # sorted: the outbox round trip (Message.to_json) sorts them too
+            "values": {k: jsonable(v) for k, v in sorted(message.values.items())},
         },
         ensure_ascii=False,
         separators=(",", ":"),
