@@ -24,18 +24,13 @@ from pydantic import SecretStr, field_validator
 
 from service.errors import DeliveryError
 from service.figures import shown_values
-from service.notify.base import (
-    RETRYABLE_STATUSES,
-    ChannelConfig,
-    Message,
-    parse_retry_after,
-)
+from service.notify.base import RETRYABLE_STATUSES, ChannelConfig, Message
 from service.notify.http import detail, expect, http_url, post, url_destination
+from service.retry_after import retry_after
 
 TEXT_LIMIT: Final = 3000  # Slack's limit for a section's text
 HEADER_LIMIT: Final = 150  # Slack's limit for a header block
 MAX_FIELDS: Final = 10  # Slack's limit of fields in a section
-RETRY_AFTER_CAP: Final = 300.0
 
 
 class SlackConfig(ChannelConfig):
@@ -156,16 +151,14 @@ class SlackNotifier:
         status = response.status_code
         if status == 200 and response.text.strip() == "ok":
             return
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        if retry_after is not None:
-            retry_after = min(retry_after, RETRY_AFTER_CAP)
-        if status == 429 or retry_after is not None:
-            self._pacer.hold(url, retry_after if retry_after is not None else 1.0)
+        wait = retry_after(response.headers)  # seconds or an HTTP-date, capped
+        if status == 429 or wait is not None:
+            self._pacer.hold(url, wait if wait is not None else 1.0)
         permanent = status < 500 and status not in RETRYABLE_STATUSES
         raise DeliveryError(
             f"Slack HTTP {status}: {detail(response, cfg) or '(empty body)'}",
             permanent=permanent,
-            retry_after=retry_after,
+            retry_after=wait,
             status=status,
         )
 

@@ -163,7 +163,7 @@ class WebhookNotifier:
             why = detail(response, cfg)
         classify_status(
             status,
-            retry_after=response.headers.get("retry-after"),
+            headers=response.headers,
             detail=why,
             now=datetime.fromtimestamp(now, UTC),
         )
