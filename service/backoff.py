@@ -1,7 +1,9 @@
 """The retry policy of deliveries, pure, so it is tested on its own: what a finished
 attempt does to its delivery (`RetryPolicy.decide`) and the delay before the next one
 (`compute_backoff`: exponential from `base` by `factor`, ±50 % jitter, capped; never
-sooner than the receiver's Retry-After, itself capped at `RETRY_AFTER_CAP`).
+sooner than the receiver's Retry-After, itself capped at `RETRY_AFTER_CAP`). By default
+the backoff's own cap is RETRY_AFTER_CAP too: no wait between two attempts is longer than
+the longest a receiver may ask for.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
+from service.retry_after import RETRY_AFTER_CAP
 from service.store import Outcome
 
 logger = logging.getLogger("service.delivery")
-
-#: A receiver's Retry-After is honoured up to this many seconds.
-RETRY_AFTER_CAP = 300.0
 
 
 def compute_backoff(
@@ -28,13 +28,14 @@ def compute_backoff(
     rng: random.Random,
     base: float = 1.0,
     factor: float = 2.0,
-    cap: float = 300.0,
+    cap: float = RETRY_AFTER_CAP,
 ) -> float:
     """Seconds to wait after failed attempt number `attempts` (1 for the first).
 
     `base * factor**(attempts - 1)`, capped at `cap`, times a jitter drawn uniformly from
-    [0.5, 1.5), capped at `cap` again; then at least `retry_after` (clamped to 300 s) when
-    the receiver asked for it. Negative or non-finite `retry_after` values are ignored.
+    [0.5, 1.5), capped at `cap` again; then at least `retry_after` (clamped to
+    RETRY_AFTER_CAP) when the receiver asked for it. Negative or non-finite `retry_after`
+    values are ignored.
     """
     exponent = max(1, attempts) - 1
     try:
@@ -59,7 +60,7 @@ class RetryPolicy:
     max_age: timedelta = timedelta(hours=24)
     base: float = 1.0
     factor: float = 2.0
-    cap: float = 300.0
+    cap: float = RETRY_AFTER_CAP
     rng: random.Random = field(default_factory=random.Random)
 
     def decide(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from service.config import Settings
 from service.errors import ConfigError, DeliveryError, ProviderError, StoreError, UnsafeTargetError
+from service.figures import format_pct, format_value
 from service.market import NEW_YORK, EarningsEvent, pct_change
 from service.notify.base import ChannelConfig, Message
 from service.parts import notifiers_for, providers_for
@@ -19,7 +20,6 @@ from service.rules import RuleSet
 
 if TYPE_CHECKING:
     from service.store.types import DeliverySummary
-from service.rules.templates import format_pct, format_value
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

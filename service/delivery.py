@@ -3,7 +3,7 @@
 Promises:
 - Retry policy lives here, once: notifiers make one attempt and report. The delay is
   `backoff.compute_backoff` (exponential, ±50 % jitter, capped; never sooner than the
-  receiver's Retry-After, itself capped at 300 s).
+  receiver's Retry-After; both capped at `RETRY_AFTER_CAP`, 300 s, by default).
 - Every attempt is recorded with its time, outcome, HTTP status and error, together with
   the delivery's new state, in one transaction. The error is scrubbed of the channel's
   secrets (its URL's path and query too: a 404 body may quote them) and passed through the
@@ -54,6 +54,7 @@ from service.delivery_slots import (
 from service.errors import DeliveryError, StoreError
 from service.notify.base import ChannelConfig, Notifier
 from service.notify.http import scrub
+from service.retry_after import RETRY_AFTER_CAP
 from service.store import AttemptRecord, ClaimedDelivery, Outcome, Store
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class DeliveryWorker:
         lease: timedelta = timedelta(minutes=2),
         backoff_base: float = 1.0,
         backoff_factor: float = 2.0,
-        backoff_cap: float = 300.0,
+        backoff_cap: float = RETRY_AFTER_CAP,
         idle_wait: float = 5.0,
         channel_recheck: float = 60.0,
         renew_every: float | None = None,

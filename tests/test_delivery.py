@@ -17,11 +17,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.backoff import RETRY_AFTER_CAP, compute_backoff
+from service.backoff import compute_backoff
 from service.clock import FakeClock
 from service.delivery import DeliveryWorker
 from service.errors import DeliveryError
 from service.notify.base import ChannelConfig, Message
+from service.retry_after import RETRY_AFTER_CAP
 from service.store import DeliverySummary, Store, open_store
 from tests.store.helpers import T0, make_alert, render
 

@@ -7,8 +7,10 @@ and never sleeps: on failure it raises DeliveryError(permanent=..., retry_after=
 send may take in total (`deadline`) and where a channel's sends go (`destination`): the
 worker enforces both, the same way for every channel type.
 
-Every JSON body is encoded with `allow_nan=False` after `finite()`: a non-finite number
-is unknown (`null`), never `Infinity` or `NaN`, which strict receivers reject.
+Every JSON body carries values through `jsonable()` and is encoded with
+`allow_nan=False`: numbers stay raw (machine-readable), a date is ISO 8601, and a
+non-finite number is unknown (`null`), never `Infinity` or `NaN`, which strict receivers
+reject. Text for humans comes from `service.figures` instead (`shown_values`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from service.errors import DeliveryError
 from service.market import Value
+from service.retry_after import retry_after as read_retry_after
 
 
 class ChannelConfig(BaseModel):
@@ -54,7 +57,7 @@ class Message:
                 "title": self.title,
                 "text": self.text,
                 "fired_at": self.fired_at.isoformat(),
-                "values": {k: _jsonable(v) for k, v in self.values.items()},
+                "values": {k: jsonable(v) for k, v in self.values.items()},
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -75,7 +78,9 @@ class Message:
         )
 
 
-def _jsonable(value: Value) -> Any:
+def jsonable(value: Value) -> Any:
+    """`value` as JSON carries it: the raw number (None when not finite), a date in ISO
+    8601, anything else as it is. The one conversion of the outbox and of JSON bodies."""
     if isinstance(value, date):
         return value.isoformat()
     return finite(value)
@@ -111,36 +116,29 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if now is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
+    """Seconds from a Retry-After value alone (no `Date` header to measure against):
+    `service.retry_after.retry_after` on just that header. Prefer passing the headers."""
+    return read_retry_after({"retry-after": value or ""}, now=now)
 
 
 def classify_status(
-    status: int, *, retry_after: str | None = None, detail: str = "", now: datetime | None = None
+    status: int,
+    *,
+    headers: Mapping[str, str] | None = None,
+    retry_after: str | None = None,
+    detail: str = "",
+    now: datetime | None = None,
 ) -> None:
-    """Return for 2xx; raise the DeliveryError this status means otherwise."""
+    """Return for 2xx; raise the DeliveryError this status means otherwise, its
+    `retry_after` read from the response's `headers` (Retry-After against its `Date`,
+    see service.retry_after), or from a bare `retry_after` header value."""
     if 200 <= status < 300:
         return
     permanent = status not in RETRYABLE_STATUSES and status < 500
     message = f"HTTP {status}" + (f": {detail}" if detail else "")
-    raise DeliveryError(
-        message,
-        permanent=permanent,
-        retry_after=parse_retry_after(retry_after, now),
-        status=status,
+    wait = (
+        read_retry_after(headers, now=now)
+        if headers is not None
+        else parse_retry_after(retry_after, now)
     )
+    raise DeliveryError(message, permanent=permanent, retry_after=wait, status=status)

@@ -29,7 +29,8 @@ from pydantic import Field, SecretStr, field_validator
 
 from service.config import Settings
 from service.errors import DeliveryError
-from service.notify.base import ChannelConfig, Message, finite
+from service.figures import shown_values
+from service.notify.base import ChannelConfig, Message
 from service.notify.http import expect
 from service.notify.plugin import ChannelType, NotifierContext
 from service.rules.model import one_or_many_schema
@@ -105,8 +106,9 @@ def subject_of(message: Message, template: str | None) -> str:
 def build_email(
     message: Message, cfg: EmailConfig, *, sender: str, delivery_id: str
 ) -> EmailMessage:
-    """The MIME message (multipart/alternative: text/plain, text/html); deterministic."""
-    values = [(k, "" if finite(v) is None else str(v)) for k, v in message.values.items()]
+    """The MIME message (multipart/alternative: text/plain, text/html); deterministic.
+    Its values read as on every channel (figures.shown_values)."""
+    values = shown_values(message.values)
     fired = message.fired_at.isoformat(timespec="seconds")
     text = "\n".join(
         [message.text, "", message.title, f"fired at {fired}", *(f"{k}: {v}" for k, v in values)]

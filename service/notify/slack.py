@@ -17,28 +17,21 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any, ClassVar, Final
 
 import httpx
 from pydantic import SecretStr, field_validator
 
 from service.errors import DeliveryError
-from service.market import Value
-from service.notify.base import (
-    RETRYABLE_STATUSES,
-    ChannelConfig,
-    Message,
-    finite,
-    parse_retry_after,
-)
+from service.figures import shown_values
+from service.notify.base import RETRYABLE_STATUSES, ChannelConfig, Message
 from service.notify.http import detail, expect, http_url, post, url_destination
 from service.notify.plugin import ChannelType, NotifierContext
+from service.retry_after import retry_after
 
 TEXT_LIMIT: Final = 3000  # Slack's limit for a section's text
 HEADER_LIMIT: Final = 150  # Slack's limit for a header block
 MAX_FIELDS: Final = 10  # Slack's limit of fields in a section
-RETRY_AFTER_CAP: Final = 300.0
 
 
 class SlackConfig(ChannelConfig):
@@ -92,14 +85,6 @@ class SlackPacer:
         slot.next_at = max(slot.next_at, self._clock() + seconds)
 
 
-def _plain(value: Value) -> str:
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return f"{round(value, 4)}"
-    return str(value)
-
-
 def _mrkdwn(text: str) -> str:
     """Slack's escaping: only &, < and > are control characters."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -123,9 +108,8 @@ def payload(message: Message) -> dict[str, Any]:
         },
     ]
     fields = [
-        {"type": "mrkdwn", "text": _cut(f"*{_mrkdwn(k)}*\n{_mrkdwn(_plain(v))}", 2000)}
-        for k, v in sorted(message.values.items())
-        if finite(v) is not None
+        {"type": "mrkdwn", "text": _cut(f"*{_mrkdwn(name)}*\n{_mrkdwn(text)}", 2000)}
+        for name, text in shown_values(message.values)
     ][:MAX_FIELDS]
     if fields:
         blocks.append({"type": "section", "fields": fields})
@@ -168,16 +152,14 @@ class SlackNotifier:
         status = response.status_code
         if status == 200 and response.text.strip() == "ok":
             return
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        if retry_after is not None:
-            retry_after = min(retry_after, RETRY_AFTER_CAP)
-        if status == 429 or retry_after is not None:
-            self._pacer.hold(url, retry_after if retry_after is not None else 1.0)
+        wait = retry_after(response.headers)  # seconds or an HTTP-date, capped
+        if status == 429 or wait is not None:
+            self._pacer.hold(url, wait if wait is not None else 1.0)
         permanent = status < 500 and status not in RETRYABLE_STATUSES
         raise DeliveryError(
             f"Slack HTTP {status}: {detail(response, cfg) or '(empty body)'}",
             permanent=permanent,
-            retry_after=retry_after,
+            retry_after=wait,
             status=status,
         )
 

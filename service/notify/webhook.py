@@ -20,13 +20,13 @@ import json
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import ClassVar, Final
 
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from service.notify.base import ChannelConfig, Message, classify_status, finite
+from service.notify.base import ChannelConfig, Message, classify_status, jsonable
 from service.notify.http import detail, expect, http_url, post, url_destination
 from service.notify.plugin import ChannelType, NotifierContext
 
@@ -109,10 +109,8 @@ def payload(message: Message) -> bytes:
             "title": message.title,
             "message": message.text,
             "fired_at": message.fired_at.isoformat(),
-            "values": {  # sorted: the outbox round trip (Message.to_json) sorts them too
-                k: v.isoformat() if isinstance(v, date) else finite(v)
-                for k, v in sorted(message.values.items())
-            },
+            # sorted: the outbox round trip (Message.to_json) sorts them too
+            "values": {k: jsonable(v) for k, v in sorted(message.values.items())},
         },
         ensure_ascii=False,
         separators=(",", ":"),
@@ -166,7 +164,7 @@ class WebhookNotifier:
             why = detail(response, cfg)
         classify_status(
             status,
-            retry_after=response.headers.get("retry-after"),
+            headers=response.headers,
             detail=why,
             now=datetime.fromtimestamp(now, UTC),
         )

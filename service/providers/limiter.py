@@ -22,9 +22,8 @@ from typing import Final
 
 from service.clock import Clock
 from service.errors import ProviderRateLimited
+from service.retry_after import RETRY_AFTER_CAP
 
-#: The longest pause a Retry-After may impose, whatever the provider says.
-MAX_PAUSE: Final = 300.0
 #: The pause after a 429 that does not say how long.
 DEFAULT_PAUSE: Final = 60.0
 
@@ -55,7 +54,7 @@ class RateLimiter:
         *,
         clock: Clock | None = None,
         max_wait: float = 90.0,
-        max_pause: float = MAX_PAUSE,
+        max_pause: float = RETRY_AFTER_CAP,
     ) -> None:
         self.provider = provider
         self.rates = tuple(rates)
@@ -104,8 +103,8 @@ class RateLimiter:
                 calls.append(now)
 
     def pause(self, seconds: float | None) -> float:
-        """No call for `seconds` (capped at `max_pause`; DEFAULT_PAUSE when None), as a
-        429's Retry-After asks. Returns the pause applied."""
+        """No call for `seconds` (capped at `max_pause`, by default RETRY_AFTER_CAP;
+        DEFAULT_PAUSE when None), as a 429's Retry-After asks. Returns the pause applied."""
         applied = min(self._max_pause, DEFAULT_PAUSE if seconds is None else max(0.0, seconds))
         self._paused_until = max(self._paused_until, self._now() + applied)
         return applied

@@ -1,8 +1,9 @@
 """One GET to a vendor, with every transport fault mapped to a ProviderError.
 
 `fetch()` waits for the provider's limiter, sends the request, maps timeouts, network
-errors, 429 (pausing the limiter for Retry-After) and 5xx, caps the body size, and hands
-back the status and body of every other answer for the vendor module to judge. Messages
+errors, 429 (pausing the limiter for Retry-After: seconds or an HTTP-date, read by
+`service.retry_after` like a notifier's) and 5xx, caps the body size, and hands back the
+status and body of every other answer for the vendor module to judge. Messages
 name the provider and the endpoint path, never a URL (it may hold a key) and never
 `str()` of an httpx error.
 
@@ -34,6 +35,7 @@ from service.errors import (
 )
 from service.httpclient import read_at_most, redact_url
 from service.providers.limiter import RateLimiter
+from service.retry_after import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +67,6 @@ class Answer:
 def _no_constant(name: str) -> object:
     # json.loads accepts NaN and Infinity by default; a vendor that sends them sent no number.
     return None
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds, when the header holds a number of seconds."""
-    value = response.headers.get("Retry-After", "").strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 and seconds == seconds else None
 
 
 def auth_error(provider: str, status: int, variable: str) -> ProviderAuthError:
@@ -121,13 +113,13 @@ async def fetch(
     status = response.status_code
     log.debug("%s GET %s -> %d", provider, redact_url(response.request.url), status)
     if status == 429:
-        wait = retry_after(response)
+        wait = retry_after(response.headers)
         applied = limiter.pause(wait)
         raise ProviderRateLimited(
             provider, f"{endpoint} answered HTTP 429; pausing {applied:.0f} s", retry_after=applied
         )
     if status >= 500:
-        if (wait := retry_after(response)) is not None:
+        if (wait := retry_after(response.headers)) is not None:
             limiter.pause(wait)
         raise ProviderUnavailable(provider, f"{endpoint} answered HTTP {status}")
     return Answer(status, _decode(body, response, provider, endpoint))

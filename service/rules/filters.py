@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from jinja2.utils import _PassArg
 
+from service.figures import UNKNOWN_TEXT, format_pct, money
 from service.rules.sandbox import (
     MAX_PLACES,
     TemplateLimitError,
@@ -25,25 +26,10 @@ from service.rules.sandbox import (
     weight,
 )
 
-UNKNOWN_TEXT: Final = "n/a"
 #: The value of a filter's input when the loader checks its arguments alone.
 UNKNOWN: Final[Any] = object()
 
 Check = Callable[..., None]
-
-
-def format_pct(value: float, places: int = 1) -> str:
-    """A signed percentage: `+209.5%`."""
-    return f"{value:+.{places}f}%"
-
-
-def money(value: float) -> str:
-    sign = "-" if value < 0 else ""
-    size = abs(value)
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6)):
-        if size >= scale:
-            return f"{sign}${size / scale:.3f}".rstrip("0").rstrip(".") + unit
-    return f"{sign}${size:,.2f}"
 
 
 def _round(value: Any, precision: int = 0, method: str = "common") -> Any:
@@ -53,18 +39,10 @@ def _round(value: Any, precision: int = 0, method: str = "common") -> Any:
     return rounded if precision else int(rounded)
 
 
-def _pct(value: Any, places: int = 1) -> str:
-    return UNKNOWN_TEXT if value is None else format_pct(value, places)
-
-
-def _money(value: Any) -> str:
-    return UNKNOWN_TEXT if value is None else money(value)
-
-
 OWN_FILTERS: Final[Mapping[str, Callable[..., Any]]] = {
     "round": _round,
-    "pct": _pct,
-    "money": _money,
+    "pct": format_pct,  # both take unknown (n/a), as the README promises
+    "money": money,
 }
 
 

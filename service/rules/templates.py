@@ -20,15 +20,9 @@ from typing import Any, Final, cast
 from jinja2 import StrictUndefined
 from jinja2.exceptions import TemplateError
 
+from service.figures import format_pct, format_value
 from service.market import VARIABLES, Value
-from service.rules.filters import (
-    METHOD_CHECKS,
-    OWN_FILTERS,
-    UNKNOWN_TEXT,
-    bounded_filter,
-    format_pct,
-    money,
-)
+from service.rules.filters import METHOD_CHECKS, OWN_FILTERS, bounded_filter
 from service.rules.sandbox import BoundedEnvironment, TemplateLimitError, run_bounded
 from service.rules.template_check import (
     EXTRA_NAMES,
@@ -43,10 +37,9 @@ TRUNCATED: Final = " … [truncated]"
 
 
 def _finalize(value: Any) -> Any:
-    if value is None:
-        return UNKNOWN_TEXT
-    if isinstance(value, float):
-        return f"{value:.4f}".rstrip("0").rstrip(".") if value == value else UNKNOWN_TEXT
+    """What `{{ x }}` prints: a figure as every channel shows it (format_value)."""
+    if value is None or isinstance(value, bool | int | float | date):
+        return format_value(value)
     return value
 
 
@@ -120,20 +113,6 @@ def default_message(
     if eps is not None and "eps_actual" not in names:
         text += f"; EPS {format_value(eps)} vs {format_value(eps_est)} est."
     return text
-
-
-def format_value(value: Value) -> str:
-    if value is None:
-        return UNKNOWN_TEXT
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if abs(value) >= 1e6:
-            return money(value).lstrip("$").replace("-$", "-")
-        return f"{value:.4f}".rstrip("0").rstrip(".")
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
 
 
 __all__ = [

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from functools import partial
 
 import anyio
@@ -106,6 +108,28 @@ async def test_a_429_honours_retry_after_and_holds_that_url_back(
     finally:
         await slack.aclose()
     assert clock.slept == [2.0]  # the other URL did not wait
+
+
+async def test_a_429_with_an_http_date_retry_after_honours_that_date(
+    receiver: Receiver, message: Message
+) -> None:
+    # The receiver's own Date header (BaseHTTPRequestHandler sends one) is what it counts from.
+    clock = FakeClock()
+    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    slack = SlackNotifier(
+        client, pacer=SlackPacer(1.0, clock=clock, sleep=clock.sleep, max_wait=60)
+    )
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    receiver.script(Reply(429, "rate_limited", {"Retry-After": when}))
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await slack.send(message, config(receiver), delivery_id="d")
+        assert not caught.value.permanent
+        assert caught.value.retry_after is not None and 29.0 <= caught.value.retry_after <= 30.0
+        await slack.send(message, config(receiver), delivery_id="d")
+    finally:
+        await slack.aclose()
+    assert clock.slept == [caught.value.retry_after]  # the URL was held back that long
 
 
 async def test_a_timeout_and_a_refused_connection_are_retryable(

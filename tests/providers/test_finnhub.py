@@ -155,6 +155,24 @@ async def test_the_rate_limit_body_of_a_429_is_a_rate_limit(finnhub):
 
 
 @pytest.mark.anyio
+async def test_a_429_with_an_http_date_retry_after_pauses_until_that_date(finnhub):
+    # Measured against the response's Date, not our clock (a real one, far from 2026-02-04).
+    limited = httpx.Response(
+        429,
+        headers={
+            "Retry-After": "Wed, 04 Feb 2026 15:00:45 GMT",
+            "Date": "Wed, 04 Feb 2026 15:00:00 GMT",
+        },
+        json=fixture_json("finnhub", "error_limit.json"),
+    )
+    with respx.mock(assert_all_mocked=True) as router:
+        router.get(f"{FINNHUB}/quote").mock(limited)
+        with pytest.raises(Exception, match="HTTP 429; pausing 45 s") as caught:
+            await finnhub.quotes(["AAPL"])
+    assert caught.value.retry_after == 45
+
+
+@pytest.mark.anyio
 async def test_500_quotes_stay_within_60_a_minute(finnhub, clock):
     times: list[datetime] = []
 

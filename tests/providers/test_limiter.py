@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from service.errors import ProviderRateLimited
-from service.providers.limiter import MAX_PAUSE, Rate, RateLimiter, finnhub_limiter
+from service.providers.limiter import Rate, RateLimiter, finnhub_limiter
+from service.retry_after import RETRY_AFTER_CAP
 
 
 @pytest.mark.anyio
@@ -37,7 +38,7 @@ async def test_a_pause_holds_every_call_and_is_capped(clock):
     start = clock.now()
     await limiter.acquire()
     assert (clock.now() - start).total_seconds() == pytest.approx(7)
-    assert limiter.pause(86_400) == MAX_PAUSE
+    assert limiter.pause(86_400) == RETRY_AFTER_CAP
     assert limiter.pause(None) == 60  # a 429 that did not say how long
 
 

@@ -120,3 +120,15 @@ def test_templates_of_one_file_share_an_environment() -> None:
     again = MessageTemplate(env, "{{ symbol|truncate(1) }}")
     assert second.render(VALUES, rule="r", symbol="LUMN", now=NOW) == "LUMN 7.61 7.61 7.61"
     assert again._template is first._template  # compiled once per file
+
+
+def test_a_template_prints_figures_as_every_channel_shows_them() -> None:
+    values = {"price": 7.61, "revenue_actual": 1_234_000_000.0, "reported": True}
+    template = MessageTemplate(
+        make_environment(),
+        "{{ price }} {{ revenue_actual }} {{ reported }} {{ eps_actual }} {{ now }}"
+        " {{ revenue_actual|money }} {{ eps_actual|pct }}",
+    )
+    assert template.render(values, rule="r", symbol="LUMN", now=NOW) == (
+        "7.61 1.234B true n/a 2026-02-03T21:05:00+00:00 $1.234B n/a"
+    )
