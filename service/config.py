@@ -187,10 +187,15 @@ class Settings(BaseSettings):
         return parse_host_port(self.http)
 
     def secrets(self) -> list[str]:
-        """Every secret value set, for the log filter that masks them."""
-        found = [self.finnhub_api_key, self.fmp_api_key, self.smtp_password]
-        found.append(self.heartbeat_url)  # a ping URL is enough to fake the heartbeat
-        values = [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        """Every secret value set, for the log filter that masks them: each `SecretStr`
+        setting (keys, passwords, the heartbeat URL, which is enough to fake a ping) and
+        the database URL's password. Derived from the fields, so a new key is never
+        forgotten here."""
+        values: list[str] = []
+        for name in SECRET_FIELDS:
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr) and secret.get_secret_value():
+                values.append(secret.get_secret_value())
         password = urlsplit(self.database_url).password
         if password:
             values.append(password)
@@ -208,15 +213,27 @@ def parse_host_port(value: str) -> tuple[str, int]:
     return (match["v6"] or match["host"] or "127.0.0.1"), port
 
 
+def _secret_fields() -> tuple[str, ...]:
+    """The Settings fields that hold a `SecretStr` (alone or optional)."""
+    return tuple(
+        name
+        for name, field in Settings.model_fields.items()
+        if field.annotation is SecretStr or SecretStr in get_args(field.annotation)
+    )
+
+
+#: The names of the Settings fields whose values are secrets (see `Settings.secrets()`).
+SECRET_FIELDS: Final = _secret_fields()
+
+
 def _secret_env_names() -> frozenset[str]:
     """The environment names of every secret setting, and of the database URL (which may
     hold a password): a rule file's `${VAR}` may not name them."""
     prefix = Settings.model_config.get("env_prefix", "")
     names = {f"{prefix}DATABASE_URL"}
-    for name, field in Settings.model_fields.items():
-        if field.annotation is SecretStr or SecretStr in get_args(field.annotation):
-            alias = field.validation_alias
-            names.add(alias if isinstance(alias, str) else f"{prefix}{name}".upper())
+    for name in SECRET_FIELDS:
+        alias = Settings.model_fields[name].validation_alias
+        names.add(alias if isinstance(alias, str) else f"{prefix}{name}".upper())
     return frozenset(names)
 
 

@@ -3,8 +3,9 @@
 from datetime import timedelta
 
 import pytest
+from pydantic import SecretStr
 
-from service.config import load_settings
+from service.config import SECRET_FIELDS, Settings, load_settings
 from service.errors import ConfigError
 
 
@@ -44,3 +45,12 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path, monkeypatch: pytest.M
     settings = load_settings(env_file=env)
     assert settings.provider_names == ["fmp", "nasdaq"]
     assert settings.price_poll == timedelta(seconds=30)
+
+
+def test_secrets_hold_every_secret_field_without_a_hand_list() -> None:
+    assert {"finnhub_api_key", "fmp_api_key", "smtp_password", "heartbeat_url"} <= set(
+        SECRET_FIELDS
+    )
+    values = {name: SecretStr(f"secret-of-{name}") for name in SECRET_FIELDS}
+    settings = Settings.model_construct(**values)  # type: ignore[arg-type]
+    assert sorted(settings.secrets()) == sorted(f"secret-of-{name}" for name in SECRET_FIELDS)

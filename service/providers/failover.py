@@ -1,17 +1,18 @@
 """Providers in the order of EARNWATCH_PROVIDERS, each call served by the first that can.
 
 A call goes to each provider in turn until one answers; a `ProviderError` (including
-ProviderUnsupported for a missing capability) moves it to the next. Per-provider health
-is kept in this object: after a refused key a provider is skipped for `AUTH_COOLDOWN`,
-after a 429 until its Retry-After, and after `TRIP_AFTER` failures in a row for
-`TRIP_COOLDOWN` (a small circuit breaker). When every provider fails or is cooling down,
-the last error is raised.
+ProviderUnsupported for a missing capability) moves it to the next. A provider whose
+declared capabilities (`serves`) lack the call is passed over without being asked, as if
+it had answered ProviderUnsupported. Per-provider health is kept in this object: after a
+refused key a provider is skipped for `AUTH_COOLDOWN`, after a 429 until its Retry-After,
+and after `TRIP_AFTER` failures in a row for `TRIP_COOLDOWN` (a small circuit breaker).
+When every provider fails or is cooling down, the last error is raised.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import ClassVar, Final, TypeVar
@@ -26,6 +27,7 @@ from service.errors import (
 )
 from service.market import EarningsEvent, PriceTargets, Quote
 from service.providers.base import PartialQuotes, Provider
+from service.providers.plugin import Capability
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +53,21 @@ class FailoverProvider:
     # Each member chunks its own quote requests; callers may pass any number of symbols.
     max_batch: ClassVar[int] = 1000
 
-    def __init__(self, providers: Sequence[Provider], *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        providers: Sequence[Provider],
+        *,
+        clock: Clock | None = None,
+        serves: Mapping[str, Set[Capability]] | None = None,
+    ) -> None:
+        """`serves` holds the declared capabilities by provider name; a provider absent
+        from it is asked every call."""
         if not providers:
             raise ValueError("FailoverProvider needs at least one provider")
         self.providers = tuple(providers)
         self._clock = clock or SystemClock()
         self._health = [_Health() for _ in self.providers]
+        self._serves = dict(serves or {})
 
     async def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """The first provider's full answer; when none answers in full, the first
@@ -71,17 +82,17 @@ class FailoverProvider:
                 raise
 
         try:
-            return await self._first("quotes", ask)
+            return await self._first(Capability.QUOTES, ask)
         except ProviderError as exc:
             if partials and partials[0] is not exc:
                 raise partials[0] from exc
             raise
 
     async def earnings(self, start: date, end: date, symbols: Sequence[str]) -> list[EarningsEvent]:
-        return await self._first("earnings", lambda p: p.earnings(start, end, symbols))
+        return await self._first(Capability.EARNINGS, lambda p: p.earnings(start, end, symbols))
 
     async def price_targets(self, symbol: str) -> PriceTargets | None:
-        return await self._first("price_targets", lambda p: p.price_targets(symbol))
+        return await self._first(Capability.PRICE_TARGETS, lambda p: p.price_targets(symbol))
 
     async def aclose(self) -> None:
         for provider in self.providers:
@@ -96,9 +107,13 @@ class FailoverProvider:
             if h.until is not None and h.until > moment
         ]
 
-    async def _first(self, call: str, run: Callable[[Provider], Awaitable[T]]) -> T:
+    async def _first(self, call: Capability, run: Callable[[Provider], Awaitable[T]]) -> T:
         last: ProviderError | None = None
         for provider, health in zip(self.providers, self._health, strict=True):
+            if call not in self._serves.get(provider.name, (call,)):
+                log.debug("%s does not serve %s; skipped", provider.name, call)
+                last = ProviderUnsupported(provider.name, f"does not serve {call}")
+                continue
             now = self._clock.now()
             if health.until is not None and health.until > now:
                 log.debug("%s cooling down; skipped for %s", provider.name, call)

@@ -29,7 +29,6 @@ from pydantic import SecretStr
 from service.clock import Clock
 from service.config import Settings
 from service.errors import (
-    ConfigError,
     ProviderDataError,
     ProviderUnavailable,
     ProviderUnsupported,
@@ -37,7 +36,8 @@ from service.errors import (
 from service.httpclient import build_client
 from service.market import EarningsEvent, PriceTargets, Quote, ReportTime
 from service.providers import base
-from service.providers.limiter import RateLimiter, finnhub_limiter
+from service.providers.limiter import Rate, RateLimiter
+from service.providers.plugin import Capability, ProviderType, Setting
 from service.providers.wire import auth_error, fetch
 
 log = logging.getLogger(__name__)
@@ -52,29 +52,41 @@ KEY_VARIABLE: Final = "FINNHUB_API_KEY"
 GIVE_UP_AFTER: Final = 3
 
 
+def _build(settings: Settings, clock: Clock | None) -> FinnhubProvider:
+    key = PROVIDER.api_key(settings)
+    client = build_client(
+        timeout=settings.http_timeout.total_seconds(), base_url=PROVIDER.base_url_of(settings)
+    )
+    return FinnhubProvider(client, key, PROVIDER.limiter(clock))
+
+
+PROVIDER: Final = ProviderType(
+    name="finnhub",
+    factory=_build,
+    # Price targets are a paid endpoint: on the free tier they end in ProviderUnsupported.
+    capabilities=frozenset({Capability.QUOTES, Capability.EARNINGS, Capability.PRICE_TARGETS}),
+    max_batch=1,  # `/quote` takes one symbol
+    key=Setting(KEY_VARIABLE, "finnhub_api_key"),
+    base_url=Setting("FINNHUB_BASE_URL", "finnhub_base_url"),
+    # Free tier: 60 calls a minute, and 30 a second on every plan. A call is counted when
+    # it takes its slot, before it leaves; the 2 s of margin keep the server's count
+    # (which sees arrivals) at 60 in any 60 s even when the event loop is busy.
+    rates=(Rate(60, 62.0), Rate(30, 1.0)),
+)
+
+
 class FinnhubProvider:
     """Finnhub over one AsyncClient whose base URL is the API root."""
 
-    name: ClassVar[str] = "finnhub"
-    max_batch: ClassVar[int] = 1
+    name: ClassVar[str] = PROVIDER.name
+    max_batch: ClassVar[int] = PROVIDER.max_batch
 
     def __init__(
         self, client: httpx.AsyncClient, api_key: SecretStr, limiter: RateLimiter | None = None
     ) -> None:
         self._client = client
         self._key = api_key
-        self._limiter = limiter or finnhub_limiter()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> FinnhubProvider:
-        key = settings.finnhub_api_key
-        if key is None or not key.get_secret_value().strip():
-            raise ConfigError(f"{KEY_VARIABLE}: required when EARNWATCH_PROVIDERS lists finnhub")
-        client = build_client(
-            timeout=settings.http_timeout.total_seconds(),
-            base_url=settings.finnhub_base_url.rstrip("/") + "/",
-        )
-        return cls(client, key, finnhub_limiter(clock))
+        self._limiter = limiter or PROVIDER.limiter()
 
     async def aclose(self) -> None:
         await self._client.aclose()

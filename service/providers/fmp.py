@@ -28,7 +28,6 @@ from pydantic import SecretStr
 from service.clock import Clock
 from service.config import Settings
 from service.errors import (
-    ConfigError,
     ProviderDataError,
     ProviderError,
     ProviderRateLimited,
@@ -37,7 +36,8 @@ from service.errors import (
 from service.httpclient import build_client
 from service.market import EarningsEvent, PriceTargets, Quote, ReportTime
 from service.providers import base
-from service.providers.limiter import RateLimiter, fmp_limiter
+from service.providers.limiter import Rate, RateLimiter
+from service.providers.plugin import Capability, ProviderType, Setting
 from service.providers.wire import QueryKeyTransport, auth_error, fetch
 
 TIMES: Final = {"bmo": ReportTime.BMO, "amc": ReportTime.AMC}
@@ -50,27 +50,38 @@ KEY_VARIABLE: Final = "FMP_API_KEY"
 _QUARTER: Final = re.compile(r"^Q([1-4])$")
 
 
+def _build(settings: Settings, clock: Clock | None) -> FmpProvider:
+    key = PROVIDER.api_key(settings)
+    client = fmp_client(
+        PROVIDER.base_url_of(settings), key, timeout=settings.http_timeout.total_seconds()
+    )
+    return FmpProvider(client, PROVIDER.limiter(clock))
+
+
+PROVIDER: Final = ProviderType(
+    name="fmp",
+    factory=_build,
+    capabilities=frozenset({Capability.QUOTES, Capability.EARNINGS}),
+    # 100 symbols keep the URL near 600 characters; 500 symbols cost 5 of 250 daily calls.
+    max_batch=100,
+    key=Setting(KEY_VARIABLE, "fmp_api_key"),
+    base_url=Setting("FMP_BASE_URL", "fmp_base_url"),
+    # Free tier: 250 calls a day. Never waits: a spent day fails over at once.
+    rates=(Rate(250, 86_400.0), Rate(5, 1.0)),
+    max_wait=2.0,
+)
+
+
 class FmpProvider:
     """FMP's stable API over one AsyncClient whose base URL is the API root."""
 
-    name: ClassVar[str] = "fmp"
-    # 100 symbols keep the URL near 600 characters; 500 symbols cost 5 of 250 daily calls.
-    max_batch: ClassVar[int] = 100
+    name: ClassVar[str] = PROVIDER.name
+    max_batch: ClassVar[int] = PROVIDER.max_batch
 
     def __init__(self, client: httpx.AsyncClient, limiter: RateLimiter | None = None) -> None:
         """`client` comes from `fmp_client()`, which holds the key."""
         self._client = client
-        self._limiter = limiter or fmp_limiter()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> FmpProvider:
-        key = settings.fmp_api_key
-        if key is None or not key.get_secret_value().strip():
-            raise ConfigError(f"{KEY_VARIABLE}: required when EARNWATCH_PROVIDERS lists fmp")
-        client = fmp_client(
-            settings.fmp_base_url, key, timeout=settings.http_timeout.total_seconds()
-        )
-        return cls(client, fmp_limiter(clock))
+        self._limiter = limiter or PROVIDER.limiter()
 
     async def aclose(self) -> None:
         await self._client.aclose()

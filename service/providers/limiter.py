@@ -108,20 +108,3 @@ class RateLimiter:
         applied = min(self._max_pause, DEFAULT_PAUSE if seconds is None else max(0.0, seconds))
         self._paused_until = max(self._paused_until, self._now() + applied)
         return applied
-
-
-def finnhub_limiter(clock: Clock | None = None) -> RateLimiter:
-    """Finnhub free tier: 60 calls a minute, and 30 a second on every plan. A call is
-    counted when it takes its slot, before it leaves; the 2 s of margin keep the server's
-    count (which sees arrivals) at 60 in any 60 s even when the event loop is busy."""
-    return RateLimiter("finnhub", [Rate(60, 62.0), Rate(30, 1.0)], clock=clock)
-
-
-def fmp_limiter(clock: Clock | None = None) -> RateLimiter:
-    """FMP free tier: 250 calls a day. Never waits: a spent day fails over at once."""
-    return RateLimiter("fmp", [Rate(250, 86_400.0), Rate(5, 1.0)], clock=clock, max_wait=2.0)
-
-
-def nasdaq_limiter(clock: Clock | None = None) -> RateLimiter:
-    """Nasdaq publishes no limit; one call a second keeps us polite."""
-    return RateLimiter("nasdaq", [Rate(1, 1.0)], clock=clock)

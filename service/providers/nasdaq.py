@@ -27,7 +27,8 @@ from service.errors import ProviderDataError, ProviderUnavailable, ProviderUnsup
 from service.httpclient import build_client
 from service.market import EarningsEvent, PriceTargets, Quote, ReportTime
 from service.providers import base
-from service.providers.limiter import RateLimiter, nasdaq_limiter
+from service.providers.limiter import Rate, RateLimiter
+from service.providers.plugin import Capability, ProviderType, Setting
 from service.providers.wire import fetch
 
 TIMES: Final = {"time-pre-market": ReportTime.BMO, "time-after-hours": ReportTime.AMC}
@@ -43,25 +44,36 @@ BROWSER_HEADERS: Final = {
 }
 
 
+def _build(settings: Settings, clock: Clock | None) -> NasdaqProvider:
+    client = build_client(
+        timeout=settings.http_timeout.total_seconds(),
+        headers=dict(BROWSER_HEADERS),
+        base_url=PROVIDER.base_url_of(settings),
+    )
+    return NasdaqProvider(client, PROVIDER.limiter(clock))
+
+
+PROVIDER: Final = ProviderType(
+    name="nasdaq",
+    factory=_build,
+    capabilities=frozenset({Capability.QUOTES, Capability.EARNINGS}),
+    # Repeated `symbol=` parameters; 25 keep the URL under 1,000 characters.
+    max_batch=25,
+    base_url=Setting("NASDAQ_BASE_URL", "nasdaq_base_url"),
+    # Nasdaq publishes no limit; one call a second keeps us polite.
+    rates=(Rate(1, 1.0),),
+)
+
+
 class NasdaqProvider:
     """api.nasdaq.com over one AsyncClient whose base URL is the API root."""
 
-    name: ClassVar[str] = "nasdaq"
-    # Repeated `symbol=` parameters; 25 keep the URL under 1,000 characters.
-    max_batch: ClassVar[int] = 25
+    name: ClassVar[str] = PROVIDER.name
+    max_batch: ClassVar[int] = PROVIDER.max_batch
 
     def __init__(self, client: httpx.AsyncClient, limiter: RateLimiter | None = None) -> None:
         self._client = client
-        self._limiter = limiter or nasdaq_limiter()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> NasdaqProvider:
-        client = build_client(
-            timeout=settings.http_timeout.total_seconds(),
-            headers=dict(BROWSER_HEADERS),
-            base_url=settings.nasdaq_base_url.rstrip("/") + "/",
-        )
-        return cls(client, nasdaq_limiter(clock))
+        self._limiter = limiter or PROVIDER.limiter()
 
     async def aclose(self) -> None:
         await self._client.aclose()

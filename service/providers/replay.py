@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -24,6 +24,7 @@ from service.config import Settings
 from service.errors import ConfigError
 from service.market import EarningsEvent, PriceTargets, Quote, ReportTime
 from service.providers import base
+from service.providers.plugin import Capability, ProviderType
 
 DEFAULT_SCENARIO = "lumn-q4-2025.json"
 
@@ -100,11 +101,23 @@ def default_scenario() -> Scenario:
     return Scenario.model_validate_json(source.read_text(encoding="utf-8"))
 
 
+def _build(settings: Settings, clock: Clock | None) -> ReplayProvider:
+    return ReplayProvider(default_scenario(), clock or SystemClock())
+
+
+PROVIDER: Final = ProviderType(
+    name="replay",
+    factory=_build,
+    capabilities=frozenset({Capability.QUOTES, Capability.EARNINGS, Capability.PRICE_TARGETS}),
+    max_batch=10_000,  # no network: any number at once
+)
+
+
 class ReplayProvider:
     """Serves a Scenario as of `clock.now()`."""
 
-    name: ClassVar[str] = "replay"
-    max_batch: ClassVar[int] = 10_000
+    name: ClassVar[str] = PROVIDER.name
+    max_batch: ClassVar[int] = PROVIDER.max_batch
 
     def __init__(self, scenario: Scenario, clock: Clock) -> None:
         self.scenario = scenario
@@ -113,10 +126,6 @@ class ReplayProvider:
             symbol.upper(): sorted(data.prices, key=lambda p: p.at)
             for symbol, data in scenario.symbols.items()
         }
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> ReplayProvider:
-        return cls(default_scenario(), clock or SystemClock())
 
     async def aclose(self) -> None:
         return None

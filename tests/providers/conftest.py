@@ -15,9 +15,9 @@ from pydantic import SecretStr
 
 from service.clock import FakeClock
 from service.httpclient import build_client
+from service.providers import finnhub, fmp, nasdaq
 from service.providers.finnhub import FinnhubProvider
 from service.providers.fmp import FmpProvider, fmp_client
-from service.providers.limiter import finnhub_limiter, fmp_limiter, nasdaq_limiter
 from service.providers.nasdaq import NasdaqProvider
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -51,15 +51,15 @@ def clock() -> FakeClock:
 
 def make_finnhub(clock: FakeClock) -> FinnhubProvider:
     client = build_client(base_url=FINNHUB + "/")
-    return FinnhubProvider(client, SecretStr(KEY), finnhub_limiter(clock))
+    return FinnhubProvider(client, SecretStr(KEY), finnhub.PROVIDER.limiter(clock))
 
 
 def make_fmp(clock: FakeClock) -> FmpProvider:
-    return FmpProvider(fmp_client(FMP, SecretStr(KEY)), fmp_limiter(clock))
+    return FmpProvider(fmp_client(FMP, SecretStr(KEY)), fmp.PROVIDER.limiter(clock))
 
 
 def make_nasdaq(clock: FakeClock) -> NasdaqProvider:
-    return NasdaqProvider(build_client(base_url=NASDAQ + "/"), nasdaq_limiter(clock))
+    return NasdaqProvider(build_client(base_url=NASDAQ + "/"), nasdaq.PROVIDER.limiter(clock))
 
 
 Factory = Callable[[FakeClock], Any]

@@ -19,8 +19,8 @@ from pydantic import SecretStr
 from service.errors import ProviderUnavailable
 from service.httpclient import build_client
 from service.providers.base import PartialQuotes
+from service.providers.finnhub import PROVIDER as FINNHUB_TYPE
 from service.providers.finnhub import FinnhubProvider
-from service.providers.limiter import finnhub_limiter
 from tests.fakes.drip import DripFinnhub
 from tests.providers.conftest import FINNHUB, make_finnhub
 from tests.providers.test_contract import VENDORS, Vendor
@@ -41,7 +41,7 @@ def drip() -> Iterator[DripFinnhub]:
 async def test_a_dripping_quote_costs_one_deadline_and_the_others_are_answered(drip, clock, caplog):
     caplog.set_level(logging.WARNING)
     client = build_client(timeout=1.0, base_url=drip.base_url + "/")
-    finnhub = FinnhubProvider(client, SecretStr(drip.token), finnhub_limiter(clock))
+    finnhub = FinnhubProvider(client, SecretStr(drip.token), FINNHUB_TYPE.limiter(clock))
     started = time.monotonic()
     try:
         with pytest.raises(PartialQuotes) as caught:

@@ -12,6 +12,7 @@ import respx
 from service.config import Settings
 from service.errors import ConfigError, ProviderUnavailable, ProviderUnsupported
 from service.providers import PROVIDERS, FailoverProvider, build_providers
+from service.providers.plugin import Capability
 from tests.providers.conftest import FINNHUB, FMP, fixture_json, make_finnhub, make_fmp, ok
 
 
@@ -143,3 +144,57 @@ def test_finnhub_without_a_key_names_finnhub_api_key(monkeypatch):
     monkeypatch.delenv("FINNHUB_API_KEY", raising=False)
     with pytest.raises(ConfigError, match=r"^FINNHUB_API_KEY: required"):
         build_providers(settings())
+
+
+class Unasked:
+    """A provider that records every call it gets and serves none."""
+
+    name = "unasked"
+    max_batch = 1
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def price_targets(self, symbol: str) -> None:
+        self.calls.append("price_targets")
+        raise ProviderUnsupported(self.name, "price targets are not provided")
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.anyio
+async def test_a_capability_not_declared_is_skipped_without_a_call(clock):
+    unasked = Unasked()
+    serves = {"unasked": frozenset({Capability.QUOTES, Capability.EARNINGS})}
+    chain = FailoverProvider([unasked, make_finnhub(clock)], clock=clock, serves=serves)  # type: ignore[list-item]
+    with respx.mock(assert_all_mocked=True) as router:
+        router.get(f"{FINNHUB}/stock/price-target").mock(ok("finnhub", "price_target.json"))
+        targets = await chain.price_targets("LUMN")
+    alone = FailoverProvider([unasked], clock=clock, serves=serves)  # type: ignore[list-item]
+    with pytest.raises(ProviderUnsupported) as caught:
+        await alone.price_targets("LUMN")
+    await chain.aclose()
+    assert targets is not None and targets.median == 7.56
+    assert unasked.calls == [] and caught.value.provider == "unasked"
+
+
+@pytest.mark.anyio
+async def test_build_providers_passes_the_declared_capabilities(monkeypatch, clock):
+    monkeypatch.setenv("FINNHUB_API_KEY", "k1")
+    monkeypatch.setenv("FMP_API_KEY", "k2")
+    chain = build_providers(settings(providers="fmp,finnhub"), clock=clock)
+    fmp_provider = chain.providers[0]
+    asked: list[str] = []
+
+    async def spy(symbol: str) -> None:
+        asked.append(symbol)
+
+    monkeypatch.setattr(fmp_provider, "price_targets", spy)
+    with respx.mock(assert_all_mocked=True) as router:
+        router.get("https://finnhub.io/api/v1/stock/price-target").mock(
+            ok("finnhub", "price_target.json")
+        )
+        targets = await chain.price_targets("LUMN")
+    await chain.aclose()
+    assert targets is not None and asked == []

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 
 from service.errors import ProviderRateLimited
-from service.providers.limiter import Rate, RateLimiter, finnhub_limiter
+from service.providers import finnhub
+from service.providers.limiter import Rate, RateLimiter
 from service.retry_after import RETRY_AFTER_CAP
 
 
 @pytest.mark.anyio
 async def test_no_more_than_60_calls_in_any_60_seconds(clock):
-    limiter = finnhub_limiter(clock)
+    limiter = finnhub.PROVIDER.limiter(clock)
     start = clock.now()
     stamps = []
     for _ in range(130):
@@ -24,7 +25,7 @@ async def test_no_more_than_60_calls_in_any_60_seconds(clock):
 
 @pytest.mark.anyio
 async def test_no_more_than_30_calls_in_any_second(clock):
-    limiter = finnhub_limiter(clock)
+    limiter = finnhub.PROVIDER.limiter(clock)
     start = clock.now()
     for _ in range(31):
         await limiter.acquire()
