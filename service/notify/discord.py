@@ -55,8 +55,8 @@ COLOR: Final = 0xE67E22  # the embed's side bar: an alert orange
 
 
 class DiscordConfig(ChannelConfig):
-    """A `type: discord` channel: the webhook URL, which holds its token (a secret;
-    never printed). Any http(s) host: tests and proxies are not discord.com."""
+    """A `type: discord` channel: `url`, the channel's webhook URL
+    (`https://discord.com/api/webhooks/{id}/{token}`; a secret, never printed)."""
 
     # A refused URL is not quoted even in a raw ValidationError (the loader's problems
     # already leave the input out; a traceback or a caller's str(exc) would not).
