@@ -85,6 +85,9 @@ def test_schema_is_json_schema_that_describes_the_file(tmp_path: Path, name: str
         rule["properties"]
     )
     assert rule["additionalProperties"] is False
+    assert "discord channel" in [
+        c["title"] for c in schema["properties"]["channels"]["additionalProperties"]["oneOf"]
+    ]
 
 
 def test_check_takes_the_rule_file_as_rules_too(tmp_path: Path) -> None:

@@ -174,6 +174,68 @@ def test_a_loopback_webhook_is_refused_without_allow_private_targets(tmp_path: P
         assert_no_secret(output(result))
 
 
+DISCORD_PATH = "/api/webhooks/123456789012345678/discord-s3cr3t-token"
+DISCORD_RULES = """\
+channels:
+  alerts:
+    type: discord
+    url: "${DISCORD_URL}"
+rules:
+  - name: miss
+    symbols: [LUMN]
+    when: reported and eps_actual < eps_estimate
+    notify: [alerts]
+"""
+
+
+def test_test_notify_delivers_one_discord_message(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(DISCORD_RULES)
+    with Receiver(default=Reply(204)) as receiver:
+        write_env(tmp_path, f"DISCORD_URL={receiver.url_for(DISCORD_PATH)}")
+        result = earnwatch("test-notify", "alerts", "--rules", "rules.yaml", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert result.stdout.strip() == "alerts (discord): delivered" and result.stderr == ""
+    [request] = receiver.requests
+    assert request.path == DISCORD_PATH
+    body = json.loads(request.body)
+    assert body["content"] == "TEST · earnwatch test-notify (alerts)"
+    assert body["embeds"][0]["fields"] == [{"name": "price", "value": "7.56", "inline": True}]
+    assert body["allowed_mentions"] == {"parse": []}
+    assert_no_secret(output(result))
+
+
+def test_test_notify_to_a_deleted_discord_webhook_fails_for_good(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(DISCORD_RULES)
+    gone = Reply(404, '{"message": "Unknown Webhook", "code": 10015}')
+    with Receiver(default=gone) as receiver:
+        write_env(tmp_path, f"DISCORD_URL={receiver.url_for(DISCORD_PATH)}")
+        result = earnwatch("test-notify", "alerts", "--rules", "rules.yaml", cwd=tmp_path)
+    assert result.returncode == 1, output(result)
+    assert result.stderr.strip() == (
+        "alerts (discord): failed (permanent): "
+        f"Discord HTTP 404 from 127.0.0.1:{receiver.port}: Unknown Webhook (code 10015)"
+    )
+    assert result.stdout == "" and len(receiver.requests) == 1
+    assert_no_secret(output(result))
+
+
+def test_check_accepts_a_discord_channel_and_refuses_a_metadata_url_at_its_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rules.yaml").write_text(DISCORD_RULES)
+    write_env(tmp_path, "DISCORD_URL=http://127.0.0.1:9" + DISCORD_PATH)
+    valid = earnwatch("check", "rules.yaml", cwd=tmp_path)
+    assert valid.returncode == 0, output(valid)
+    assert valid.stdout.strip() == "rules.yaml: OK: 1 rule, 1 symbol, 1 channel"
+    write_env(tmp_path, "DISCORD_URL=http://169.254.169.254" + DISCORD_PATH)
+    refused = earnwatch("check", "rules.yaml", cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stdout == ""
+    first = refused.stderr.splitlines()[0]
+    # the problem is reported at the `url` line (4) of the channel
+    assert re.match(r"^rules\.yaml:4:\d+: .*refused target '169\.254\.169\.254'", first), first
+    assert_no_secret(output(valid) + output(refused))
+
+
 # --- run --once and history ----------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from service.errors import DeliveryError
 from service.httpclient import TargetGuard, build_client
 from service.notify import CHANNEL_CONFIGS, NOTIFIERS, build_notifiers
 from service.notify.base import ChannelConfig, Message, Notifier
+from service.notify.discord import DiscordConfig, DiscordNotifier
 from service.notify.email import EmailConfig, EmailNotifier, SmtpOptions
 from service.notify.slack import SlackConfig, SlackNotifier, SlackPacer
 from service.notify.webhook import WebhookConfig, WebhookNotifier
@@ -29,7 +30,7 @@ SMTP_PASSWORD = "SENTINELsmtp000"
 
 
 def test_each_registry_key_is_its_notifiers_kind_and_configs_follow() -> None:
-    assert set(NOTIFIERS) == {"webhook", "slack", "email"}
+    assert set(NOTIFIERS) == {"webhook", "slack", "email", "discord"}
     for kind, cls in NOTIFIERS.items():
         assert cls.kind == kind
         assert CHANNEL_CONFIGS[kind] is cls.Config
@@ -44,6 +45,7 @@ async def test_build_notifiers_makes_one_of_each_kind_from_settings() -> None:
             "webhook": WebhookNotifier,
             "slack": SlackNotifier,
             "email": EmailNotifier,
+            "discord": DiscordNotifier,
         }
     finally:
         for notifier in notifiers.values():
@@ -83,7 +85,14 @@ def _slack() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
     return SlackNotifier(client, pacer=SlackPacer(0.0)), lambda url: SlackConfig(url=SecretStr(url))
 
 
-@pytest.fixture(params=[_webhook, _slack], ids=["webhook", "slack"])
+def _discord() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
+    # Discord's success is 204 (200 with `?wait=true`): the table's `200 ok` holds, as
+    # any 2xx is success; its replies without a JSON `message` are kept as the body.
+    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    return DiscordNotifier(client), lambda url: DiscordConfig(url=SecretStr(url))
+
+
+@pytest.fixture(params=[_webhook, _slack, _discord], ids=["webhook", "slack", "discord"])
 async def http_channel(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[Notifier, Callable[[str], ChannelConfig]]]:
