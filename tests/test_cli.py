@@ -99,3 +99,53 @@ def test_check_takes_the_rule_file_as_rules_too(tmp_path: Path) -> None:
         result.returncode == 0
         and result.stdout.strip() == "r.yaml: OK: 1 rule, 1 symbol, 0 channels"
     )
+
+
+NTFY_RULES = """\
+channels:
+  phone:
+    type: ntfy
+    url: {url}
+    priority: {priority}
+rules:
+  - name: r
+    symbols: [LUMN]
+    when: price > 1
+    notify: [phone]
+"""
+
+
+def test_check_accepts_an_ntfy_channel_and_schema_shows_it(tmp_path: Path) -> None:
+    rules = NTFY_RULES.format(url="https://ntfy.sh/my-earnings", priority=4)
+    (tmp_path / "r.yaml").write_text(rules)
+    result = earnwatch("check", "r.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "r.yaml: OK: 1 rule, 1 symbol, 1 channel"
+    schema = earnwatch("schema", cwd=tmp_path).stdout
+    assert {"const": "ntfy"} in [
+        kind["properties"]["type"]
+        for kind in json.loads(schema)["properties"]["channels"]["additionalProperties"]["oneOf"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "priority", "where", "problem"),
+    [
+        (
+            "http://169.254.169.254/my-earnings",
+            4,
+            "4:10: channels.phone.url",
+            "refused target '169.254.169.254'",
+        ),
+        ("https://ntfy.sh/my-earnings", 9, "5:15: channels.phone.priority", "from 1 (min) to 5"),
+    ],
+)
+def test_check_refuses_an_ntfy_ssrf_url_or_priority_at_its_line(
+    tmp_path: Path, url: str, priority: int, where: str, problem: str
+) -> None:
+    (tmp_path / "r.yaml").write_text(NTFY_RULES.format(url=url, priority=priority))
+    result = earnwatch("check", "r.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"r.yaml:{where}: ") and problem in first, first
+    assert "my-earnings" not in result.stderr and "Traceback" not in result.stderr

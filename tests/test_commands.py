@@ -508,3 +508,65 @@ def test_history_with_an_unreachable_database_exits_non_zero(tmp_path: Path) -> 
     assert "cannot open the database" in output(result)
     assert_no_secret(output(result))
     assert result.returncode != 0 and result.stdout == ""
+
+
+NTFY_RULES = """\
+channels:
+  phone:
+    type: ntfy
+    url: "${NTFY_URL}"
+    token: "${NTFY_TOKEN}"
+    priority: 4
+    tags: [chart_with_downwards_trend]
+rules:
+  - name: miss
+    symbols: [LUMN]
+    when: reported and eps_actual < eps_estimate
+    notify: [phone]
+"""
+NTFY_TOKEN = "tk_s3cr3tNtfyAccessToken0000"
+NTFY_UNAUTHORIZED = Reply(
+    401,
+    b'{"code":40101,"http":401,"error":"unauthorized",'
+    b'"link":"https://ntfy.sh/docs/publish/#authentication"}',
+    {"Content-Type": "application/json"},
+)
+NTFY_PUBLISHED = Reply(
+    200,
+    b'{"id":"sPs71M8A2T","time":1770152700,"event":"message","topic":"t"}',
+    {"Content-Type": "application/json"},
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "code", "expected"),
+    [
+        (NTFY_PUBLISHED, 0, "phone (ntfy): delivered"),
+        (
+            NTFY_UNAUTHORIZED,
+            1,
+            "phone (ntfy): failed (permanent): http://127.0.0.1:{port}/***: "
+            "HTTP 401: unauthorized (40101)",
+        ),
+    ],
+)
+def test_test_notify_through_an_ntfy_channel_sends_one_request(
+    tmp_path: Path, reply: Reply, code: int, expected: str
+) -> None:
+    (tmp_path / "rules.yaml").write_text(NTFY_RULES)
+    with Receiver(default=reply) as receiver:
+        write_env(tmp_path, f"NTFY_URL={receiver.url_for(SECRET_PATH)}", f"NTFY_TOKEN={NTFY_TOKEN}")
+        result = earnwatch("test-notify", "phone", "--rules", "rules.yaml", cwd=tmp_path)
+    assert result.returncode == code, output(result)
+    text = (result.stdout if code == 0 else result.stderr).strip()
+    assert text == expected.format(port=receiver.port)
+    assert len(receiver.requests) == 1  # one attempt: test-notify never retries
+    [request] = receiver.requests
+    assert (request.method, request.path) == ("POST", SECRET_PATH)
+    assert request.headers["authorization"] == f"Bearer {NTFY_TOKEN}"
+    assert (request.headers["priority"], request.headers["tags"]) == (
+        "4",
+        "chart_with_downwards_trend",
+    )
+    assert request.body.decode().endswith("\n\nprice: 7.56")
+    assert_no_secret(output(result))

@@ -17,6 +17,7 @@ from service.notify import CHANNEL_CONFIGS, NOTIFIERS, build_notifiers
 from service.notify.base import ChannelConfig, Message, Notifier
 from service.notify.discord import DiscordConfig, DiscordNotifier
 from service.notify.email import EmailConfig, EmailNotifier, SmtpOptions
+from service.notify.ntfy import NtfyConfig, NtfyNotifier
 from service.notify.slack import SlackConfig, SlackNotifier, SlackPacer
 from service.notify.webhook import WebhookConfig, WebhookNotifier
 from tests.notify.leaks import assert_no_secret_leaks
@@ -30,7 +31,7 @@ SMTP_PASSWORD = "SENTINELsmtp000"
 
 
 def test_each_registry_key_is_its_notifiers_kind_and_configs_follow() -> None:
-    assert set(NOTIFIERS) == {"webhook", "slack", "email", "discord"}
+    assert set(NOTIFIERS) == {"webhook", "slack", "email", "discord", "ntfy"}
     for kind, cls in NOTIFIERS.items():
         assert cls.kind == kind
         assert CHANNEL_CONFIGS[kind] is cls.Config
@@ -46,6 +47,7 @@ async def test_build_notifiers_makes_one_of_each_kind_from_settings() -> None:
             "slack": SlackNotifier,
             "email": EmailNotifier,
             "discord": DiscordNotifier,
+            "ntfy": NtfyNotifier,
         }
     finally:
         for notifier in notifiers.values():
@@ -92,7 +94,18 @@ def _discord() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
     return DiscordNotifier(client), lambda url: DiscordConfig(url=SecretStr(url))
 
 
-@pytest.fixture(params=[_webhook, _slack, _discord], ids=["webhook", "slack", "discord"])
+def _ntfy() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
+    # Every OUTCOMES row holds as is: ntfy's success is any 2xx (the message JSON it
+    # answers with is not required), and its errors are classified by status.
+    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    return NtfyNotifier(client), lambda url: NtfyConfig.model_validate(
+        {"url": url, "token": HEADER_SECRET}  # sent as `Authorization: Bearer ...`
+    )
+
+
+@pytest.fixture(
+    params=[_webhook, _slack, _discord, _ntfy], ids=["webhook", "slack", "discord", "ntfy"]
+)
 async def http_channel(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[Notifier, Callable[[str], ChannelConfig]]]:
@@ -178,7 +191,9 @@ async def test_a_refused_connection_and_a_refused_target_leak_no_secret(
             await notifier.send(message, make(url), delivery_id="d")
         errors.append(caught.value)
     for error in errors:
-        assert_no_secret_leaks([URL_SECRET, SIGNING_SECRET], error=error, records=logs.records)
+        assert_no_secret_leaks(
+            [URL_SECRET, SIGNING_SECRET, HEADER_SECRET], error=error, records=logs.records
+        )
 
 
 async def test_httpx_itself_logs_full_urls_at_info(

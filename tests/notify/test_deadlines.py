@@ -39,6 +39,7 @@ async def test_every_notifier_has_its_deadline_and_destination_from_settings() -
             "slack": 7.0,
             "email": 20.0,
             "discord": 7.0,
+            "ntfy": 7.0,
         }
         one = SlackConfig.model_validate({"url": "https://hooks.slack.com/services/T/B/a"})
         two = SlackConfig.model_validate({"url": "https://hooks.slack.com/services/T/B/b"})
