@@ -75,12 +75,15 @@ class TelegramConfig(ChannelConfig):
             raise ValueError("must be a bot token from @BotFather (digits, ':', letters, _ -)")
         return value
 
-    @field_validator("chat_id")
+    @field_validator("chat_id", mode="before")
     @classmethod
-    def _chat_id(cls, value: int | str) -> int | str:
-        if isinstance(value, str) and not (_USERNAME.match(value) or _NUMERIC.match(value)):
-            raise ValueError("must be a numeric chat id or a @channelname")
-        return value
+    def _chat_id(cls, value: object) -> object:
+        # Before the union: one message for every wrong shape, not one per member.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and (_USERNAME.match(value) or _NUMERIC.match(value)):
+            return value
+        raise ValueError("must be a numeric chat id (-1001234567890) or a @channelname")
 
     @field_validator("api_url")
     @classmethod
