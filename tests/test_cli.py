@@ -149,3 +149,49 @@ def test_check_refuses_an_ntfy_ssrf_url_or_priority_at_its_line(
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"r.yaml:{where}: ") and problem in first, first
     assert "my-earnings" not in result.stderr and "Traceback" not in result.stderr
+
+
+TELEGRAM_RULES = """\
+channels:
+  desk:
+    type: telegram
+    bot_token: "123456789:AAtgS3cr3tToken_0123456789abcdef"
+    chat_id: "@earnings_desk"
+    api_url: API_URL
+rules:
+  - name: r
+    symbols: [LUMN]
+    when: price > 1
+    notify: [desk]
+"""
+
+
+def test_check_accepts_a_telegram_channel_and_refuses_an_ssrf_api_url_at_its_line(
+    tmp_path: Path,
+) -> None:
+    schema = json.loads(earnwatch("schema", cwd=tmp_path).stdout)
+    assert "telegram channel" in [
+        c["title"] for c in schema["properties"]["channels"]["additionalProperties"]["oneOf"]
+    ]
+    (tmp_path / "good.yaml").write_text(
+        TELEGRAM_RULES.replace("API_URL", "https://api.telegram.org")
+    )
+    good = earnwatch("check", "good.yaml", cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip() == "good.yaml: OK: 1 rule, 1 symbol, 1 channel"
+    (tmp_path / "bad.yaml").write_text(TELEGRAM_RULES.replace("API_URL", "http://169.254.169.254"))
+    bad = earnwatch("check", "bad.yaml", cwd=tmp_path)
+    assert bad.returncode == 1
+    first = bad.stderr.splitlines()[0]
+    assert first.startswith("bad.yaml:6:14: channels.desk.api_url: "), first
+    assert "refused target '169.254.169.254'" in first
+    assert "S3cr3t" not in bad.stdout + bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "token.yaml").write_text(
+        TELEGRAM_RULES.replace("API_URL", "https://api.telegram.org").replace(
+            "0123456789abcdef", "S3cr3t/../getMe"
+        )
+    )
+    token = earnwatch("check", "token.yaml", cwd=tmp_path)
+    assert token.returncode == 1
+    assert token.stderr.startswith("token.yaml:4:"), token.stderr
+    assert "bot_token" in token.stderr and "S3cr3t" not in token.stdout + token.stderr

@@ -570,3 +570,61 @@ def test_test_notify_through_an_ntfy_channel_sends_one_request(
     )
     assert request.body.decode().endswith("\n\nprice: 7.56")
     assert_no_secret(output(result))
+
+
+TG_TOKEN = "123456789:AAtgS3cr3tToken_0123456789abcdef"
+TG_RULES = """\
+channels:
+  desk:
+    type: telegram
+    bot_token: "${TG_TOKEN}"
+    chat_id: -1001234567890
+    api_url: "${TG_API}"
+rules:
+  - name: miss
+    symbols: [LUMN]
+    when: reported and eps_actual < eps_estimate
+    notify: [desk]
+"""
+
+
+def bot_api(status: int, description: str = "") -> Reply:
+    """The Bot API's reply: `{"ok": true, "result": ...}`, or `ok: false` with its words."""
+    if status == 200:
+        body = {"ok": True, "result": {"message_id": 7, "chat": {"id": -1001234567890}}}
+    else:
+        body = {"ok": False, "error_code": status, "description": description}
+    return Reply(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("reply", "code", "expected"),
+    [
+        (bot_api(200), 0, "desk (telegram): delivered"),
+        (
+            bot_api(400, "Bad Request: chat not found"),
+            1,
+            "desk (telegram): failed (permanent): Telegram 127.0.0.1:{port}: HTTP 400: "
+            "Bad Request: chat not found",
+        ),
+    ],
+)
+def test_test_notify_of_a_telegram_channel_sends_one_sendmessage(
+    tmp_path: Path, reply: Reply, code: int, expected: str
+) -> None:
+    (tmp_path / "rules.yaml").write_text(TG_RULES)
+    with Receiver(default=reply) as receiver:
+        write_env(tmp_path, f"TG_TOKEN={TG_TOKEN}", f"TG_API={receiver.url}")
+        result = earnwatch("test-notify", "desk", "--rules", "rules.yaml", cwd=tmp_path)
+    assert result.returncode == code, output(result)
+    text = (result.stdout if code == 0 else result.stderr).strip()
+    assert text == expected.format(port=receiver.port)
+    assert (result.stderr if code == 0 else result.stdout) == ""
+    [request] = receiver.requests  # one attempt: test-notify never retries
+    assert request.path == f"/bot{TG_TOKEN}/sendMessage"
+    body = json.loads(request.body)
+    assert body["chat_id"] == -1001234567890 and "parse_mode" not in body
+    assert body["text"].startswith("TEST · earnwatch test-notify (desk)\n")
+    assert body["text"].endswith("\n\nprice: 7.56")
+    assert TG_TOKEN.split(":")[1] not in output(result)
+    assert_no_secret(output(result))

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from service.config import Settings
 from service.httpclient import TargetGuard
-from service.notify import discord, email, ntfy, slack, webhook
+from service.notify import discord, email, ntfy, slack, telegram, webhook
 from service.notify.base import ChannelConfig, Message, Notifier
 from service.notify.email import EmailConfig
 from service.notify.plugin import ChannelType, NotifierContext, registry
@@ -29,6 +29,7 @@ CHANNEL_TYPES: Final[Mapping[str, ChannelType]] = registry(
     webhook.CHANNEL,
     slack.CHANNEL,
     email.CHANNEL,
+    telegram.CHANNEL,
     discord.CHANNEL,
     ntfy.CHANNEL,
 )

@@ -3,9 +3,12 @@ HTTP channels, and `assert_no_secret_leaks` for each channel on every path."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import SecretStr
@@ -19,6 +22,7 @@ from service.notify.discord import DiscordConfig, DiscordNotifier
 from service.notify.email import EmailConfig, EmailNotifier, SmtpOptions
 from service.notify.ntfy import NtfyConfig, NtfyNotifier
 from service.notify.slack import SlackConfig, SlackNotifier, SlackPacer
+from service.notify.telegram import ChatPacer, TelegramConfig, TelegramNotifier
 from service.notify.webhook import WebhookConfig, WebhookNotifier
 from tests.notify.leaks import assert_no_secret_leaks
 from tests.servers import Receiver, Reply, SmtpServer, TlsFiles
@@ -31,7 +35,7 @@ SMTP_PASSWORD = "SENTINELsmtp000"
 
 
 def test_each_registry_key_is_its_notifiers_kind_and_configs_follow() -> None:
-    assert set(NOTIFIERS) == {"webhook", "slack", "email", "discord", "ntfy"}
+    assert set(NOTIFIERS) == {"webhook", "slack", "email", "telegram", "discord", "ntfy"}
     for kind, cls in NOTIFIERS.items():
         assert cls.kind == kind
         assert CHANNEL_CONFIGS[kind] is cls.Config
@@ -46,6 +50,7 @@ async def test_build_notifiers_makes_one_of_each_kind_from_settings() -> None:
             "webhook": WebhookNotifier,
             "slack": SlackNotifier,
             "email": EmailNotifier,
+            "telegram": TelegramNotifier,
             "discord": DiscordNotifier,
             "ntfy": NtfyNotifier,
         }
@@ -103,8 +108,45 @@ def _ntfy() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
     )
 
 
+def _telegram() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
+    """The receiver's origin is the `api_url`; the URL's secret goes into the token, which
+    Telegram carries in the path (`/bot<token>/sendMessage`)."""
+    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+
+    def make(url: str) -> ChannelConfig:
+        parts = urlsplit(url)
+        return TelegramConfig.model_validate(
+            {
+                "bot_token": f"123456789:{URL_SECRET}",
+                "chat_id": -1001234567890,
+                "api_url": f"{parts.scheme}://{parts.netloc}",
+            }
+        )
+
+    return TelegramNotifier(client, pacer=ChatPacer(0.0)), make
+
+
+def _as_the_api_answers(kind: str, reply: int | Reply) -> Reply:
+    """A shared reply in the shape this channel's API gives it. Only Telegram differs:
+    every Bot API reply is JSON with `ok`, so a 200 is `{"ok": true, ...}` (a bare `ok`
+    body is not a Bot API reply and fails for good) and an error is `{"ok": false,
+    "error_code", "description"}`, with a 429's wait in `parameters.retry_after`.
+    Statuses, headers and delays stay as the table says."""
+    reply = reply if isinstance(reply, Reply) else Reply(reply)
+    if kind != "telegram" or 300 <= reply.status < 400:
+        return reply
+    if reply.status < 300:
+        return replace(reply, body=json.dumps({"ok": True, "result": {"message_id": 1}}))
+    text = reply.body.decode() if isinstance(reply.body, bytes) else reply.body
+    answer: dict[str, Any] = {"ok": False, "error_code": reply.status, "description": text}
+    if reply.status == 429 and "Retry-After" in reply.headers:
+        answer["parameters"] = {"retry_after": int(reply.headers["Retry-After"])}
+    return replace(reply, body=json.dumps(answer))
+
+
 @pytest.fixture(
-    params=[_webhook, _slack, _discord, _ntfy], ids=["webhook", "slack", "discord", "ntfy"]
+    params=[_webhook, _slack, _telegram, _discord, _ntfy],
+    ids=["webhook", "slack", "telegram", "discord", "ntfy"],
 )
 async def http_channel(
     request: pytest.FixtureRequest,
@@ -134,7 +176,7 @@ async def test_http_channels_classify_replies_the_same_way(
     retry_after: float | None,
 ) -> None:
     notifier, make = http_channel
-    receiver.script(reply)
+    receiver.script(_as_the_api_answers(notifier.kind, reply))
     cfg = make(receiver.url_for(f"/services/{URL_SECRET}"))
     if permanent is None:
         await notifier.send(message, cfg, delivery_id="d")
@@ -167,7 +209,7 @@ async def test_http_channels_leak_no_secret(
     replies: list[int | Reply],
 ) -> None:
     notifier, make = http_channel
-    receiver.script(*replies)
+    receiver.script(*(_as_the_api_answers(notifier.kind, r) for r in replies))
     cfg = make(receiver.url_for(f"/services/T0/B0/{URL_SECRET}?token={URL_SECRET}"))
     error: DeliveryError | None = None
     try:

@@ -17,6 +17,7 @@ from service.notify import build_notifiers
 from service.notify.base import ChannelConfig
 from service.notify.email import EmailConfig, EmailNotifier, SmtpOptions
 from service.notify.slack import SlackConfig, SlackNotifier, SlackPacer
+from service.notify.telegram import ChatPacer, TelegramConfig, TelegramNotifier
 from service.store import Store
 from tests.slow_servers import DripReceiver, SlowSmtp
 from tests.store.helpers import T0, make_alert, render
@@ -40,6 +41,7 @@ async def test_every_notifier_has_its_deadline_and_destination_from_settings() -
             "email": 20.0,
             "discord": 7.0,
             "ntfy": 7.0,
+            "telegram": 7.0,
         }
         one = SlackConfig.model_validate({"url": "https://hooks.slack.com/services/T/B/a"})
         two = SlackConfig.model_validate({"url": "https://hooks.slack.com/services/T/B/b"})
@@ -47,13 +49,20 @@ async def test_every_notifier_has_its_deadline_and_destination_from_settings() -
         assert slack.destination(one) == slack.destination(two) == "hooks.slack.com:443"
         mail = EmailConfig.model_validate({"to": "me@example.com"})
         assert notifiers["email"].destination(mail) == "smtp:mail.example:2525"
+        bot = TelegramConfig.model_validate({"bot_token": "1:a", "chat_id": 1})
+        own = bot.model_copy(update={"api_url": "http://tg.internal:8081"})
+        assert notifiers["telegram"].destination(bot) == "api.telegram.org:443"
+        assert notifiers["telegram"].destination(own) == "tg.internal:8081"
     finally:
         for notifier in notifiers.values():
             await notifier.aclose()
 
 
 async def deliver_once(
-    store: Store, kind: str, notifier: SlackNotifier | EmailNotifier, config: ChannelConfig
+    store: Store,
+    kind: str,
+    notifier: SlackNotifier | EmailNotifier | TelegramNotifier,
+    config: ChannelConfig,
 ) -> tuple[str | None, str | None]:
     store.record([(make_alert(1), render, [("chan", kind)])], {}, T0)
     worker = DeliveryWorker(
@@ -73,6 +82,21 @@ async def test_a_dripping_slack_reply_is_cut_at_the_deadline(store: Store) -> No
         config = SlackConfig.model_validate({"url": slow.url_for("/services/T/B/x")})
         try:
             outcome, error = await deliver_once(store, "slack", notifier, config)
+        finally:
+            await notifier.aclose()
+    assert outcome == "retry"
+    assert error == "channel 'chan': no complete reply within 1.5 s (the send deadline)"
+
+
+async def test_a_dripping_telegram_reply_is_cut_at_the_deadline(store: Store) -> None:
+    with DripReceiver(interval=0.5) as slow:
+        client = build_client(timeout=2.0, guard=TargetGuard(allow_private=True))
+        notifier = TelegramNotifier(client, pacer=ChatPacer(0.0), deadline=1.5)
+        config = TelegramConfig.model_validate(
+            {"bot_token": "123:SECRETtoken", "chat_id": 1, "api_url": slow.url_for("")}
+        )
+        try:
+            outcome, error = await deliver_once(store, "telegram", notifier, config)
         finally:
             await notifier.aclose()
     assert outcome == "retry"
