@@ -30,9 +30,10 @@ from service.retry_after import retry_after as read_retry_after
 
 
 class ChannelConfig(BaseModel):
-    """Base of each channel type's options in the rule file (`type:` excluded)."""
+    """Base of each channel type's options in the rule file (`type:` excluded). A
+    validation error never quotes the input: it may be a secret URL or token."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 @dataclass(frozen=True, slots=True)

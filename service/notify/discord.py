@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import ConfigDict, SecretStr, field_validator
+from pydantic import SecretStr, field_validator
 
 from service.errors import DeliveryError
 from service.notify.base import (
@@ -60,7 +60,6 @@ class DiscordConfig(ChannelConfig):
 
     # A refused URL is not quoted even in a raw ValidationError (the loader's problems
     # already leave the input out; a traceback or a caller's str(exc) would not).
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     url: SecretStr
 

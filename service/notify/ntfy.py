@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from service.errors import DeliveryError
 from service.httpclient import redact_url
@@ -64,7 +64,6 @@ class NtfyConfig(ChannelConfig):
     """A `type: ntfy` channel. `url` (the topic URL) and `token` are secrets."""
 
     # str() of a ValidationError quotes the input (the raw URL or token) unless told not to.
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     url: SecretStr
     token: SecretStr | None = None

@@ -175,3 +175,17 @@ async def test_every_channel_type_is_in_the_schema_and_builds_its_notifier(kind:
     finally:
         for notifier in notifiers.values():
             await notifier.aclose()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_validation_error_of_any_channel_type_never_quotes_its_input(kind: str) -> None:
+    from pydantic import ValidationError
+
+    channel = CHANNEL_TYPES[kind]
+    options = dict(channel.example)
+    secret = "SENTINELnotquoted42"
+    for field in channel.config.model_fields:
+        options[field] = ["not", "valid", secret]  # a list fits no scalar field
+    with pytest.raises(ValidationError) as caught:
+        channel.config.model_validate(options)
+    assert secret not in str(caught.value)
