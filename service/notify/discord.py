@@ -21,12 +21,11 @@ import httpx
 from pydantic import SecretStr, field_validator
 
 from service.errors import DeliveryError
+from service.figures import shown_values
 from service.notify.base import (
     RETRYABLE_STATUSES,
     ChannelConfig,
     Message,
-    finite,
-    parse_retry_after,
 )
 from service.notify.http import (
     DETAIL_CHARS,
@@ -39,9 +38,7 @@ from service.notify.http import (
     url_destination,
 )
 from service.notify.plugin import ChannelType, NotifierContext
-
-# TODO(merge): switch to the shared figures module once it lands.
-from service.rules.templates import format_value
+from service.retry_after import retry_after
 
 # Discord's limits (characters): message content, and an embed's parts and total.
 CONTENT_LIMIT: Final = 2000
@@ -71,14 +68,13 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _fields(message: Message, room: int) -> list[dict[str, Any]]:
-    """The known values, sorted by name, as inline fields: at most `MAX_FIELDS`, and only
-    as many as fit in `room` characters (the embed's total limit)."""
+    """The values, sorted by name (unknown ones as `n/a`, as on every channel), as inline
+    fields: at most `MAX_FIELDS`, and only as many as fit in `room` characters (the
+    embed's total limit)."""
     fields: list[dict[str, Any]] = []
-    for name, value in sorted(message.values.items()):
-        if finite(value) is None:
-            continue
+    for name, shown in shown_values(message.values):
         label = _cut(name, FIELD_NAME_LIMIT)
-        text = _cut(format_value(value) or "-", FIELD_VALUE_LIMIT)
+        text = _cut(shown or "-", FIELD_VALUE_LIMIT)
         room -= len(label) + len(text)
         if room < 0 or len(fields) == MAX_FIELDS:
             break
@@ -132,7 +128,7 @@ def _retry_after(reply: Reply, data: dict[str, Any]) -> float | None:
         seconds = float(value)
         if math.isfinite(seconds) and seconds >= 0:
             return seconds
-    return parse_retry_after(reply.headers.get("retry-after"))
+    return retry_after(reply.headers)
 
 
 def _why(reply: Reply, data: dict[str, Any], cfg: DiscordConfig) -> str:

@@ -32,13 +32,12 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from service.errors import DeliveryError
+from service.figures import shown_values
 from service.httpclient import redact_url
 from service.notify.base import (
     RETRYABLE_STATUSES,
     ChannelConfig,
     Message,
-    finite,
-    parse_retry_after,
 )
 from service.notify.http import (
     DETAIL_CHARS,
@@ -51,8 +50,8 @@ from service.notify.http import (
     url_destination,
 )
 from service.notify.plugin import ChannelType, NotifierContext
+from service.retry_after import retry_after
 from service.rules.model import one_or_many_schema
-from service.rules.templates import format_value
 
 #: ntfy's default `message-size-limit` (ntfy.sh's too), in bytes.
 BODY_LIMIT: Final = 4096
@@ -126,13 +125,10 @@ def header_value(text: str) -> str:
 
 
 def body(message: Message) -> bytes:
-    """The message text, a blank line and `name: value` per known value, sorted by name;
-    cut at BODY_LIMIT bytes (on a character boundary, ending in `…`)."""
-    lines = [
-        f"{name}: {format_value(value)}"
-        for name, value in sorted(message.values.items())
-        if finite(value) is not None
-    ]
+    """The message text, a blank line and `name: value` per value, sorted by name (unknown
+    ones as `n/a`, as on every channel); cut at BODY_LIMIT bytes (on a character
+    boundary, ending in `…`)."""
+    lines = [f"{name}: {text}" for name, text in shown_values(message.values)]
     text = message.text + ("\n\n" + "\n".join(lines) if lines else "")
     data = text.encode()
     if len(data) <= BODY_LIMIT:
@@ -203,7 +199,7 @@ class NtfyNotifier:
         raise DeliveryError(
             f"{redact_url(url)}: HTTP {status}: {why}",
             permanent=status < 500 and status not in RETRYABLE_STATUSES,
-            retry_after=parse_retry_after(reply.headers.get("retry-after"), now),
+            retry_after=retry_after(reply.headers, now=now),
             status=status,
         )
 

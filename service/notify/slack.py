@@ -12,11 +12,7 @@ is not held: it raises a retryable DeliveryError with `retry_after` set to the w
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 import httpx
@@ -26,6 +22,7 @@ from service.errors import DeliveryError
 from service.figures import shown_values
 from service.notify.base import RETRYABLE_STATUSES, ChannelConfig, Message
 from service.notify.http import detail, expect, http_url, post, url_destination
+from service.notify.pacing import Pacer
 from service.notify.plugin import ChannelType, NotifierContext
 from service.retry_after import retry_after
 
@@ -42,47 +39,10 @@ class SlackConfig(ChannelConfig):
     _url = field_validator("url")(http_url)
 
 
-@dataclass(slots=True)
-class _Slot:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    next_at: float = float("-inf")
+class SlackPacer(Pacer):
+    """Per webhook URL: Slack asks for about one message a second."""
 
-
-class SlackPacer:
-    """Per-key spacing of sends: one turn per `interval`, in arrival order."""
-
-    def __init__(
-        self,
-        interval: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        max_wait: float = 60.0,
-    ) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._sleep = sleep
-        self._max_wait = max_wait
-        self._slots: dict[str, _Slot] = {}
-
-    async def turn(self, key: str) -> None:
-        """Wait for this key's next turn and take it; raise a retryable DeliveryError
-        (retry_after = the wait) instead of waiting longer than `max_wait`."""
-        slot = self._slots.setdefault(key, _Slot())
-        async with slot.lock:
-            wait = slot.next_at - self._clock()
-            if wait > self._max_wait:
-                raise DeliveryError(
-                    f"Slack URL paced for {wait:.1f} s more", permanent=False, retry_after=wait
-                )
-            if wait > 0:
-                await self._sleep(wait)
-            slot.next_at = self._clock() + self._interval
-
-    def hold(self, key: str, seconds: float) -> None:
-        """No turn for `key` sooner than `seconds` from now (after a 429)."""
-        slot = self._slots.setdefault(key, _Slot())
-        slot.next_at = max(slot.next_at, self._clock() + seconds)
+    what = "Slack URL"
 
 
 def _mrkdwn(text: str) -> str:

@@ -18,25 +18,20 @@ raises a retryable DeliveryError with `retry_after` set to the wait.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 import httpx
 from pydantic import SecretStr, StrictInt, StrictStr, field_validator
 
 from service.errors import DeliveryError
+from service.figures import shown_values
 from service.notify.base import (
     RETRYABLE_STATUSES,
     ChannelConfig,
     Message,
-    finite,
-    parse_retry_after,
 )
 from service.notify.http import (
     DETAIL_CHARS,
@@ -48,8 +43,9 @@ from service.notify.http import (
     scrub,
     url_destination,
 )
+from service.notify.pacing import Pacer
 from service.notify.plugin import ChannelType, NotifierContext
-from service.rules.templates import format_value
+from service.retry_after import retry_after
 
 DEFAULT_API_URL: Final = "https://api.telegram.org"
 TEXT_LIMIT: Final = 4096  # Telegram's limit, counted here in UTF-16 units (never over)
@@ -94,48 +90,10 @@ class TelegramConfig(ChannelConfig):
         return value.rstrip("/")
 
 
-@dataclass(slots=True)
-class _Slot:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    next_at: float = float("-inf")
+class ChatPacer(Pacer):
+    """Per bot and chat: Telegram allows about one message a second per chat."""
 
-
-class ChatPacer:
-    """Per-chat spacing of sends, one turn per `interval` in arrival order (SlackPacer's
-    model: a turn further off than `max_wait` is a retry then, not a long sleep)."""
-
-    def __init__(
-        self,
-        interval: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        max_wait: float = 60.0,
-    ) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._sleep = sleep
-        self._max_wait = max_wait
-        self._slots: dict[str, _Slot] = {}
-
-    async def turn(self, key: str) -> None:
-        """Wait for this chat's next turn and take it; raise a retryable DeliveryError
-        (retry_after = the wait) instead of waiting longer than `max_wait`."""
-        slot = self._slots.setdefault(key, _Slot())
-        async with slot.lock:
-            wait = slot.next_at - self._clock()
-            if wait > self._max_wait:
-                raise DeliveryError(
-                    f"Telegram chat paced for {wait:.1f} s more", permanent=False, retry_after=wait
-                )
-            if wait > 0:
-                await self._sleep(wait)
-            slot.next_at = self._clock() + self._interval
-
-    def hold(self, key: str, seconds: float) -> None:
-        """No turn for `key` sooner than `seconds` from now (after a 429)."""
-        slot = self._slots.setdefault(key, _Slot())
-        slot.next_at = max(slot.next_at, self._clock() + seconds)
+    what = "Telegram chat"
 
 
 def _utf16_units(char: str) -> int:
@@ -157,14 +115,10 @@ def _cut(text: str, limit: int = TEXT_LIMIT) -> str:
 
 
 def text_of(message: Message) -> str:
-    """The plain message text: title, alert text, then one `name: value` line per known
-    value, sorted by name (unknown ones are left out, as on Slack)."""
+    """The plain message text: title, alert text, then one `name: value` line per value,
+    sorted by name (unknown ones as `n/a`, as on every channel)."""
     lines = [message.title, message.text]
-    values = [
-        f"{name}: {format_value(value)}"
-        for name, value in sorted(message.values.items())
-        if finite(value) is not None
-    ]
+    values = [f"{name}: {text}" for name, text in shown_values(message.values)]
     if values:
         lines += ["", *values]
     return _cut("\n".join(lines))
@@ -207,7 +161,7 @@ def _retry_after(reply: Reply, answer: dict[str, Any] | None) -> float | None:
         if isinstance(parameters, dict):
             seconds = _seconds(parameters.get("retry_after"))
     if seconds is None:
-        seconds = parse_retry_after(reply.headers.get("retry-after"))
+        seconds = retry_after(reply.headers)
     if seconds is None and reply.status_code == 429 and answer is not None:
         found = _RETRY_IN_TEXT.search(str(answer.get("description", "")))
         seconds = float(found.group(1)) if found else None

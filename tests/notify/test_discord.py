@@ -85,7 +85,7 @@ async def test_a_200_with_the_message_is_success_with_wait_true(
     assert receiver.requests[0].path == HOOK_PATH + "?wait=true"
 
 
-async def test_everyone_in_the_text_pings_no_one_and_unknown_values_are_skipped(
+async def test_everyone_in_the_text_pings_no_one_and_unknown_values_read_n_a(
     notifier: DiscordNotifier, receiver: Receiver, message: Message
 ) -> None:
     values = {"price": 7.5, "eps_actual": None, "pe": float("nan"), "on": date(2026, 2, 3)}
@@ -96,7 +96,9 @@ async def test_everyone_in_the_text_pings_no_one_and_unknown_values_are_skipped(
     assert body["allowed_mentions"] == {"parse": []}
     assert body["embeds"][0]["description"] == "@everyone <@123> LUMN missed"
     assert [(f["name"], f["value"]) for f in body["embeds"][0]["fields"]] == [
+        ("eps_actual", "n/a"),  # unknown, as on every channel (service/figures.py)
         ("on", "2026-02-03"),
+        ("pe", "n/a"),
         ("price", "7.5"),
     ]
 

@@ -62,3 +62,19 @@ def test_slack_and_email_show_the_same_text_for_every_value() -> None:
         assert slack == email == sorted(SHOWN.items())
         for name, text in SHOWN.items():
             assert f"<tr><td>{name}</td><td>{html.escape(text)}</td></tr>" in rich
+
+
+def test_telegram_discord_and_ntfy_show_the_same_text_as_slack() -> None:
+    from service.notify.discord import payload as discord_payload
+    from service.notify.ntfy import body as ntfy_body
+    from service.notify.telegram import text_of
+
+    expected = sorted(SHOWN.items())
+    for message in (MESSAGE, Message.from_json(MESSAGE.to_json())):
+        assert slack_fields(message) == expected
+        fields = discord_payload(message)["embeds"][0]["fields"]
+        assert [(f["name"], f["value"]) for f in fields] == expected
+        telegram = [line.split(": ", 1) for line in text_of(message).splitlines()[3:]]
+        assert [tuple(pair) for pair in telegram] == expected
+        ntfy = [line.split(": ", 1) for line in ntfy_body(message).decode().splitlines()[2:]]
+        assert [tuple(pair) for pair in ntfy] == expected

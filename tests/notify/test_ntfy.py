@@ -113,12 +113,17 @@ async def test_an_empty_tag_list_sends_no_tags_header(
     assert "tags" not in receiver.requests[0].headers
 
 
-def test_unknown_values_are_left_out_and_figures_read_as_on_other_channels(
+def test_unknown_values_read_n_a_and_figures_read_as_on_other_channels(
     message: Message,
 ) -> None:
     values = {"revenue_actual": 3041000000.0, "price": None, "pct": float("nan"), "eps": 0.1}
     text = body(replace(message, values=values)).decode()
-    assert text.splitlines()[2:] == ["eps: 0.1", "revenue_actual: 3.041B"]
+    assert text.splitlines()[2:] == [
+        "eps: 0.1",
+        "pct: n/a",
+        "price: n/a",
+        "revenue_actual: 3.041B",
+    ]
     assert body(replace(message, values={})) == message.text.encode()
 
 

@@ -242,7 +242,7 @@ async def test_a_turn_further_off_than_max_wait_is_a_retryable_error_not_a_long_
 # --- the text -----------------------------------------------------------------------------
 
 
-def test_the_text_skips_unknown_values_and_formats_figures_as_slack_and_email_do(
+def test_the_text_shows_unknown_values_as_n_a_and_figures_as_slack_and_email_do(
     message: Message,
 ) -> None:
     values = {
@@ -252,7 +252,12 @@ def test_the_text_skips_unknown_values_and_formats_figures_as_slack_and_email_do
         "when": date(2026, 1, 2),
     }
     text = text_of(replace(message, values=values))
-    assert text.splitlines()[3:] == ["revenue_actual: 3.041B", "when: 2026-01-02"]
+    assert text.splitlines()[3:] == [
+        "a: n/a",
+        "b: n/a",
+        "revenue_actual: 3.041B",
+        "when: 2026-01-02",
+    ]
     assert text_of(replace(message, values={})) == "LUMN · lumn-q4-miss\n" + message.text
 
 
