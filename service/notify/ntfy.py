@@ -1,9 +1,10 @@
 """The `ntfy` channel: POSTs the alert as plain text to an ntfy topic URL (ntfy.sh or a
 self-hosted server), with the title, priority and tags in ntfy's headers.
 
-The request: the body is the message text, then one `name: value` line per known value
-(sorted by name, figures as on every channel), UTF-8, cut at ntfy's 4,096-byte message
-limit (a longer body would become an attachment, or be refused where attachments are off).
+The request: the body is the message text, then one `name: value` line per value
+(sorted by name, figures as on every channel, unknown ones as `n/a`), UTF-8, cut at
+ntfy's 4,096-byte message limit (a longer body would become an attachment, or be
+refused where attachments are off).
 Headers: `Title` (the message title), `Tags` (comma-separated; default
 `chart_with_upwards_trend`, which ntfy shows as 📈), `Priority` when the channel sets one
 (else ntfy's default, 3), and `Authorization: Bearer <token>` when it has a token. A

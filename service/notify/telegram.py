@@ -3,8 +3,9 @@ chat.
 
 Request: `POST {api_url}/bot{bot_token}/sendMessage` with JSON `{"chat_id": ..., "text":
 ...}`; no `parse_mode`, so nothing needs escaping. The text is the title, the alert text
-and the known values (sorted by name), cut to Telegram's 4,096 characters. The token is in
-the URL path, so that URL never goes into an error or a log: errors name the API's host.
+and the values (sorted by name, unknown ones as `n/a`), cut to Telegram's 4,096
+characters. The token is in the URL path, so that URL never goes into an error or a log:
+errors name the API's host.
 
 Outcomes follow the Bot API's replies, which are JSON with `ok`: a 200 with `"ok": true`
 is success; a 429 is retryable and honours `parameters.retry_after` (or `Retry-After`);
@@ -45,11 +46,10 @@ from service.notify.http import (
 )
 from service.notify.pacing import Pacer
 from service.notify.plugin import ChannelType, NotifierContext
-from service.retry_after import retry_after
+from service.retry_after import RETRY_AFTER_CAP, retry_after
 
 DEFAULT_API_URL: Final = "https://api.telegram.org"
 TEXT_LIMIT: Final = 4096  # Telegram's limit, counted here in UTF-16 units (never over)
-RETRY_AFTER_CAP: Final = 300.0
 _TOKEN = re.compile(r"^[A-Za-z0-9:_-]+$")  # nothing that could change the URL's path
 _USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,}$")
 _NUMERIC = re.compile(r"^-?[0-9]+$")
@@ -221,14 +221,14 @@ class TelegramNotifier:
         status = reply.status_code
         if status == 200 and answer is not None and answer.get("ok") is True:
             return
-        retry_after = _retry_after(reply, answer)
-        if status == 429 or retry_after is not None:
-            self._pacer.hold(key, retry_after if retry_after is not None else 1.0)
+        wait = _retry_after(reply, answer)
+        if status == 429 or wait is not None:
+            self._pacer.hold(key, wait if wait is not None else 1.0)
         permanent = status < 500 and status not in RETRYABLE_STATUSES
         raise DeliveryError(
             f"Telegram {self.destination(cfg)}: HTTP {status}: {_why(reply, answer, cfg)}",
             permanent=permanent,
-            retry_after=retry_after,
+            retry_after=wait,
             status=status,
         )
 
