@@ -111,8 +111,8 @@ def _note(delivery: DeliverySummary) -> str:
     if delivery.status == "deferred":
         when = delivery.next_attempt_at.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")
         return f"until {when}: {delivery.hold_reason or 'deferred'}"
-    if delivery.status == "muted":
-        return delivery.hold_reason or "muted"
+    if delivery.status in ("muted", "silenced"):
+        return delivery.hold_reason or delivery.status
     return delivery.last_error or ""
 
 

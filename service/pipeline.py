@@ -39,7 +39,7 @@ from service.providers.base import PartialQuotes, Provider
 from service.recording import Pending, Recorder
 from service.rules import RuleSet
 from service.schedule import earnings_due, is_due, quote_interval
-from service.stages import Stage, route
+from service.stages import PreparedStage, Stage, route
 from service.store import Store
 
 log = logging.getLogger(__name__)
@@ -351,6 +351,8 @@ class Pipeline:
             # the recorder keeps them, with the alerts, until it takes them, so a crossing
             # is neither lost nor fired twice while the database is unwritable.
             self.states.update(result.states)
+            if result.alerts:
+                await self._prepare_stages(now)
             pending = self._routed(ruleset, result, now)
             return await self.recorder.record(pending, result.states, now)
 
@@ -363,6 +365,11 @@ class Pipeline:
         async with self._evaluating:
             self.recorder.forget_states()
             return await self.recorder.record([], {}, now)
+
+    async def _prepare_stages(self, now: datetime) -> None:
+        for stage in self.stages:
+            if isinstance(stage, PreparedStage):
+                await stage.prepare(now)
 
     def _routed(self, ruleset: RuleSet, result: Evaluation, now: datetime) -> list[Pending]:
         """Each alert with, per channel, what the stages decided (send, mute, defer)."""

@@ -21,12 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from service.engine import Alert
 from service.rules import Channel
 
 Action = Literal["send", "mute", "defer"]
+#: How the outbox records a mute: `silenced` for a silence, `muted` for any other stage.
+MuteStatus = Literal["muted", "silenced"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +38,11 @@ class Decision:
     action: Action = "send"
     reason: str | None = None  # which stage, and why: shown by `history`
     until: datetime | None = None  # for `defer`: not sent before this moment
+    status: MuteStatus = "muted"  # for `mute`: the delivery's status in the outbox
 
     @classmethod
-    def mute(cls, reason: str) -> Decision:
-        return cls("mute", reason)
+    def mute(cls, reason: str, *, status: MuteStatus = "muted") -> Decision:
+        return cls("mute", reason, status=status)
 
     @classmethod
     def defer(cls, until: datetime, reason: str) -> Decision:
@@ -57,6 +60,15 @@ class Stage(Protocol):
     name: str
 
     def decide(self, alert: Alert, channel: Channel, now: datetime) -> Decision: ...
+
+
+@runtime_checkable
+class PreparedStage(Stage, Protocol):
+    """A stage that decides from what it reads first (the silences in the store): the
+    pipeline awaits `prepare(now)` before routing a pass's alerts, and only when the pass
+    fired any, so a stage costs nothing while nothing fires. `decide` stays pure."""
+
+    async def prepare(self, now: datetime) -> None: ...
 
 
 def route(stages: Iterable[Stage], alert: Alert, channel: Channel, now: datetime) -> Decision:

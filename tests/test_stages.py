@@ -204,3 +204,35 @@ async def test_a_deferred_channel_waits_survives_a_restart_and_goes_with_its_fir
     assert bodies[1]["fired_at"] == NOW.isoformat()  # the original time, not the send's
     hook = {d.channel: d for d in entry.deliveries}["hook"]
     assert (hook.status, hook.hold_reason) == ("delivered", "quiet hours of hook until 07:00")
+
+
+@dataclass
+class Counting:
+    """A prepared stage that silences `hook` and counts its reads."""
+
+    name: str = "silences"
+    prepared: int = 0
+
+    async def prepare(self, now: datetime) -> None:
+        self.prepared += 1
+
+    def decide(self, alert: Alert, channel: Channel, now: datetime) -> Decision:
+        if channel.name == "hook":
+            return Decision.mute("silence s9", status="silenced")
+        return SEND
+
+
+async def test_a_prepared_stage_reads_only_when_a_pass_fires_and_its_mute_says_silenced(
+    store: Store,
+) -> None:
+    with Receiver() as receiver:
+        ruleset = load(RULES.format(url=receiver.url_for("/hook")))
+    stage = Counting()
+    pipeline = _pipeline(store, ruleset, [stage], Metrics())
+    await pipeline.evaluate(NOW, None)  # nothing fires: no price yet
+    assert stage.prepared == 0
+    assert len(await _fire(pipeline, NOW)) == 1
+    assert stage.prepared == 1
+    (entry,) = store.history(limit=5, status="silenced")
+    hook = {d.channel: d for d in entry.deliveries}["hook"]
+    assert (hook.status, hook.hold_reason) == ("silenced", "silence s9")

@@ -36,7 +36,6 @@ from service.store.tables import (
     DEFERRED,
     DELIVERED,
     DELIVERY,
-    MUTED,
     PENDING,
     SENDING,
     WAITING,
@@ -112,7 +111,7 @@ def _delivery_row(alert_id: str, route: Route, now: datetime) -> dict[str, objec
     decision = route[2] if len(route) == 3 else None
     status, due, reason = PENDING, now, None
     if decision is not None and decision.action == "mute":
-        status, reason = MUTED, decision.reason
+        status, reason = decision.status, decision.reason
     elif decision is not None and decision.action == "defer" and decision.until is not None:
         reason = decision.reason
         if decision.until > now:

@@ -20,16 +20,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-#: Delivery statuses. `sending` rows hold a lease; `delivered`, `dead` and `muted` are
-#: final. `deferred` (a stage holds it until `next_attempt_at`) is due like `pending` once
-#: its time comes; `muted` (a stage stopped it) is never sent. See service/stages.py.
+#: Delivery statuses. `sending` rows hold a lease; `delivered`, `dead`, `muted` and
+#: `silenced` are final. `deferred` (a stage holds it until `next_attempt_at`) is due like
+#: `pending` once its time comes; `muted` and `silenced` (a stage, a silence stopped it)
+#: are never sent. See service/stages.py.
 PENDING = "pending"
 DEFERRED = "deferred"
 SENDING = "sending"
 DELIVERED = "delivered"
 DEAD = "dead"
 MUTED = "muted"
-STATUSES = (PENDING, DEFERRED, SENDING, DELIVERED, DEAD, MUTED)
+SILENCED = "silenced"
+STATUSES = (PENDING, DEFERRED, SENDING, DELIVERED, DEAD, MUTED, SILENCED)
 #: Statuses waiting for a send once `next_attempt_at` has come.
 WAITING = (PENDING, DEFERRED)
 

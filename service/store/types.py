@@ -12,7 +12,7 @@ from service.notify.base import Message
 from service.stages import Decision
 
 Outcome = Literal["ok", "retry", "permanent", "error"]
-Status = Literal["pending", "deferred", "sending", "delivered", "dead", "muted"]
+Status = Literal["pending", "deferred", "sending", "delivered", "dead", "muted", "silenced"]
 Render = Callable[[Alert, str], Message]
 #: One channel of an alert: (channel, kind), or (channel, kind, what the stages decided).
 Route = tuple[str, str] | tuple[str, str, Decision]
