@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Final
 
 from service.clock import Clock
@@ -19,18 +20,31 @@ from service.errors import ConfigError
 from service.providers import finnhub, fmp, nasdaq, replay
 from service.providers.base import Provider
 from service.providers.failover import FailoverProvider
-from service.providers.plugin import ProviderType
+from service.providers.plugin import ProviderType, declaration_problems
 
 #: Every provider by name, in the order `known providers` lists them: one line per module.
-PROVIDERS: Final[Mapping[str, ProviderType]] = {
-    p.name: p
-    for p in (
-        finnhub.PROVIDER,
-        fmp.PROVIDER,
-        nasdaq.PROVIDER,
-        replay.PROVIDER,
-    )
-}
+
+
+def registry(*declared: ProviderType) -> Mapping[str, ProviderType]:
+    """The providers by name; raises TypeError for an unsound or repeated declaration, so
+    a provider that forgets a declaration fails at import and in the contract test."""
+    out: dict[str, ProviderType] = {}
+    for ptype in declared:
+        problems = declaration_problems(ptype)
+        if ptype.name in out:
+            problems.append("declared twice")
+        if problems:
+            raise TypeError(f"provider {ptype.name!r}: " + "; ".join(problems))
+        out[ptype.name] = ptype
+    return MappingProxyType(out)
+
+
+PROVIDERS: Final[Mapping[str, ProviderType]] = registry(
+    finnhub.PROVIDER,
+    fmp.PROVIDER,
+    nasdaq.PROVIDER,
+    replay.PROVIDER,
+)
 
 #: Prices older than this many refresh periods (plus one call's deadline) are stale.
 STALE_PERIODS: Final = 3

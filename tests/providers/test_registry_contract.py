@@ -171,3 +171,15 @@ BROKEN = [
 def test_an_incomplete_declaration_is_caught(broken, problem):
     problems = declaration_problems(broken)
     assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_the_registry_refuses_an_unsound_or_repeated_declaration() -> None:
+    from dataclasses import replace
+
+    from service.providers import registry
+    from service.providers.finnhub import PROVIDER
+
+    with pytest.raises(TypeError, match="declared twice"):
+        registry(PROVIDER, PROVIDER)
+    with pytest.raises(TypeError, match="max_batch 0 is below 1"):
+        registry(replace(PROVIDER, max_batch=0))
