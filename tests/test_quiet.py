@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.clock import FakeClock
+from service.commands import show_history
 from service.config import Settings
 from service.delivery import DeliveryWorker
 from service.engine import Alert, evaluate
@@ -352,6 +353,10 @@ async def test_a_night_of_alerts_waits_survives_a_reopen_and_arrives_in_the_orde
         assert {d.hold_reason for e in entries for d in e.deliveries} == {
             "quiet hours of hook until 07:00 EST"
         }
+        settings = Settings(_env_file=None, database_url=sqlite_url)
+        code, text = show_history(settings, limit=5, rule=None, status="deferred", as_json=False)
+        assert code == 0 and text.count("deferred") == 3
+        assert "until 2026-01-16 12:00Z: quiet hours of" in text  # the cell is cut at 40
         # an urgent rule goes through the same quiet channel at once
         urgent_at = evening + timedelta(minutes=40)
         clock.set(urgent_at)
