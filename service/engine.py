@@ -58,6 +58,7 @@ class Alert:
     channels: tuple[str, ...]  # channel names from the rule file, in order
     values: Mapping[str, Value] = field(default_factory=dict)  # the variables when it fired
     report_key: str | None = None
+    urgent: bool = False  # the rule's `urgent: true`: quiet hours do not hold it
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +248,7 @@ def evaluate_work(
                         channels=rule.channels,
                         values={k: v for k, v in values.items() if v is not None},
                         report_key=report,
+                        urgent=rule.urgent,
                     )
                 )
     return Evaluation(alerts=alerts, states=new_states, evaluated=evaluated, errors=errors)

@@ -84,6 +84,8 @@ def health_for(settings: Settings) -> HealthState:
 
 def stages_for(settings: Settings, store: Store) -> Sequence[Stage]:
     """The stages every alert passes, in order, between the engine and the outbox
-    (`service/stages.py`). None yet: every alert is sent on every channel. Silences and
-    quiet hours come here, in that order, as they are built."""
-    return ()
+    (`service/stages.py`): the quiet hours of each channel (`service/quiet.py`). Silences
+    come before them, as they are built."""
+    from service.quiet import QuietHoursStage
+
+    return [QuietHoursStage()]

@@ -22,6 +22,7 @@ DOMAIN_MODULES = (
     "service.marketdata",
     "service.schedule",
     "service.stages",
+    "service.quiet",
     "service.figures",
     "service.rules",
 )

@@ -22,18 +22,24 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import DeliveryError
 from service.market import Value
+from service.quiet import QuietHours
 from service.retry_after import retry_after as read_retry_after
 
 
 class ChannelConfig(BaseModel):
     """Base of each channel type's options in the rule file (`type:` excluded). A
-    validation error never quotes the input: it may be a secret URL or token."""
+    validation error never quotes the input: it may be a secret URL or token. The fields
+    here are every channel's (`quiet_hours`), read by the stages, never by a notifier."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    quiet_hours: QuietHours | None = Field(
+        None, description="deliveries due inside this window wait for its end"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ class CompiledRule:
     uses_earnings: bool
     time_dependent: bool
     line: int
+    urgent: bool = False  # ignores the channels' quiet hours (service/quiet.py)
 
     def render(self, values: Mapping[str, Value], symbol: str, now: datetime) -> str:
         """The alert text (see render_checked)."""

@@ -25,7 +25,8 @@ _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
 def is_text_position(path: Path) -> bool:
     """Where a plain scalar means the text as typed, whatever YAML 1.1 reads it as:
-    symbols (`ON`, `NO`, `0700`), names, channel names, conditions and messages."""
+    symbols (`ON`, `NO`, `0700`), names, channel names, conditions, messages and the
+    times of quiet hours."""
     match path:
         case ("rules", int(), "symbols" | "notify", int()):
             return True
@@ -36,6 +37,8 @@ def is_text_position(path: Path) -> bool:
         case ("defaults", "notify") | ("defaults", "notify", int()) | ("defaults", "message"):
             return True
         case ("groups", str()) | ("groups", str(), int()):
+            return True
+        case ("channels", str(), "quiet_hours", "from" | "to"):  # 22:00 is 1320 in YAML 1.1
             return True
     return False
 

@@ -277,6 +277,7 @@ class Loader:
             uses_earnings=bool(names & EARNINGS_VARS),
             time_dependent=bool(names & TIME_VARS),
             line=self.doc.where(path).line,
+            urgent=model.urgent,
         )
 
     def condition(self, text: str, path: Path) -> Compiled | None:

@@ -70,6 +70,7 @@ class RuleModel(_Strict):
     notify: Names | None = None
     message: str | None = None
     enabled: bool = Field(True, description="false keeps the rule in the file but idle")
+    urgent: bool = Field(False, description="true ignores the channels' quiet hours")
     description: str | None = None
 
     @field_validator("when", "clear_when")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy import Table, and_, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -129,6 +130,12 @@ def _delivery_row(alert_id: str, route: Route, now: datetime) -> dict[str, objec
     }
 
 
+#: Due deliveries go earliest first; of those due at the same moment (deferred to the end
+#: of one quiet window, say) the older first, so a channel gets its alerts in the order
+#: they fired (the id is random: the last tie-break only).
+_CLAIM_ORDER: Final = (DELIVERY.c.next_attempt_at, DELIVERY.c.created_at, DELIVERY.c.id)
+
+
 def _due(now: datetime, dead: Sequence[str] = ()) -> ColumnElement[bool]:
     c = DELIVERY.c
     due = [
@@ -162,7 +169,7 @@ def claim(
         connection.execute(
             select(c.id)
             .where(claimable)
-            .order_by(c.next_attempt_at, c.id)
+            .order_by(*_CLAIM_ORDER)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -186,7 +193,7 @@ def claim(
         select(c.id, c.alert_id, c.channel, c.kind, c.attempts, c.created_at, ALERT.c.message_json)
         .join(ALERT, ALERT.c.id == c.alert_id)
         .where(c.id.in_(due_ids), c.status == SENDING, c.lease_until == lease_until)
-        .order_by(c.next_attempt_at, c.id)
+        .order_by(*_CLAIM_ORDER)
     ).all()
     return [
         ClaimedDelivery(

@@ -10,6 +10,7 @@ import pytest
 
 from service.engine import RuleState
 from service.errors import StoreError
+from service.stages import Decision
 from service.store import AttemptRecord, Store, open_store
 from tests.store.helpers import T0, make_alert, render
 
@@ -170,6 +171,21 @@ def test_claim_and_finish_walk_a_delivery_through_its_life(db: Store) -> None:
     ]
     assert records[0].duration_ms == 40
     assert db.pending_count() == 0 and db.next_due() is None
+
+
+def test_deliveries_deferred_to_one_moment_are_claimed_in_the_order_they_fired(
+    db: Store,
+) -> None:
+    # Quiet hours defer every alert of a night to the same end; the ids are random, so
+    # only the creation time keeps them in the order they fired.
+    until = T0 + timedelta(hours=9)
+    for n in range(8):
+        fired = T0 + timedelta(minutes=n)
+        alert = make_alert(n, when=fired)
+        db.record([(alert, render, [("hook", "webhook", Decision.defer(until, "q"))])], {}, fired)
+    assert db.claim(until - timedelta(seconds=1), 10, LEASE) == []
+    claimed = db.claim(until, 10, LEASE)
+    assert [c.message.symbol for c in claimed] == [f"SYM{n}" for n in range(8)]
 
 
 def test_an_expired_lease_is_claimed_again_and_fences_the_old_owner(db: Store) -> None:
