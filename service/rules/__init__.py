@@ -52,6 +52,9 @@ class CompiledRule:
     uses_earnings: bool
     time_dependent: bool
     line: int
+    #: `notify_resolved: true`: a resolved message when it re-arms after firing. Not part
+    #: of the fingerprint: turning it on keeps the state, so a standing alert resolves.
+    notify_resolved: bool = False
 
     def render(self, values: Mapping[str, Value], symbol: str, now: datetime) -> str:
         """The alert text (see render_checked)."""

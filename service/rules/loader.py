@@ -277,6 +277,7 @@ class Loader:
             uses_earnings=bool(names & EARNINGS_VARS),
             time_dependent=bool(names & TIME_VARS),
             line=self.doc.where(path).line,
+            notify_resolved=model.notify_resolved,
         )
 
     def condition(self, text: str, path: Path) -> Compiled | None:
