@@ -120,7 +120,7 @@ def test_a_restart_from_the_stored_states_sends_no_resolved_twice(store: Store) 
     def process(prices: list[float], start: int) -> list[str]:
         """A process started from the store's states that runs a few passes."""
         states = store.load_states()
-        kinds = []
+        kinds: list[str] = []
         for i, price in enumerate(prices):
             now = T0 + (start + i) * minute
             result = evaluate(ruleset, quote(price), states, now)
