@@ -39,6 +39,8 @@ class RuleState:
     report key of the last alert of a rule that reads earnings variables. `fingerprint`: the
     rule definition this state belongs to (a changed rule starts afresh). `fired`: how many
     alerts this state has produced (part of the dedup key of rules not tied to a report).
+    Together they give back the dedup key of the last alert (`last_fired_key`), which a
+    resolved alert (`notify_resolved`) extends: no column of its own is needed.
     """
 
     fingerprint: str = ""
