@@ -4,11 +4,14 @@ the store's states sends none twice."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from service.engine import RESOLVED_SUFFIX, RuleState, evaluate
 from service.notify.render import render
-from service.store import Store
+from service.store import Store, open_store
 from tests.test_engine import MISS, T0, Run, price_rule, quote, report, rules, walk, with_event
 
 RESOLVED = "    notify_resolved: true\n"
@@ -111,6 +114,14 @@ def test_an_earnings_rule_resolves_its_report_once() -> None:
     )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Store]:
+    url = sqlite_url if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+    opened = open_store(url)
+    yield opened
+    opened.close()
+
+
 def test_a_restart_from_the_stored_states_sends_no_resolved_twice(store: Store) -> None:
     """The states are stored with the alerts of their pass; a process that goes on from
     them (a restart, a new leader) resolves the right key, and only once."""
@@ -122,7 +133,7 @@ def test_a_restart_from_the_stored_states_sends_no_resolved_twice(store: Store) 
         states = store.load_states()
         kinds: list[str] = []
         for i, price in enumerate(prices):
-            now = T0 + (start + i) * minute
+            now = T0 + (start + i) * minute + timedelta(microseconds=123457)  # stored exactly
             result = evaluate(ruleset, quote(price), states, now)
             states.update(result.states)
             kinds += [a.kind for a in result.alerts]
