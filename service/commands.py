@@ -62,6 +62,8 @@ def show_history(
                     "fired_at": e.fired_at.isoformat(),
                     "report": e.report_key,
                     "message": e.message.text,
+                    "kind": e.message.kind,
+                    "resolves": e.message.resolves,
                     "deliveries": [
                         {
                             "channel": d.channel,

@@ -20,8 +20,13 @@ from typing import Final, Literal
 from service.market import VARIABLES, Snapshot, Value, variables
 from service.rules import CompiledRule, RuleSet
 from service.rules.expr import Compiled
+from service.rules.templates import resolved_message
 
 RuleErrorKind = Literal["condition", "render"]
+AlertKind = Literal["fired", "resolved"]
+#: What one step did: fired, re-armed by its condition (`clear_when`, or `when` false), or
+#: neither.
+StepOutcome = Literal["fired", "rearmed"] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,8 @@ class RuleState:
     report key of the last alert of a rule that reads earnings variables. `fingerprint`: the
     rule definition this state belongs to (a changed rule starts afresh). `fired`: how many
     alerts this state has produced (part of the dedup key of rules not tied to a report).
+    Together they give back the dedup key of the last alert (`last_fired_key`), which a
+    resolved alert (`notify_resolved`) extends: no column of its own is needed.
     """
 
     fingerprint: str = ""
@@ -59,6 +66,10 @@ class Alert:
     values: Mapping[str, Value] = field(default_factory=dict)  # the variables when it fired
     report_key: str | None = None
     urgent: bool = False  # the rule's `urgent: true`: quiet hours do not hold it
+    #: `resolved`: the rule re-armed after firing (`notify_resolved: true`); `resolves_key`
+    #: is then the dedup key of the alert it resolves (the outbox finds its id).
+    kind: AlertKind = "fired"
+    resolves_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +118,17 @@ def step(
     rule: CompiledRule, state: RuleState | None, values: Mapping[str, Value], now: datetime
 ) -> tuple[RuleState, bool, str | None]:
     """Advance one rule for one symbol: the new state, whether it fires now, and the
-    exception type name when a condition raised (that condition is then unknown).
+    exception type name when a condition raised (that condition is then unknown). See
+    `advance`, which also says when the rule re-armed."""
+    state, outcome, error = advance(rule, state, values, now)
+    return state, outcome == "fired", error
+
+
+def advance(
+    rule: CompiledRule, state: RuleState | None, values: Mapping[str, Value], now: datetime
+) -> tuple[RuleState, StepOutcome, str | None]:
+    """Advance one rule for one symbol: the new state, what happened (fired, re-armed by
+    its condition, or nothing), and the exception type name when a condition raised.
 
     Edge-triggered: fires when `when` turns true while armed; re-arms when `when` is
     false (or `clear_when` is true). Unknown neither fires nor re-arms, so a gap in the
@@ -128,25 +149,25 @@ def step(
         else:
             rearm = condition is False
         if rearm:
-            return replace(state, armed=True, pending_since=None), False, error
-        return state, False, error
+            return replace(state, armed=True, pending_since=None), "rearmed", error
+        return state, None, error
     if condition is not True:
         if state.pending_since is not None:
-            return replace(state, pending_since=None), False, error
-        return state, False, error
+            return replace(state, pending_since=None), None, error
+        return state, None, error
     if report is not None and report == state.last_report:
-        return replace(state, armed=False, pending_since=None), False, None
+        return replace(state, armed=False, pending_since=None), None, None
     if rule.hold is not None:
         if state.pending_since is None:
             state = replace(state, pending_since=now)
         if now - state.pending_since < rule.hold:  # type: ignore[operator]
-            return state, False, None
+            return state, None, None
     if (
         rule.cooldown is not None
         and state.last_fired is not None
         and now - state.last_fired < rule.cooldown
     ):
-        return replace(state, armed=False, pending_since=None), False, None
+        return replace(state, armed=False, pending_since=None), None, None
     fired = replace(
         state,
         armed=False,
@@ -155,7 +176,7 @@ def step(
         last_report=report if report is not None else state.last_report,
         fired=state.fired + 1,
     )
-    return fired, True, None
+    return fired, "fired", None
 
 
 def dedup_key(
@@ -175,6 +196,50 @@ def dedup_key(
         return f"{rule.name}|{symbol}|report:{report}"
     moment = fired_at.astimezone(UTC).isoformat(timespec="microseconds")
     return f"{rule.name}|{symbol}|{rule.fingerprint}|{state.fired}|{moment}"
+
+
+RESOLVED_SUFFIX: Final = "|resolved"
+
+
+def last_fired_key(rule: CompiledRule, symbol: str, state: RuleState) -> str | None:
+    """The dedup key of the last alert `state` (not re-armed since) records, derived as
+    `dedup_key()` made it, or None when it records no firing."""
+    if state.last_fired is None:
+        return None
+    report = state.last_report if rule.uses_earnings else None
+    return dedup_key(rule, symbol, state, report, state.last_fired)
+
+
+def resolved_alert(
+    rule: CompiledRule,
+    symbol: str,
+    state: RuleState,
+    values: Mapping[str, Value],
+    now: datetime,
+) -> Alert | None:
+    """The resolved alert of a rule with `notify_resolved` that re-armed from `state`
+    (its state before re-arming), or None when that state records no firing.
+
+    Its dedup key is the fired alert's plus RESOLVED_SUFFIX: one resolved message per
+    firing, across restarts (the store keeps one alert per key). A re-arm after an edge
+    the cooldown or the report consumed derives the same key, so the store drops it."""
+    fired = last_fired_key(rule, symbol, state)
+    if fired is None:
+        return None
+    names = rule.when.names | (rule.clear_when.names if rule.clear_when else frozenset())
+    return Alert(
+        rule=rule.name,
+        symbol=symbol,
+        dedup_key=fired + RESOLVED_SUFFIX,
+        fired_at=now,
+        text=resolved_message(rule.name, symbol, values, names),
+        channels=rule.channels,
+        values={k: v for k, v in values.items() if v is not None},
+        report_key=state.last_report if rule.uses_earnings else None,
+        kind="resolved",
+        resolves_key=fired,
+        urgent=rule.urgent,  # an urgent rule's resolution is not held by quiet hours either
+    )
 
 
 #: (symbol, the rules to evaluate for it): one unit of an evaluation pass.
@@ -228,12 +293,16 @@ def evaluate_work(
             evaluated += 1
             key = (rule.name, symbol)
             old = states.get(key)
-            state, fire, failed = step(rule, old, values, now)
+            state, outcome, failed = advance(rule, old, values, now)
             if failed is not None:
                 errors.append(RuleError(rule.name, symbol, "condition", failed, rule.line))
             if state != old:
                 new_states[key] = state
-            if fire:
+            if outcome == "rearmed" and rule.notify_resolved and old is not None:
+                resolved = resolved_alert(rule, symbol, old, values, now)
+                if resolved is not None:
+                    alerts.append(resolved)
+            if outcome == "fired":
                 report = report_key(values) if rule.uses_earnings else None
                 text, failed = rule.render_checked(values, symbol, now)
                 if failed is not None:

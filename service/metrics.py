@@ -64,6 +64,12 @@ class Metrics:
         self._alerts = Counter(
             "earnwatch_alerts_fired", "Alerts written to the outbox, by rule.", ["rule"], registry=r
         )
+        self._resolved = Counter(
+            "earnwatch_alerts_resolved",
+            "Resolved messages (notify_resolved) written to the outbox, by rule.",
+            ["rule"],
+            registry=r,
+        )
         self._deliveries = Counter(
             "earnwatch_deliveries",
             "Delivery attempts, by channel kind and outcome.",
@@ -159,6 +165,10 @@ class Metrics:
     def alert_fired(self, rule: str) -> None:
         """Rule `rule` fired one alert."""
         self._alerts.labels(rule=self._rule_label(rule)).inc()
+
+    def alert_resolved(self, rule: str) -> None:
+        """Rule `rule` re-armed after firing and wrote its resolved message."""
+        self._resolved.labels(rule=self._rule_label(rule)).inc()
 
     def rule_error(self, rule: str, kind: RuleErrorKind) -> None:
         """Rule `rule` failed for one symbol: its condition raised, or its message."""

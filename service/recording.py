@@ -9,7 +9,8 @@ Promises:
 - An alert the store drops as a duplicate (its dedup key already stored) is logged and
   counted as such, never logged as a new alert, and never sent again.
 - Only alerts actually inserted are logged as `alert ...`, counted in
-  `earnwatch_alerts_fired_total` and wake delivery.
+  `earnwatch_alerts_fired_total` (resolved messages in `earnwatch_alerts_resolved_total`)
+  and wake delivery.
 """
 
 from __future__ import annotations
@@ -106,12 +107,18 @@ class Recorder:
         stored = {id(tried[alert_id]) for alert_id in inserted if alert_id in tried}
         for alert, channels in batch:
             if id(alert) in stored:
-                self.metrics.alert_fired(alert.rule)
+                if alert.kind == "resolved":
+                    self.metrics.alert_resolved(alert.rule)
+                else:
+                    self.metrics.alert_fired(alert.rule)
                 log.info("alert %s %s: %s", alert.rule, alert.symbol, alert.text)
                 self._held(alert, channels)
             else:
                 self.metrics.alert_deduplicated(alert.rule)
-                log.warning(
+                # A re-arm after an edge the cooldown or the report consumed derives the
+                # key of a resolved message already sent: expected, no warning.
+                log.log(
+                    logging.INFO if alert.kind == "resolved" else logging.WARNING,
                     "alert %s for %s already recorded (dedup key %s): not sent again",
                     alert.rule,
                     alert.symbol,

@@ -45,7 +45,9 @@ class ChannelConfig(BaseModel):
 @dataclass(frozen=True, slots=True)
 class Message:
     """One alert, rendered, as it is stored in the outbox and sent (the same bytes on every
-    retry). `id` is the alert's stable id; `values` are the variables when it fired."""
+    retry). `id` is the alert's stable id; `values` are the variables when it fired.
+    `kind` is `fired`, or `resolved` for the message of a rule that re-armed after firing
+    (`notify_resolved`), whose `resolves` is then the id of the alert it resolves."""
 
     id: str
     rule: str
@@ -54,18 +56,23 @@ class Message:
     text: str
     fired_at: datetime
     values: Mapping[str, Value] = field(default_factory=dict)
+    kind: str = "fired"
+    resolves: str | None = None
 
     def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "rule": self.rule,
+            "symbol": self.symbol,
+            "title": self.title,
+            "text": self.text,
+            "fired_at": self.fired_at.isoformat(),
+            "values": {k: jsonable(v) for k, v in self.values.items()},
+        }
+        if self.kind != "fired":  # a fired alert's row reads as it did before resolved ones
+            data |= {"kind": self.kind, "resolves": self.resolves}
         return json.dumps(
-            {
-                "id": self.id,
-                "rule": self.rule,
-                "symbol": self.symbol,
-                "title": self.title,
-                "text": self.text,
-                "fired_at": self.fired_at.isoformat(),
-                "values": {k: jsonable(v) for k, v in self.values.items()},
-            },
+            data,
             sort_keys=True,
             separators=(",", ":"),
             allow_nan=False,
@@ -82,6 +89,8 @@ class Message:
             text=data["text"],
             fired_at=datetime.fromisoformat(data["fired_at"]),
             values=data["values"],
+            kind=data.get("kind", "fired"),  # rows stored before resolved messages
+            resolves=data.get("resolves"),
         )
 
 

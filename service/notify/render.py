@@ -16,13 +16,19 @@ def title_of(symbol: str, rule: str) -> str:
 
 
 def render(alert: Alert, alert_id: str) -> Message:
-    """The Message for `alert`, identified by `alert_id` (the stored alert's stable id)."""
+    """The Message for `alert`, identified by `alert_id` (the stored alert's stable id).
+    A resolved alert's title says so (`LUMN · lumn-above-target resolved`); the outbox
+    sets its `resolves` to the id of the alert it resolves, once it has found it."""
+    title = title_of(alert.symbol, alert.rule)
+    if alert.kind == "resolved":
+        title += " resolved"
     return Message(
         id=alert_id,
         rule=alert.rule,
         symbol=alert.symbol,
-        title=title_of(alert.symbol, alert.rule),
+        title=title,
         text=alert.text,
         fired_at=alert.fired_at,
         values=dict(alert.values),
+        kind=alert.kind,
     )

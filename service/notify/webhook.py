@@ -8,6 +8,11 @@ Payload (keys in this order, compact JSON, UTF-8)::
 
     {"version": "1", "type": "alert.fired", "alert_id": ..., "rule": ..., "symbol": ...,
      "title": ..., "message": ..., "fired_at": "ISO 8601", "values": {sorted by name}}
+
+A rule with `notify_resolved: true` sends one more when it re-arms: the same keys with
+`"type": "alert.resolved"`, its own `alert_id`, `fired_at` (when it re-armed) and values
+(at that moment), and, last, `"resolves"`: the `alert_id` of the alert it resolves
+(`null` when that alert is no longer stored).
 """
 
 from __future__ import annotations
@@ -99,19 +104,23 @@ def webhook_id(delivery_id: str) -> str:
 
 def payload(message: Message) -> bytes:
     """The request body: a pure function of the message (same bytes on every retry)."""
+    resolved = message.kind == "resolved"
+    body: dict[str, object] = {
+        "version": PAYLOAD_VERSION,
+        "type": "alert.resolved" if resolved else "alert.fired",
+        "alert_id": message.id,
+        "rule": message.rule,
+        "symbol": message.symbol,
+        "title": message.title,
+        "message": message.text,
+        "fired_at": message.fired_at.isoformat(),
+        # sorted: the outbox round trip (Message.to_json) sorts them too
+        "values": {k: jsonable(v) for k, v in sorted(message.values.items())},
+    }
+    if resolved:
+        body["resolves"] = message.resolves
     return json.dumps(
-        {
-            "version": PAYLOAD_VERSION,
-            "type": "alert.fired",
-            "alert_id": message.id,
-            "rule": message.rule,
-            "symbol": message.symbol,
-            "title": message.title,
-            "message": message.text,
-            "fired_at": message.fired_at.isoformat(),
-            # sorted: the outbox round trip (Message.to_json) sorts them too
-            "values": {k: jsonable(v) for k, v in sorted(message.values.items())},
-        },
+        body,
         ensure_ascii=False,
         separators=(",", ":"),
         allow_nan=False,

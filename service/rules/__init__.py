@@ -53,6 +53,9 @@ class CompiledRule:
     time_dependent: bool
     line: int
     urgent: bool = False  # ignores the channels' quiet hours (service/quiet.py)
+    #: `notify_resolved: true`: a resolved message when it re-arms after firing. Not part
+    #: of the fingerprint: turning it on keeps the state, so a standing alert resolves.
+    notify_resolved: bool = False
 
     def render(self, values: Mapping[str, Value], symbol: str, now: datetime) -> str:
         """The alert text (see render_checked)."""

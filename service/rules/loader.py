@@ -278,6 +278,7 @@ class Loader:
             time_dependent=bool(names & TIME_VARS),
             line=self.doc.where(path).line,
             urgent=model.urgent,
+            notify_resolved=model.notify_resolved,
         )
 
     def condition(self, text: str, path: Path) -> Compiled | None:

@@ -69,6 +69,9 @@ class RuleModel(_Strict):
     cooldown: Duration | None = None
     notify: Names | None = None
     message: str | None = None
+    notify_resolved: bool = Field(
+        False, description="one more message when the rule re-arms after firing"
+    )
     enabled: bool = Field(True, description="false keeps the rule in the file but idle")
     urgent: bool = Field(False, description="true ignores the channels' quiet hours")
     description: str | None = None

@@ -115,6 +115,16 @@ def default_message(
     return text
 
 
+def resolved_message(
+    rule: str, symbol: str, values: Mapping[str, Value], names: frozenset[str]
+) -> str:
+    """The message of a rule's resolved alert (Earnwatch's own: a rule's `message:` is for
+    the firing): `RESOLVED: LUMN: lumn-above-target no longer holds (price 7.38)`."""
+    shown = ", ".join(f"{name} {format_value(values.get(name))}" for name in sorted(names))
+    text = f"RESOLVED: {symbol}: {rule} no longer holds"
+    return cap_message(f"{text} ({shown})" if shown else text)
+
+
 __all__ = [
     "EXTRA_NAMES",
     "MESSAGE_CAP",
@@ -128,4 +138,5 @@ __all__ = [
     "format_pct",
     "format_value",
     "make_environment",
+    "resolved_message",
 ]

@@ -2,7 +2,8 @@
 
 Promises:
 - `record()` writes each alert with its dedup key and one delivery row per channel in the
-  caller's single transaction, before anything is sent. An alert whose dedup key exists is
+  caller's single transaction, before anything is sent. A resolved alert's message names
+  the id of the alert it resolves, found in that transaction. An alert whose dedup key exists is
   skipped silently (`ON CONFLICT DO NOTHING` on both backends): that unique constraint, not
   memory, is what keeps one alert per rule, symbol and event across restarts and replicas.
 - `claim()` hands each due delivery to one claimer only: `FOR UPDATE SKIP LOCKED` on
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -28,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from service.engine import RESOLVED_SUFFIX, Alert
 from service.notify.base import Message
 from service.store.replica import dead_lease_holders
 from service.store.tables import (
@@ -74,6 +77,9 @@ def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) ->
         message = render(alert, alert_id)
         if message.id != alert_id:
             raise ValueError(f"render() must use the alert id it is given ({alert.rule})")
+        if alert.kind == "resolved":
+            resolves = _resolved_alert_id(connection, alert)
+            message = replace(message, kind="resolved", resolves=resolves)
         statement = (
             dialect_insert(connection, ALERT)
             .values(
@@ -95,6 +101,31 @@ def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) ->
             connection.execute(DELIVERY.insert(), rows)
         inserted.append(alert_id)
     return inserted
+
+
+def _resolved_alert_id(connection: Connection, alert: Alert) -> str | None:
+    """The id of the alert a resolved alert resolves: the one stored under its
+    `resolves_key` (written earlier in this transaction, or before), else the latest fired
+    alert of its rule and symbol; None when there is none (the store was emptied)."""
+    a = ALERT.c
+    if alert.resolves_key is not None:
+        found = connection.execute(
+            select(a.id).where(a.dedup_key == alert.resolves_key)
+        ).scalar_one_or_none()
+        if found is not None:
+            return str(found)
+    latest = connection.execute(
+        select(a.id)
+        .where(
+            a.rule == alert.rule,
+            a.symbol == alert.symbol,
+            a.dedup_key.not_like(f"%{RESOLVED_SUFFIX}"),
+            a.fired_at <= alert.fired_at,
+        )
+        .order_by(a.fired_at.desc(), a.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    return None if latest is None else str(latest)
 
 
 def _one_per_channel(routes: Sequence[Route]) -> list[Route]:

@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
@@ -240,3 +241,60 @@ def test_the_body_is_the_same_bytes_after_the_outbox_round_trip(message: Message
     from service.notify.webhook import payload
 
     assert payload(Message.from_json(message.to_json())) == payload(message)
+
+
+def test_the_fired_payload_stays_byte_for_byte_as_documented(message: Message) -> None:
+    from service.notify.webhook import payload
+
+    assert (
+        payload(message)
+        == (
+            '{"version":"1","type":"alert.fired","alert_id":"alert_01JABCDEF",'
+            '"rule":"lumn-q4-miss","symbol":"LUMN","title":"LUMN · lumn-q4-miss",'
+            '"message":"LUMN missed: EPS -0.05 vs 0.02 (-350.0%)",'
+            '"fired_at":"2026-02-03T21:05:00+00:00",'
+            '"values":{"earnings_date":"2026-02-03","eps_actual":-0.05,"eps_estimate":0.02}}'
+        ).encode()
+    )
+
+
+async def test_a_resolved_message_is_sent_as_alert_resolved_naming_the_alert_it_resolves(
+    notifier: WebhookNotifier, receiver: Receiver
+) -> None:
+    from datetime import UTC, datetime
+
+    from service.engine import Alert
+    from service.notify.render import render
+
+    alert = Alert(
+        rule="lumn-above-target",
+        symbol="LUMN",
+        dedup_key="k|resolved",
+        fired_at=datetime(2026, 2, 4, 15, 10, tzinfo=UTC),
+        text="RESOLVED: LUMN: lumn-above-target no longer holds (price 7.38)",
+        channels=("ops-hook",),
+        values={"price": 7.38},
+        kind="resolved",
+        resolves_key="k",
+    )
+    stored = Message.from_json(
+        replace(render(alert, "alert_02"), resolves="alert_01").to_json()
+    )  # as the outbox keeps it
+    await notifier.send(stored, config(receiver, secret=SECRET), delivery_id="dlv_2")
+
+    [request] = receiver.requests
+    assert verify(SECRET, request.headers, request.body)
+    body = json.loads(request.body)
+    assert body == {
+        "version": "1",
+        "type": "alert.resolved",
+        "alert_id": "alert_02",
+        "rule": "lumn-above-target",
+        "symbol": "LUMN",
+        "title": "LUMN · lumn-above-target resolved",
+        "message": "RESOLVED: LUMN: lumn-above-target no longer holds (price 7.38)",
+        "fired_at": "2026-02-04T15:10:00+00:00",
+        "values": {"price": 7.38},
+        "resolves": "alert_01",
+    }
+    assert list(body)[-1] == "resolves"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.engine import RuleState
+from service.engine import RESOLVED_SUFFIX, Alert, RuleState
 from service.errors import StoreError
 from service.stages import Decision
 from service.store import AttemptRecord, Store, open_store
@@ -255,3 +256,50 @@ def test_history_is_newest_first_and_filters_by_rule_and_status(db: Store) -> No
     db.finish(first.id, attempt(1, "permanent", status_code=404, error="HTTP 404"), "dead")
     [dead] = db.history(status="dead")
     assert dead.deliveries[0].last_error == "HTTP 404"
+
+
+def _resolved(fired: Alert, when: datetime, resolves_key: str | None) -> Alert:
+    return replace(
+        fired,
+        dedup_key=fired.dedup_key + RESOLVED_SUFFIX,
+        fired_at=when,
+        text="RESOLVED",
+        kind="resolved",
+        resolves_key=resolves_key,
+    )
+
+
+def test_a_resolved_alert_names_the_alert_it_resolves_in_the_same_transaction(db: Store) -> None:
+    fired = make_alert(1)
+    routes = [("hook", "webhook")]
+    later = T0 + timedelta(minutes=5)
+    [fired_id, resolved_id] = db.record(
+        [(fired, render, routes), (_resolved(fired, later, fired.dedup_key), render, routes)],
+        {},
+        later,
+    )
+    entries = {e.alert_id: e for e in db.history()}
+    assert entries[resolved_id].message.resolves == fired_id
+    assert entries[resolved_id].message.kind == "resolved"
+    assert entries[fired_id].message.resolves is None
+    # recorded again (a restart re-deriving it): dropped by its dedup key
+    again = _resolved(fired, later + timedelta(minutes=1), fired.dedup_key)
+    assert db.record([(again, render, routes)], {}, later) == []
+
+
+def test_a_resolved_alert_whose_key_is_unknown_names_the_latest_fired_one_or_none(
+    db: Store,
+) -> None:
+    routes = [("hook", "webhook")]
+    old, new = make_alert(1), replace(make_alert(1), dedup_key="beat:SYM1:2025Q2")
+    [_, new_id] = db.record(
+        [(old, render, routes), (replace(new, fired_at=T0 + timedelta(minutes=1)), render, routes)],
+        {},
+        T0,
+    )
+    later = T0 + timedelta(minutes=5)
+    [found] = db.record([(_resolved(new, later, "gone"), render, routes)], {}, later)
+    [lost] = db.record([(_resolved(make_alert(2), later, None), render, routes)], {}, later)
+    entries = {e.alert_id: e for e in db.history()}
+    assert entries[found].message.resolves == new_id
+    assert entries[lost].message.resolves is None
