@@ -52,6 +52,7 @@ class Step:
     value: Value
     unknown: tuple[str, ...] = ()
     error: str | None = None  # the exception's type name, if evaluating it raised
+    sides: tuple[str, ...] = ()  # the texts of `left` and `right` (one for a variable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ class _StepPlan:
                 known = (left, right)[: len(self.sides)]
                 unknown = tuple(t for t, v in zip(self.sides, known, strict=True) if v is None)
             unknown = unknown or (self.text,)
-        return Step(self.text, self.op, left, right, value, unknown, error)
+        return Step(self.text, self.op, left, right, value, unknown, error, self.sides)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,168 @@
+"""`earnwatch explain` as a user runs it: a subprocess in a folder whose `.env` names a
+SQLite database that a real `earnwatch run --once` filled from the fake Finnhub server
+(rule states and the last known market data), and the same rule file."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.finnhub import FakeFinnhub
+from tests.servers import Receiver
+from tests.test_commands import TODAY, earnwatch, output, write_env
+
+RULES = """\
+channels:
+  hook: {type: webhook, url: "${HOOK_URL}"}
+rules:
+  - name: lumn-miss
+    symbols: [LUMN]
+    when: reported and eps_actual < eps_estimate
+    notify: [hook]
+  - name: above-target
+    symbols: [LUMN, PLTR]
+    when: price > 7.56
+    clear_when: price < 7.40
+    notify: [hook]
+  - name: cheap
+    symbols: [LUMN]
+    when: price < 5 and change_pct < -2
+    notify: [hook]
+"""
+#: Reported (the revenue is out) with no EPS actual yet: `eps_actual` is unknown.
+LUMN_REVENUE_ONLY = {
+    "symbol": "LUMN",
+    "date": TODAY.isoformat(),
+    "hour": "amc",
+    "year": 2025,
+    "quarter": 4,
+    "epsEstimate": -0.21,
+    "epsActual": None,
+    "revenueEstimate": 3080000000,
+    "revenueActual": 3041000000,
+}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """After one `run --once`: LUMN at 8.46 (above-target fired), PLTR without a quote."""
+    path = tmp_path_factory.mktemp("explain")
+    with FakeFinnhub() as finnhub, Receiver() as hook:
+        finnhub.set_event(**LUMN_REVENUE_ONLY)
+        finnhub.set_quote("LUMN", 8.46, 8.93, int(time.time()) - 30)
+        (path / "rules.yaml").write_text(RULES)
+        write_env(
+            path,
+            "FINNHUB_API_KEY=test-finnhub-key",
+            f"FINNHUB_BASE_URL={finnhub.base_url}",
+            f"HOOK_URL={hook.url_for('/hook')}",
+            "EARNWATCH_RULES=rules.yaml",
+        )
+        result = earnwatch("run", "--once", cwd=path)
+        assert result.returncode == 0, output(result)
+        assert [json.loads(r.body)["rule"] for r in hook.requests] == ["above-target"]
+    # the provider is gone: explain must not need it
+    yield path
+
+
+def test_a_rule_that_cannot_fire_names_the_unknown_value(folder: Path) -> None:
+    result = earnwatch("explain", "lumn-miss", cwd=folder)
+    assert result.returncode == 0, output(result)
+    text = result.stdout
+    assert "when        reported and eps_actual < eps_estimate" in text
+    assert "verdict     cannot fire: eps_actual is unknown" in text
+    assert re.search(r"eps_actual\s+n/a\s+age unknown", text), text
+    assert re.search(r"true\s+reported\b", text), text
+    assert "(unknown: eps_actual)" in text
+    assert "state       armed (no stored state)" in text or "state       armed" in text
+    assert "Traceback" not in output(result)
+
+
+def test_a_fired_rule_shows_when_it_fired_and_the_rearm_condition(folder: Path) -> None:
+    result = earnwatch("explain", "above-target", "--symbol", "lumn", cwd=folder)
+    assert result.returncode == 0, output(result)
+    text = result.stdout
+    assert "clear_when  price < 7.40" in text
+    fired = re.search(
+        r"verdict     fired at (\d{4}-\d\d-\d\d \d\d:\d\dZ), re-arms when price < 7\.40", text
+    )
+    assert fired, text
+    assert f"state       fired at {fired.group(1)}, not armed" in text
+    assert re.search(r"price\s+8\.46\s+\d+s old", text), text  # the quote's time is kept
+    assert "PLTR" not in text  # --symbol: that symbol only
+
+
+def test_json_holds_one_object_with_every_symbol(folder: Path) -> None:
+    result = earnwatch("explain", "above-target", "--json", cwd=folder)
+    assert result.returncode == 0, output(result)
+    body = json.loads(result.stdout)
+    assert body["rule"] == "above-target" and body["clear_when"] == "price < 7.40"
+    lumn, pltr = body["symbols"]
+    assert {"symbol", "value", "values", "state", "verdict", "comparisons"} <= set(lumn)
+    assert lumn["symbol"] == "LUMN" and lumn["value"] is True
+    assert lumn["values"]["price"]["value"] == 8.46
+    assert 25 <= lumn["values"]["price"]["age_seconds"] < 600
+    assert lumn["state"]["armed"] is False and lumn["state"]["last_fired"]
+    assert lumn["verdict"].startswith("fired at ")
+    when, clear = lumn["comparisons"]
+    assert when == {
+        "condition": "when",
+        "text": "price > 7.56",
+        "op": ">",
+        "left": 8.46,
+        "right": 7.56,
+        "value": True,
+        "unknown": [],
+        "error": None,
+    }
+    assert clear["condition"] == "clear_when" and clear["value"] is False
+    assert pltr["symbol"] == "PLTR" and pltr["value"] is None
+    assert pltr["values"]["price"] == {"value": None, "age_seconds": None}
+    assert pltr["unknown"] == ["price"] and pltr["verdict"] == "cannot fire: price is unknown"
+
+
+def test_a_false_condition_says_which_comparison_is_false(folder: Path) -> None:
+    result = earnwatch("explain", "cheap", "--json", cwd=folder)
+    assert result.returncode == 0, output(result)
+    (lumn,) = json.loads(result.stdout)["symbols"]
+    assert lumn["value"] is False
+    assert lumn["verdict"] == "false: price 8.46 is not < 5"  # change_pct < -2 holds
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("explain", "no-such-rule"),
+            "explain: no rule 'no-such-rule' in the rule file "
+            "(rules: lumn-miss, above-target, cheap)",
+        ),
+        (
+            ("explain", "lumn-miss", "--symbol", "EQIX"),
+            "explain: rule 'lumn-miss' does not watch EQIX (it watches LUMN)",
+        ),
+    ],
+)
+def test_an_unknown_rule_or_symbol_exits_1_naming_what_exists(
+    folder: Path, args: tuple[str, ...], expected: str
+) -> None:
+    result = earnwatch(*args, cwd=folder)
+    assert result.returncode == 1
+    assert result.stderr.strip() == expected and result.stdout == ""
+
+
+def test_without_stored_data_every_value_is_unknown(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    write_env(tmp_path, "HOOK_URL=http://127.0.0.1:9/hook", "EARNWATCH_RULES=rules.yaml")
+    result = earnwatch("explain", "lumn-miss", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "no market data stored yet" in result.stdout
+    assert (
+        "verdict     cannot fire: reported, eps_actual and eps_estimate are unknown"
+        in result.stdout
+    )
