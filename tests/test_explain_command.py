@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import Daemon, fast_env, wait_for
 from tests.fakes.finnhub import FakeFinnhub
 from tests.servers import Receiver
 from tests.test_commands import TODAY, earnwatch, output, write_env
@@ -79,7 +80,7 @@ def test_a_rule_that_cannot_fire_names_the_unknown_value(folder: Path) -> None:
     assert re.search(r"eps_actual\s+n/a\s+age unknown", text), text
     assert re.search(r"true\s+reported\b", text), text
     assert "(unknown: eps_actual)" in text
-    assert "state       armed (no stored state)" in text or "state       armed" in text
+    assert re.search(r"^  state       armed$", text, re.M), text
     assert "Traceback" not in output(result)
 
 
@@ -166,3 +167,26 @@ def test_without_stored_data_every_value_is_unknown(tmp_path: Path) -> None:
         "verdict     cannot fire: reported, eps_actual and eps_estimate are unknown"
         in result.stdout
     )
+
+
+def test_explain_reads_beside_a_running_daemon(tmp_path: Path) -> None:
+    """While `earnwatch run` polls and writes, explain follows the stored state: fired,
+    then armed again once the price fell through the clear_when."""
+    with FakeFinnhub() as finnhub, Receiver() as hook:
+        finnhub.set_quote("LUMN", 8.46, 8.93, int(time.time()))
+        (tmp_path / "rules.yaml").write_text(RULES)
+        lines = [*fast_env(tmp_path, finnhub.base_url), f"HOOK_URL={hook.url_for('/hook')}"]
+        (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+
+        def explained() -> str:
+            result = earnwatch("explain", "above-target", "--symbol", "LUMN", cwd=tmp_path)
+            assert result.returncode == 0, output(result)
+            return result.stdout
+
+        with Daemon(tmp_path, "--rules", "rules.yaml") as daemon:
+            wait_for(lambda: hook.requests, 30, "the above-target alert", daemon)
+            wait_for(lambda: "re-arms when price < 7.40" in explained(), 20, "fired", daemon)
+            finnhub.set_quote("LUMN", 7.30, 8.93, int(time.time()))
+            wait_for(lambda: "state       armed" in explained(), 30, "re-armed", daemon)
+            assert "false: price 7.3 is not > 7.56" in explained()
+            assert daemon.process is not None and daemon.process.poll() is None

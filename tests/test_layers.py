@@ -23,6 +23,7 @@ DOMAIN_MODULES = (
     "service.schedule",
     "service.stages",
     "service.figures",
+    "service.explain",
     "service.rules",
 )
 #: Pure libraries the domain may use: validation, YAML, templates, the NYSE holidays.
