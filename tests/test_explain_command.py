@@ -8,13 +8,21 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from service.config import Settings
+from service.explain_command import active_silences, show_explain
+from service.stages import Decision
+from service.store import open_store
 from tests.e2e import Daemon, fast_env, wait_for
 from tests.fakes.finnhub import FakeFinnhub
+from tests.rules.conftest import load
 from tests.servers import Receiver
+from tests.store.helpers import T0, make_alert, render
 from tests.test_commands import TODAY, earnwatch, output, write_env
 
 RULES = """\
@@ -190,3 +198,36 @@ def test_explain_reads_beside_a_running_daemon(tmp_path: Path) -> None:
             wait_for(lambda: "state       armed" in explained(), 30, "re-armed", daemon)
             assert "false: price 7.3 is not > 7.56" in explained()
             assert daemon.process is not None and daemon.process.poll() is None
+
+
+def test_deferred_deliveries_and_silences_come_from_the_store(tmp_path: Path) -> None:
+    """A delivery a stage deferred shows in the state with its time and reason; a store
+    with `silences(now)` (the silences part) has its matching silences shown; a store
+    without it has none."""
+    url = f"sqlite:///{tmp_path}/earnwatch.db"
+    store = open_store(url)
+    until = T0 + timedelta(hours=9)
+    routes = [("hook", "webhook", Decision.defer(until, "quiet hours of hook"))]
+    store.record([(make_alert(1, rule="beat"), render, routes)], {}, T0)
+    store.record([(make_alert(2, rule="beat"), render, [("hook", "webhook")])], {}, T0)
+    assert active_silences(store, T0) == []
+    store.close()
+    ruleset = load(
+        "rules:\n  - {name: beat, symbols: [SYM1, SYM2], when: 'reported and eps_actual > 0'}"
+    )
+    settings = Settings(_env_file=None, database_url=url)
+    code, text = show_explain(settings, ruleset, "beat", None, as_json=True, now=T0)
+    assert code == 0, text
+    sym1, sym2 = json.loads(text)["symbols"]
+    assert sym1["state"]["deferred"] == [
+        {"channel": "hook", "until": until.isoformat(), "reason": "quiet hours of hook"}
+    ]
+    assert sym2["state"]["deferred"] == []
+
+    silence = SimpleNamespace(id="s_1", rule="beat", symbol=None, starts_at=T0, ends_at=until)
+
+    class WithSilences:
+        def silences(self, now: datetime) -> list[SimpleNamespace]:
+            return [silence]
+
+    assert active_silences(WithSilences(), T0) == [silence]  # type: ignore[arg-type]
