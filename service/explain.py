@@ -23,13 +23,19 @@ from service.rules.trace import Step, Trace, trace
 
 
 class SilenceLike(Protocol):
-    """A silence as the store keeps it (`Store.silences(now)`): None matches any."""
+    """A silence as the store keeps it (`Store.silences(now)`, a frozen dataclass): a
+    `rule` or `symbol` of None matches any."""
 
-    id: str
-    rule: str | None
-    symbol: str | None
-    starts_at: datetime
-    ends_at: datetime
+    @property
+    def id(self) -> str: ...
+    @property
+    def rule(self) -> str | None: ...
+    @property
+    def symbol(self) -> str | None: ...
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def ends_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
