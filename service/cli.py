@@ -123,6 +123,27 @@ def history(
     raise typer.Exit(code)
 
 
+@app.command()
+def explain(
+    rule: Annotated[str, typer.Argument(help="a rule name from the rule file")],
+    symbol: Annotated[str | None, typer.Option("--symbol", help="only this symbol")] = None,
+    rules: RulesPath = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Why a rule would fire or not now: its values, each comparison, its state, a verdict
+    (from the stored state and last known data; reads the database, calls no provider)."""
+    from datetime import UTC, datetime
+
+    from service.explain_command import show_explain
+
+    settings = _settings()
+    ruleset = read_rules(rules or settings.rules, settings)
+    now = datetime.now(UTC)
+    code, text = show_explain(settings, ruleset, rule, symbol, as_json=as_json, now=now)
+    typer.echo(text, err=code != 0)
+    raise typer.Exit(code)
+
+
 @app.command("test-notify")
 def test_notify(
     channel: Annotated[str, typer.Argument(help="a channel name from the rule file")],

@@ -24,6 +24,7 @@ DOMAIN_MODULES = (
     "service.stages",
     "service.quiet",
     "service.figures",
+    "service.explain",
     "service.rules",
 )
 #: Pure libraries the domain may use: validation, YAML, templates, the NYSE holidays.

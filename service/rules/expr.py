@@ -119,6 +119,14 @@ def compile_condition(source: str) -> Compiled:
     return Compiled(source=text, fn=fn, names=frozenset(compiler.names))
 
 
+def compile_part(node: ast.expr) -> Fn:
+    """The engine's own closure of one part (an operand or a comparison) of a condition
+    that `compile_condition` accepted. `rules/trace.py` computes every value it shows with
+    it, so a trace cannot read a value differently from the engine."""
+    fn, _kind = _Compiler().node(node)
+    return fn
+
+
 def _check_depth(root: ast.expr) -> None:
     """Refuse nesting deeper than MAX_DEPTH (walked without recursion)."""
     stack: list[tuple[ast.AST, int]] = [(root, 1)]
