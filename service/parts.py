@@ -84,6 +84,8 @@ def health_for(settings: Settings) -> HealthState:
 
 def stages_for(settings: Settings, store: Store) -> Sequence[Stage]:
     """The stages every alert passes, in order, between the engine and the outbox
-    (`service/stages.py`). None yet: every alert is sent on every channel. Silences and
-    quiet hours come here, in that order, as they are built."""
-    return ()
+    (`service/stages.py`): first the silences (`service/silences.py`); quiet hours come
+    after them."""
+    from service.silences import SilenceStage
+
+    return [SilenceStage(store)]
