@@ -57,11 +57,6 @@ class SilenceStage:
         self._silences: tuple[Silence, ...] = ()
         self._failing = False
 
-    @property
-    def known(self) -> tuple[Silence, ...]:
-        """The silences read last (the last good read while the store fails)."""
-        return self._silences
-
     async def prepare(self, now: datetime) -> None:
         """Read the silences holding at `now`; on StoreError keep the last ones read."""
         try:
