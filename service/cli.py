@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -107,7 +108,10 @@ def history(
     rule: Annotated[str | None, typer.Option("--rule", help="only this rule")] = None,
     status: Annotated[
         str | None,
-        typer.Option("--status", help="pending, deferred, sending, delivered, dead or muted"),
+        typer.Option(
+            "--status",
+            help="pending, deferred, sending, delivered, dead, muted or silenced",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
@@ -132,14 +136,74 @@ def explain(
 ) -> None:
     """Why a rule would fire or not now: its values, each comparison, its state, a verdict
     (from the stored state and last known data; reads the database, calls no provider)."""
-    from datetime import UTC, datetime
-
     from service.explain_command import show_explain
 
     settings = _settings()
     ruleset = read_rules(rules or settings.rules, settings)
     now = datetime.now(UTC)
     code, text = show_explain(settings, ruleset, rule, symbol, as_json=as_json, now=now)
+    typer.echo(text, err=code != 0)
+    raise typer.Exit(code)
+
+
+silence_app = typer.Typer(
+    help="Stop the alerts of a rule, a symbol or both for a while (stored in the database).",
+    no_args_is_help=True,
+)
+app.add_typer(silence_app, name="silence")
+
+
+@silence_app.command("add")
+def silence_add(
+    rule: Annotated[str | None, typer.Option("--rule", help="silence this rule")] = None,
+    symbol: Annotated[str | None, typer.Option("--symbol", help="silence this symbol")] = None,
+    for_: Annotated[str | None, typer.Option("--for", help="how long, e.g. 30m, 2h, 1d")] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="until this ISO 8601 time, e.g. 2026-02-04T18:00:00Z; read as UTC "
+            "when it has no offset",
+        ),
+    ] = None,
+    comment: Annotated[str | None, typer.Option("--comment", help="why (shown by list)")] = None,
+) -> None:
+    """Silence --rule and/or --symbol from now for --for or until --until; prints the id."""
+    from service.silence_commands import add
+
+    code, text = add(
+        _settings(),
+        rule=rule,
+        symbol=symbol,
+        for_=for_,
+        until=until,
+        comment=comment,
+        now=datetime.now(UTC),
+    )
+    typer.echo(text, err=code != 0)
+    raise typer.Exit(code)
+
+
+@silence_app.command("list")
+def silence_list(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The active silences: id, rule, symbol, until, comment, created."""
+    from service.silence_commands import show
+
+    code, text = show(_settings(), as_json=as_json, now=datetime.now(UTC))
+    typer.echo(text, err=code != 0)
+    raise typer.Exit(code)
+
+
+@silence_app.command("expire")
+def silence_expire(
+    silence_id: Annotated[str, typer.Argument(metavar="ID", help="the id `add` printed")],
+) -> None:
+    """End a silence now (what it stopped stays stopped: nothing is re-sent)."""
+    from service.silence_commands import expire
+
+    code, text = expire(_settings(), silence_id, now=datetime.now(UTC))
     typer.echo(text, err=code != 0)
     raise typer.Exit(code)
 

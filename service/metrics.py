@@ -120,6 +120,12 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self._silenced = Counter(
+            "earnwatch_alerts_silenced",
+            "Alerts a silence stopped (recorded as silenced, never sent), by rule.",
+            ["rule"],
+            registry=r,
+        )
         self._held = Counter(
             "earnwatch_deliveries_held",
             "Deliveries a stage muted (recorded, never sent) or deferred (sent later), by action.",
@@ -178,6 +184,10 @@ class Metrics:
     def alert_deduplicated(self, rule: str) -> None:
         """An alert of `rule` was dropped at insert: its dedup key was already stored."""
         self._deduplicated.labels(rule=self._rule_label(rule)).inc()
+
+    def alert_silenced(self, rule: str) -> None:
+        """A silence stopped an alert of `rule` (counted once, whatever its channels)."""
+        self._silenced.labels(rule=self._rule_label(rule)).inc()
 
     def delivery_held(self, action: str) -> None:
         """A stage muted or deferred one channel of an alert (`action`: mute or defer)."""

@@ -84,8 +84,9 @@ def health_for(settings: Settings) -> HealthState:
 
 def stages_for(settings: Settings, store: Store) -> Sequence[Stage]:
     """The stages every alert passes, in order, between the engine and the outbox
-    (`service/stages.py`): the quiet hours of each channel (`service/quiet.py`). Silences
-    come before them, as they are built."""
+    (`service/stages.py`), in order: the silences (`service/silences.py`), then the quiet
+    hours of each channel (`service/quiet.py`)."""
     from service.quiet import QuietHoursStage
+    from service.silences import SilenceStage
 
-    return [QuietHoursStage()]
+    return [SilenceStage(store), QuietHoursStage()]

@@ -129,21 +129,26 @@ class Recorder:
         return inserted
 
     def _held(self, alert: Alert, channels: tuple[tuple[str, str, Decision], ...]) -> None:
-        """Log and count each channel a stage muted or deferred (recorded, not dropped)."""
+        """Log and count each channel a stage muted or deferred (recorded, not dropped),
+        and count the alert once as silenced when a silence stopped any of its channels."""
+        silenced = False
         for channel, _, decision in channels:
             if decision.action == "send":
                 continue
             self.metrics.delivery_held(decision.action)
+            silenced = silenced or (decision.action == "mute" and decision.status == "silenced")
             when = f" until {decision.until.isoformat()}" if decision.until else ""
             log.info(
                 "alert %s %s on %s: %s%s (%s)",
                 alert.rule,
                 alert.symbol,
                 channel,
-                "muted" if decision.action == "mute" else "deferred",
+                decision.status if decision.action == "mute" else "deferred",
                 when,
                 decision.reason,
             )
+        if silenced:
+            self.metrics.alert_silenced(alert.rule)
 
     def _cap(self) -> None:
         excess = len(self.pending) - MAX_UNRECORDED

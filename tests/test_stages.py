@@ -28,6 +28,7 @@ from service.parts import stages_for
 from service.pipeline import Pipeline
 from service.quiet import QuietHoursStage
 from service.rules import Channel, RuleSet, load_rules
+from service.silences import SilenceStage
 from service.stages import SEND, Decision, Stage, route
 from service.store import Store, open_store
 from tests.servers import Receiver
@@ -86,12 +87,14 @@ def test_no_stage_sends_and_the_first_mute_wins_over_any_deferral_before_or_afte
     assert route([defer, defer_more], alert, channel, NOW).until == latest
 
 
-def test_a_deferral_needs_an_aware_time_and_the_default_stage_list_is_quiet_hours(
+def test_a_deferral_needs_an_aware_time_and_the_stages_are_silences_then_quiet_hours(
     store: Store,
 ) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         Decision.defer(datetime(2026, 2, 4, 22, 0), "quiet hours")
-    assert list(stages_for(Settings(_env_file=None), store)) == [QuietHoursStage()]
+    stages = list(stages_for(Settings(_env_file=None), store))
+    assert isinstance(stages[0], SilenceStage)
+    assert stages[1:] == [QuietHoursStage()]
 
 
 # --- every outcome recorded, through the real parts -------------------------------------------

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.engine import RuleState
 from service.errors import StoreError
 from service.store import leases, outbox, state
+from service.store import silences as silence_rows
 from service.store.db import (
     create_db_engine,
     current_revision,
@@ -50,6 +51,7 @@ from service.store.types import (
     NewAlert,
     Outcome,
     Render,
+    Silence,
     Status,
 )
 
@@ -70,6 +72,7 @@ __all__ = [
     "NewAlert",
     "Outcome",
     "Render",
+    "Silence",
     "Status",
     "Store",
     "open_store",
@@ -271,6 +274,41 @@ class Store:
         """What `save_market_data` kept under `key`, or None."""
         with self._errors("load_market_data"), read_tx(self._engine) as connection:
             return state.load_market_data(connection, key)
+
+    # --- silences (see silences.py) -------------------------------------------------
+
+    def add_silence(
+        self,
+        *,
+        rule: str | None,
+        symbol: str | None,
+        ends_at: datetime,
+        comment: str | None,
+        now: datetime,
+        starts_at: datetime | None = None,
+    ) -> Silence:
+        """Store a new silence of `rule` and/or `symbol` from `starts_at` (default `now`)
+        until `ends_at`, and return it. Raises ValueError when it names neither."""
+        with self._errors("add_silence"), write_tx(self._engine) as connection:
+            return silence_rows.add(
+                connection,
+                rule=rule,
+                symbol=symbol,
+                starts_at=starts_at or now,
+                ends_at=ends_at,
+                comment=comment,
+                now=now,
+            )
+
+    def silences(self, now: datetime) -> list[Silence]:
+        """The silences holding at `now` (started and not ended), oldest first."""
+        with self._errors("silences"), read_tx(self._engine) as connection:
+            return silence_rows.active(connection, now)
+
+    def expire_silence(self, silence_id: str, now: datetime) -> Silence | None:
+        """End a silence at `now` and return it; None when no silence of that id holds."""
+        with self._errors("expire_silence"), write_tx(self._engine) as connection:
+            return silence_rows.expire(connection, silence_id, now)
 
     # --- lifecycle -------------------------------------------------------------------
 

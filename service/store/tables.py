@@ -160,6 +160,21 @@ class ProbeRow(SQLModel, table=True):
     written_at: datetime = _when()
 
 
+class SilenceRow(SQLModel, table=True):
+    """A silence (r0004): no alert of `rule` (when set) for `symbol` (when set) is sent
+    while `starts_at <= fired_at < ends_at`; expiring one moves `ends_at` to now."""
+
+    __tablename__ = "silence"
+
+    id: str = Field(primary_key=True, max_length=64)
+    rule: str | None = Field(default=None, max_length=200)
+    symbol: str | None = Field(default=None, max_length=32)
+    starts_at: datetime = _when()
+    ends_at: datetime = _when()
+    comment: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _when()
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a model, for typed `insert()`/`update()`/`select()` statements."""
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
@@ -171,4 +186,5 @@ ATTEMPT = table_of(AttemptRow)
 RULE_STATE = table_of(RuleStateRow)
 MARKET_DATA = table_of(MarketDataRow)
 PROBE = table_of(ProbeRow)
+SILENCE = table_of(SilenceRow)
 METADATA = SQLModel.metadata

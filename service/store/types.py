@@ -78,3 +78,21 @@ class HistoryEntry:
     fired_at: datetime
     message: Message
     deliveries: tuple[DeliverySummary, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """An operator's silence: the alerts of `rule` (None: any rule) for `symbol` (None:
+    any symbol) fired in [starts_at, ends_at) are recorded `silenced`, never sent."""
+
+    id: str
+    rule: str | None
+    symbol: str | None
+    starts_at: datetime
+    ends_at: datetime
+    comment: str | None
+    created_at: datetime
+
+    def active(self, now: datetime) -> bool:
+        """The silence holds at `now`."""
+        return self.starts_at <= now < self.ends_at

@@ -14,7 +14,15 @@ from service.store import open_store
 from service.store.db import alembic_config, create_db_engine, write_tx
 from service.store.tables import METADATA
 
-TABLES = {"alert", "delivery", "attempt", "rule_state", "market_data", "alembic_version"}
+TABLES = {
+    "alert",
+    "delivery",
+    "attempt",
+    "rule_state",
+    "market_data",
+    "silence",
+    "alembic_version",
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
