@@ -24,6 +24,7 @@ DOMAIN_MODULES = (
     "service.stages",
     "service.figures",
     "service.rules",
+    "service.ruletests",
 )
 #: Pure libraries the domain may use: validation, YAML, templates, the NYSE holidays.
 LIBRARIES = ("pydantic", "pydantic_core", "yaml", "jinja2", "markupsafe", "holidays")
