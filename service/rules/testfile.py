@@ -326,6 +326,7 @@ class _TestLoader:
         if model.interval <= timedelta(0):
             self.problem((*path, "interval"), "the interval must be longer than 0s")
         series: dict[str, dict[str, tuple[float | None, ...]]] = {}
+        grid_known = not bad & {"start", "interval", "series"}
         for symbol_text, variables in model.series.items():
             symbol = self.symbol(symbol_text, (*path, "series", symbol_text))
             for variable, text in variables.items():
@@ -339,7 +340,9 @@ class _TestLoader:
                     )
                     continue
                 values = self.series(text, where)
-                if symbol and values is not None:
+                if values is None:
+                    grid_known = False  # how many steps there are is not known
+                elif symbol:
                     series.setdefault(symbol, {})[variable] = values
         steps = max((len(v) for vs in series.values() for v in vs.values()), default=1)
         earnings: dict[str, tuple[EarningsRow, ...]] = {}
@@ -348,7 +351,6 @@ class _TestLoader:
             if symbol:
                 earnings[symbol] = tuple(_row(symbol, row) for row in rows)
         expect = []
-        grid_known = not bad & {"start", "interval", "series"}
         for j, item in enumerate(model.expect):
             where = (*path, "expect", j)
             step = self.step(item.at, model, steps, (*where, "at")) if grid_known else None
