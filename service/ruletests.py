@@ -14,6 +14,7 @@ Pure: the caller reads the files and loads the rule files (`service/commands.py`
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -157,26 +158,15 @@ def report_lines(result: Outcome) -> list[str]:
     interval = result.test.interval
     rows: list[tuple[int, int, str]] = []
     for item in result.missing:
-        text = f' "{item.message}"' if item.message is not None else ""
-        rows.append(
-            (
-                item.step,
-                0,
-                f"- expected  {_cells(item.step, item.rule, item.symbol, interval)}{text}",
-            )
-        )
+        cells = _cells(item.step, item.rule, item.symbol, interval)
+        text = f" {_quoted(item.message)}" if item.message is not None else ""
+        rows.append((item.step, 0, f"- expected  {cells}{text}"))
     for got in result.unexpected:
-        rows.append(
-            (
-                got.step,
-                1,
-                f'+ got       {_cells(got.step, got.rule, got.symbol, interval)} "{got.text}"',
-            )
-        )
+        cells = _cells(got.step, got.rule, got.symbol, interval)
+        rows.append((got.step, 1, f"+ got       {cells} {_quoted(got.text)}"))
     for _, got in result.matched:
-        rows.append(
-            (got.step, 2, f"  matched   {_cells(got.step, got.rule, got.symbol, interval)}")
-        )
+        cells = _cells(got.step, got.rule, got.symbol, interval)
+        rows.append((got.step, 2, f"  matched   {cells}"))
     lines = [f"FAIL  {result.name}"]
     lines += ["      " + row for _, _, row in sorted(rows)]
     seen: set[tuple[str, str, str]] = set()
@@ -194,3 +184,8 @@ def report_lines(result: Outcome) -> list[str]:
 
 def _cells(step: int, rule: str, symbol: str, interval: timedelta) -> str:
     return f"{format_offset(step * interval):>5}  {rule}  {symbol}"
+
+
+def _quoted(text: str) -> str:
+    """A message on one line: quoted, with newlines and quotes escaped as in JSON."""
+    return json.dumps(text, ensure_ascii=False)

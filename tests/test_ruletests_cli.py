@@ -23,14 +23,8 @@ def _examples(tmp_path: Path) -> Path:
 
 
 def test_the_example_rule_file_is_the_readmes() -> None:
-    block = subprocess.run(
-        [sys.executable, ".ci/readme_block.py", "README.md", "## The rule file", "1", "yaml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert (EXAMPLES / "rules.yaml").read_text() == block
+    # CI checks the README's block (`.ci/run`); the example must be that very text.
+    assert (EXAMPLES / "rules.yaml").read_text() == _readme_block("## The rule file", "yaml")
 
 
 def test_the_shipped_example_passes(tmp_path: Path) -> None:
@@ -137,3 +131,26 @@ def test_the_printed_schema_takes_the_example(tmp_path: Path) -> None:
     assert list(validator(schema).iter_errors(data)) == []
     data["tests"][0]["colour"] = "red"
     assert list(validator(schema).iter_errors(data))
+
+
+def _readme_block(heading: str, lang: str) -> str:
+    return subprocess.run(
+        [sys.executable, ".ci/readme_block.py", "README.md", heading, "1", lang],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_the_readmes_rule_tests_pass_and_fail_as_it_shows(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLES / "rules.yaml", tmp_path / "rules.yaml")
+    target = tmp_path / "rules_test.yaml"
+    block = _readme_block("## Rule tests", "yaml")
+    target.write_text(block)
+    result = earnwatch("test", "rules_test.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    target.write_text(block.replace("at: 5h", "at: 4h"))
+    result = earnwatch("test", "rules_test.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.rstrip("\n") == _readme_block("## Rule tests", "text")
