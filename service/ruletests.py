@@ -24,14 +24,8 @@ from service.errors import Problem
 from service.market import PriceTargets, Quote
 from service.marketdata import MarketData, SnapshotView
 from service.rules import RuleSet
-from service.rules.testfile import (
-    QUOTE_FIELDS,
-    TARGET_FIELDS,
-    Expected,
-    RuleTest,
-    RuleTestFile,
-    format_offset,
-)
+from service.rules.series import format_offset
+from service.rules.testfile import QUOTE_FIELDS, TARGET_FIELDS, Expected, RuleTest, RuleTestFile
 
 
 @dataclass(frozen=True, slots=True)

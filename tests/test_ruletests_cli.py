@@ -129,6 +129,8 @@ def test_the_printed_schema_takes_the_example(tmp_path: Path) -> None:
         json.dumps(yaml.safe_load((EXAMPLES / "rules_test.yaml").read_text()), default=str)
     )
     assert list(validator(schema).iter_errors(data)) == []
+    data["tests"][0]["series"]["LUMN"]["price"] = 7.5  # `price: 7.5`: one value
+    assert list(validator(schema).iter_errors(data)) == []
     data["tests"][0]["colour"] = "red"
     assert list(validator(schema).iter_errors(data))
 

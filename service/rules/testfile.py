@@ -1,5 +1,5 @@
-"""The rule-test file of `earnwatch test` (RULES.md, "Rule tests"): strict models, the
-series notation, and the load of a text into `RuleTestFile`, or RuleFileError with every
+"""The rule-test file of `earnwatch test` (RULES.md, "Rule tests"): strict models and
+the load of a text into `RuleTestFile`, or RuleFileError with every
 problem at its line and column, the way the rule file itself is loaded.
 
 Pure: text in, values out. Reading the files and loading the rule files a test names is
@@ -8,7 +8,6 @@ the caller's; running the tests is `service/ruletests.py`.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from service.market import EarningsEvent, ReportTime
 from service.rules.checks import pydantic_message, restore_text
 from service.rules.model import SYMBOL, Duration, Names
 from service.rules.places import in_expression
+from service.rules.series import SeriesError, format_offset, parse_series
 from service.rules.yamlpos import Document, Path, format_path, parse
 
 #: The variables a series may set: what a quote and the price targets carry. Everything
@@ -30,55 +30,8 @@ from service.rules.yamlpos import Document, Path, format_path, parse
 QUOTE_FIELDS: Final = ("price", "prev_close", "day_high", "day_low")
 TARGET_FIELDS: Final = ("target_median", "target_mean", "target_high", "target_low")
 SERIES_VARS: Final = QUOTE_FIELDS + TARGET_FIELDS
-#: Steps of one test at most (a typo like `7.5x9999999` must not run for minutes).
-MAX_STEPS: Final = 100_000
-
-_NUMBER: Final = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
-_TOKEN: Final = re.compile(rf"(?P<value>_|{_NUMBER.pattern})(?:x(?P<times>\d+))?")
 _PERIOD: Final = re.compile(r"^(\d{4})Q([1-4])$")
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class SeriesError(ValueError):
-    """A series that cannot be read; `line` (1-based) and `col` (0-based) are in its
-    stripped text."""
-
-    def __init__(self, message: str, line: int, col: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.col = col
-
-
-def parse_series(text: str, *, limit: int = MAX_STEPS) -> tuple[float | None, ...]:
-    """`"7.80 7.60 _ 7.5x3"` -> (7.8, 7.6, None, 7.5, 7.5, 7.5): one value per step, `_`
-    unknown, `VALUExN` the value N times. Raises SeriesError at the bad token."""
-    values: list[float | None] = []
-    stripped = text.strip()
-    for match in re.finditer(r"\S+", stripped):
-        token = match.group(0)
-        before = stripped[: match.start()]
-        line, col = before.count("\n") + 1, match.start() - (before.rfind("\n") + 1)
-        found = _TOKEN.fullmatch(token)
-        if found is None:
-            raise SeriesError(
-                f"{token[:40]!r} is not a value: write a number, _ (unknown) or VALUExN "
-                "(the value N times, e.g. 7.5x3)",
-                line,
-                col,
-            )
-        value = None if found["value"] == "_" else float(found["value"])
-        if value is not None and not math.isfinite(value):
-            raise SeriesError(f"{token[:40]!r} is not a finite number", line, col)
-        times = int(found["times"]) if found["times"] else 1
-        if times < 1:
-            raise SeriesError(f"{token!r}: repeat a value at least once (x1)", line, col)
-        if len(values) + times > limit:
-            raise SeriesError(f"a series has at most {limit:,} values", line, col)
-        values.extend([value] * times)
-    if not values:
-        raise SeriesError('the series is empty: one value per step, e.g. "7.5 7.6 _"', 1, 0)
-    return tuple(values)
 
 
 # --- the models ------------------------------------------------------------------------
@@ -118,6 +71,15 @@ def _string_schema(schema: dict[str, Any]) -> None:
 At = Annotated[timedelta | datetime, BeforeValidator(_at), Field(json_schema_extra=_string_schema)]
 
 
+def _text_or_number(schema: dict[str, Any]) -> None:
+    """A value written `7.5` is read as the text `7.5` (a series, an env value)."""
+    leaf: dict[str, Any] = schema
+    while "additionalProperties" in leaf and isinstance(leaf["additionalProperties"], dict):
+        leaf = leaf["additionalProperties"]
+    leaf.clear()
+    leaf.update(type=["string", "number"])
+
+
 class EarningsRowModel(_Strict):
     """One row of a symbol's earnings calendar, as a provider would send it."""
 
@@ -152,6 +114,7 @@ class CaseModel(_Strict):
     series: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         description="per symbol, per variable: one value per step; _ unknown; 7.5x3",
+        json_schema_extra=_text_or_number,
     )
     earnings: dict[str, list[EarningsRowModel]] = Field(default_factory=dict)
     expect: list[ExpectModel] = Field(default_factory=list)
@@ -160,18 +123,18 @@ class CaseModel(_Strict):
 class _TopModel(_Strict):
     """The file's keys, with each test validated on its own (`_TestLoader.case`)."""
 
-    rule_files: Names = Field(min_length=1)
-    env: dict[str, str] = Field(default_factory=dict)
+    rule_files: Names = Field(min_length=1, description="relative to this file")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="${VAR} values for the rule files (they win over the environment and .env)",
+        json_schema_extra=_text_or_number,
+    )
     tests: list[Any] = Field(min_length=1)
 
 
-class TestFileModel(_Strict):
+class TestFileModel(_TopModel):
     """The whole rule-test file."""
 
-    rule_files: Names = Field(min_length=1, description="relative to this file")
-    env: dict[str, str] = Field(
-        default_factory=dict, description="${VAR} values for the rule files (win over .env)"
-    )
     tests: list[CaseModel] = Field(min_length=1)
 
 
@@ -424,18 +387,6 @@ def _row(symbol: str, row: EarningsRowModel) -> EarningsRow:
         revenue_actual=row.revenue_actual,
     )
     return EarningsRow(event, row.published_at or event.published_at)
-
-
-def format_offset(delta: timedelta) -> str:
-    """A duration as written in a test: `5m`, `90s`, `2h`, `-1m`."""
-    seconds = delta.total_seconds()
-    if not seconds:
-        return "0m"
-    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{sign}{int(seconds // size)}{unit}"
-    return f"{sign}{seconds:g}s"
 
 
 def load_tests(text: str, *, source: str) -> RuleTestFile:
