@@ -156,3 +156,14 @@ def test_the_readmes_rule_tests_pass_and_fail_as_it_shows(tmp_path: Path) -> Non
     result = earnwatch("test", "rules_test.yaml", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.rstrip("\n") == _readme_block("## Rule tests", "text")
+
+
+def test_the_contracts_example_passes_on_the_demos_rule_file(tmp_path: Path) -> None:
+    # RULES.md's example as written: the demo's rule file takes DEMO_WEBHOOK_URL from the
+    # environment, as `check` would.
+    shutil.copy(ROOT / "service/data/demo/rules.yaml", tmp_path / "rules.yaml")
+    shutil.copy(ROOT / "tests/fixtures/ruletests/rules_md_test.yaml", tmp_path / "t.yaml")
+    env = {"DEMO_WEBHOOK_URL": "http://127.0.0.1:9/hook"}
+    result = earnwatch("test", "t.yaml", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0] == "ok    falls through the median target once"
