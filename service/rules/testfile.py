@@ -250,11 +250,17 @@ class _TestLoader:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            for error in exc.errors(include_input=False, include_url=False):
-                kind = error["type"]
-                where = (*path, *error["loc"])
-                self.problem(where, pydantic_message(error), key=kind == "extra_forbidden")
+            self.record(exc, path)
         return None
+
+    def record(self, exc: ValidationError, path: Path) -> frozenset[str]:
+        """Every error of `exc` as a problem at its place; returns the keys at fault."""
+        errors = exc.errors(include_input=False, include_url=False)
+        for error in errors:
+            kind = error["type"]
+            where = (*path, *error["loc"])
+            self.problem(where, pydantic_message(error), key=kind == "extra_forbidden")
+        return frozenset(str(e["loc"][0]) for e in errors if e["loc"])
 
     def case(self, index: int, raw: Any) -> tuple[CaseModel | None, frozenset[str]]:
         """The test's model and the keys that were refused. A test with a bad key is
@@ -267,12 +273,7 @@ class _TestLoader:
         try:
             return CaseModel.model_validate(raw), frozenset()
         except ValidationError as exc:
-            errors = exc.errors(include_input=False, include_url=False)
-        for error in errors:
-            kind = error["type"]
-            where = (*path, *error["loc"])
-            self.problem(where, pydantic_message(error), key=kind == "extra_forbidden")
-        bad = frozenset(str(e["loc"][0]) for e in errors if e["loc"])
+            bad = self.record(exc, path)
         stand_in = {"name": "?", "start": datetime(2000, 1, 3, tzinfo=UTC), "interval": "1m"}
         kept = {k: v for k, v in raw.items() if k not in bad}
         try:
