@@ -80,9 +80,34 @@ def check(
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of the rule file (for editors)."""
+def schema(
+    tests: Annotated[
+        bool, typer.Option("--tests", help="the schema of the rule-test file instead")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of the rule file, or with --tests of the rule-test file (for
+    editors)."""
+    if tests:
+        from service.rules.testfile import rule_test_schema
+
+        typer.echo(json.dumps(rule_test_schema(), indent=2))
+        return
     typer.echo(json.dumps(rule_file_schema(_channel_configs()), indent=2))
+
+
+@app.command("test")
+def test_rules(
+    files: Annotated[list[Path], typer.Argument(help="rule-test files (rules_test.yaml)")],
+) -> None:
+    """Run rule unit tests on a simulated clock: exit 0 when all pass, 1 when one fails
+    (with a diff), 2 for an invalid test or rule file (PATH:LINE:COL: message)."""
+    from service.testrun import run_rule_tests
+
+    settings = _settings()
+    code, lines = run_rule_tests(files, max_bytes=settings.rules_max_bytes)
+    for text, is_error in lines:
+        typer.echo(text, err=is_error)
+    raise typer.Exit(code)
 
 
 @app.command()

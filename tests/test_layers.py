@@ -26,6 +26,7 @@ DOMAIN_MODULES = (
     "service.figures",
     "service.explain",
     "service.rules",
+    "service.ruletests",
 )
 #: Pure libraries the domain may use: validation, YAML, templates, the NYSE holidays.
 LIBRARIES = ("pydantic", "pydantic_core", "yaml", "jinja2", "markupsafe", "holidays")

@@ -8,6 +8,7 @@ the user typed: `"\u0131bm"` (a dotless i) is refused, not turned into IBM.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from pydantic_core import ErrorDetails
@@ -43,10 +44,13 @@ def is_text_position(path: Path) -> bool:
     return False
 
 
-def restore_text(data: Any, plain: dict[Path, str]) -> None:
-    """Put back, in place, the source text of plain scalars in text positions."""
+def restore_text(
+    data: Any, plain: dict[Path, str], is_text: Callable[[Path], bool] = is_text_position
+) -> None:
+    """Put back, in place, the source text of plain scalars in text positions (`is_text`:
+    the rule file's, unless another file's are given)."""
     for path, text in plain.items():
-        if not is_text_position(path):
+        if not is_text(path):
             continue
         parent = data
         for part in path[:-1]:

@@ -105,10 +105,11 @@ def substitute(
     return _VAR.sub(replace, text), missing, refused
 
 
-def parse(text: str, env: Mapping[str, str], reserved: Collection[str] = ()) -> Document:
+def parse(text: str, env: Mapping[str, str] | None, reserved: Collection[str] = ()) -> Document:
     """Parse `text`. Invalid YAML, a text past a limit of `yamlcompose`, a tag other than
     YAML's standard ones (`!!python/...`) or a value PyYAML cannot build stop the load
-    here (`fatal`). `${NAME}` for a NAME in `reserved` is a problem at its place."""
+    here (`fatal`). `${NAME}` for a NAME in `reserved` is a problem at its place. With
+    `env` None, strings are taken as written (no `${VAR}` substitution: a rule test file)."""
     doc = Document(data=None)
     try:
         root = compose(text)
@@ -147,7 +148,9 @@ _TIMESTAMP: Final = _STANDARD + "timestamp"
 
 
 class _Builder:
-    def __init__(self, doc: Document, env: Mapping[str, str], reserved: Collection[str]) -> None:
+    def __init__(
+        self, doc: Document, env: Mapping[str, str] | None, reserved: Collection[str]
+    ) -> None:
         self.doc = doc
         self.env = env
         self.reserved = reserved
@@ -215,6 +218,8 @@ class _Builder:
             return node.value
 
     def text(self, node: yaml.ScalarNode, path: Path) -> str:
+        if self.env is None:
+            return str(node.value)
         value, missing, refused = substitute(node.value, self.env, self.reserved)
         pos = _position(node)
         for name in refused:

@@ -1,0 +1,126 @@
+"""The rule-test runner (`service/ruletests.py`): the real engine over a grid of steps,
+fed the way the daemon feeds it."""
+
+from service.rules import RuleSet
+from service.rules.testfile import RuleTest, load_tests
+from service.ruletests import Outcome, report_lines, run_test, unknown_rules
+from tests.rules.conftest import load
+
+
+def _test(body: str) -> RuleTest:
+    text = "rule_files: [r.yaml]\ntests:\n  - name: t\n    start: 2026-02-10T14:30:00Z\n" + body
+    (test,) = load_tests(text, source="t.yaml").tests
+    return test
+
+
+def _fired(outcome: Outcome) -> list[tuple[int, str, str]]:
+    found = [(f.step, f.rule, f.symbol) for _, f in outcome.matched]
+    return sorted(found + [(f.step, f.rule, f.symbol) for f in outcome.unexpected])
+
+
+def _rules(body: str) -> RuleSet:
+    return load("rules:\n" + body)
+
+
+HOLD_AND_COOLDOWN = _rules(
+    "  - name: drop\n    symbols: [LUMN]\n    when: price < 7\n    for: 3m\n    cooldown: 10m\n"
+)
+
+
+def test_for_must_hold_and_cooldown_swallows_a_second_crossing() -> None:
+    # 0..3m below for 3m: fires at 3m; back above at 4m; below again from 5m, held 3m at
+    # 8m but inside the 10m cooldown of 3m: swallowed; above at 11m re-arms; below from
+    # 12m, held 3m at 15m, 12m after the last alert: fires.
+    test = _test(
+        "    interval: 1m\n"
+        '    series: {LUMN: {price: "6.9x4 7.1 6.9x6 7.2 6.9x5"}}\n'
+        "    expect:\n"
+        "      - {at: 3m, rule: drop, symbol: LUMN}\n"
+        "      - {at: 15m, rule: drop, symbol: LUMN}\n"
+    )
+    outcome = run_test(test, [HOLD_AND_COOLDOWN])
+    assert outcome.passed, report_lines(outcome)
+    assert _fired(outcome) == [(3, "drop", "LUMN"), (15, "drop", "LUMN")]
+
+
+def test_a_break_in_the_condition_restarts_for() -> None:
+    test = _test('    interval: 1m\n    series: {LUMN: {price: "6.9 6.9 7.5 6.9 6.9 6.9"}}\n')
+    outcome = run_test(test, [HOLD_AND_COOLDOWN])
+    assert _fired(outcome) == []  # 3..5m holds only 2m
+    assert report_lines(outcome) == ["ok    t"]
+
+
+def test_an_unknown_price_keeps_the_last_one_as_in_the_daemon() -> None:
+    # A step whose price is `_` sends no quote (a provider that gave none): the last price
+    # stays, so `for` goes on; an unknown target makes `price < target_median` unknown.
+    ruleset = _rules(
+        "  - name: drop\n    symbols: [LUMN]\n    when: price < 7\n    for: 2m\n"
+        "  - name: below\n    symbols: [LUMN]\n    when: price < target_median\n"
+    )
+    test = _test(
+        '    interval: 1m\n    series: {LUMN: {price: "6.9 _ 6.9", target_median: "_ _ 8"}}\n'
+    )
+    outcome = run_test(test, [ruleset])
+    assert _fired(outcome) == [(2, "below", "LUMN"), (2, "drop", "LUMN")]
+
+
+def test_an_unexpected_alert_and_a_wrong_message_fail_with_a_diff() -> None:
+    ruleset = _rules(
+        "  - name: up\n    symbols: [LUMN]\n    when: price > 7.56\n"
+        "    message: '{{ symbol }} at {{ price | money }}'\n"
+    )
+    test = _test(
+        "    interval: 30s\n"
+        '    series: {LUMN: {price: "7.5 7.6 7.5 7.7"}}\n'
+        "    expect:\n"
+        "      - {at: 30s, rule: up, symbol: LUMN, message: LUMN at $7.60}\n"
+    )
+    outcome = run_test(test, [ruleset])
+    assert not outcome.passed
+    assert report_lines(outcome) == [
+        "FAIL  t",
+        "        matched     30s  up  LUMN",
+        '      + got         90s  up  LUMN "LUMN at $7.70"',
+    ]
+    wrong = _test(
+        test_text := (
+            "    interval: 30s\n"
+            '    series: {LUMN: {price: "7.5 7.6"}}\n'
+            "    expect:\n"
+            "      - {at: 30s, rule: up, symbol: LUMN, message: LUMN at $7.6}\n"
+        )
+    )
+    assert test_text
+    assert report_lines(run_test(wrong, [ruleset])) == [
+        "FAIL  t",
+        '      - expected    30s  up  LUMN "LUMN at $7.6"',
+        '      + got         30s  up  LUMN "LUMN at $7.60"',
+    ]
+
+
+def test_earnings_rows_report_from_published_at_once_per_report() -> None:
+    ruleset = _rules(
+        "  - name: miss\n    symbols: [LUMN]\n    when: reported and eps_actual < eps_estimate\n"
+    )
+    test = _test(
+        "    interval: 1h\n"
+        '    series: {LUMN: {price: "7.5x5"}}\n'
+        "    earnings:\n"
+        "      LUMN:\n"
+        "        - {date: 2026-02-10, time: bmo, fiscal_period: 2025Q4, eps_estimate: 0.2,\n"
+        "           eps_actual: 0.1, published_at: 2026-02-10T16:30:00Z}\n"
+        "    expect:\n"
+        "      - {at: 2h, rule: miss, symbol: LUMN}\n"
+    )
+    outcome = run_test(test, [ruleset])
+    assert outcome.passed, report_lines(outcome)
+
+
+def test_expectations_must_name_a_rule() -> None:
+    text = (
+        "rule_files: [r.yaml]\ntests:\n  - name: t\n    start: 2026-02-10T14:30:00Z\n"
+        "    interval: 1m\n    expect:\n      - {at: 0m, rule: dorp, symbol: LUMN}\n"
+    )
+    (problem,) = unknown_rules(load_tests(text, source="t.yaml"), [HOLD_AND_COOLDOWN])
+    assert (problem.line, problem.col) == (7, 9)
+    assert problem.message == "no rule 'dorp' in the rule files (did you mean 'drop'?)"
