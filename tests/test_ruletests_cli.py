@@ -162,7 +162,7 @@ def test_the_contracts_example_passes_on_the_demos_rule_file(tmp_path: Path) -> 
     # RULES.md's example as written: the demo's rule file takes DEMO_WEBHOOK_URL from the
     # environment, as `check` would.
     shutil.copy(ROOT / "service/data/demo/rules.yaml", tmp_path / "rules.yaml")
-    shutil.copy(ROOT / "tests/fixtures/ruletests/rules_md_test.yaml", tmp_path / "t.yaml")
+    shutil.copy(ROOT / "tests/ruletests_data/rules_md_test.yaml", tmp_path / "t.yaml")
     env = {"DEMO_WEBHOOK_URL": "http://127.0.0.1:9/hook"}
     result = earnwatch("test", "t.yaml", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
