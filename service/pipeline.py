@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -302,6 +302,22 @@ class Pipeline:
             changed |= fresh
         return changed
 
+    def watched_prices(self) -> list[str]:
+        """Every symbol whose rules read a price (REST polls them all, always)."""
+        return symbols_needing(self.rules(), QUOTE_VARS)
+
+    async def apply_trades(
+        self, trades: Mapping[str, tuple[float, datetime]], now: datetime
+    ) -> set[str]:
+        """Trades from the stream, (price, trade time) per symbol: each newer one becomes
+        its symbol's price, and the changed symbols are evaluated at once. REST quotes
+        keep bringing the previous close and the day's range. Returns changed symbols."""
+        fresh = self.data.apply_trades(trades)
+        if fresh:
+            self.health.mark_prices(now, fresh)
+            await self.evaluate(now, fresh)
+        return fresh
+
     async def refresh_targets(self, now: datetime) -> set[str]:
         changed: set[str] = set()
         for symbol in symbols_needing(self.rules(), TARGET_VARS):
@@ -327,6 +343,10 @@ class Pipeline:
         async with self._evaluating:
             ruleset = self.rules()
             started = time.perf_counter()
+            for symbol in changed or ():
+                quote = self.data.quotes.get(symbol)
+                if quote is not None and quote.time is not None:
+                    self.metrics.observe_price_age((now - quote.time).total_seconds())
             view = SnapshotView(self.data, ruleset.symbols)
             # A big pass (a reload of 30,000 rules, say) in slices, yielding to the loop
             # between them, so deliveries, polls and the leader's renewal are not held up.
