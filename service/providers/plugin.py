@@ -42,6 +42,12 @@ class Setting:
     field: str
 
 
+class CalendarCost(Protocol):
+    """The fewest calls a calendar read of `days` days and `symbols` symbols costs."""
+
+    def __call__(self, days: int, symbols: int) -> int: ...
+
+
 class Factory(Protocol):
     """Builds a provider from the settings, on `clock` (None: the system clock). A keyed
     provider's factory takes its key from `ProviderType.api_key()` before it opens a
@@ -66,6 +72,9 @@ class ProviderType:
     max_wait: float | None = None
     #: The trade stream's URL setting (None: this provider has no stream).
     stream_url: Setting | None = None
+    #: Calls one calendar read of (days, symbols) costs at least, for `check --budget`
+    #: (None: one call per symbol).
+    calendar_calls: CalendarCost | None = None
 
     def api_key(self, settings: Settings) -> SecretStr:
         """The key set for this provider. Raises ConfigError naming its variable when the

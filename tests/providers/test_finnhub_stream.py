@@ -271,3 +271,20 @@ async def test_a_refused_connection_backs_off() -> None:
     stop.set()
     await asyncio.wait_for(task, 5)
     assert 2 <= stream.attempts <= 5  # 0.05, 0.1, 0.2, 0.4 s (±50 %): not a tight loop
+
+
+@pytest.mark.anyio
+async def test_only_the_leader_streams() -> None:
+    leading = False
+    with FakeFinnhubStream() as fake:
+        run = Run(fake)
+        run.stream._leading = lambda: leading
+        async with run:
+            await asyncio.sleep(0.5)
+            assert fake.connections == 0
+            leading = True
+            await until(lambda: fake.subscribed(1) == {"AAPL", "LUMN"})
+            leading = False  # leadership lost: the connection is closed
+            await until(lambda: run.states == [True, False])
+            await asyncio.sleep(0.3)
+            assert fake.connections == 1
