@@ -35,7 +35,13 @@ from service.metrics import Metrics
 from service.notify.base import ChannelConfig, Notifier
 from service.pipeline import Cadence, Pipeline
 from service.providers.base import Provider
-from service.providers.finnhub_stream import FinnhubStream, StreamedSymbols, Trade, build_stream
+from service.providers.finnhub_stream import (
+    RERANK,
+    FinnhubStream,
+    StreamedSymbols,
+    Trade,
+    build_stream,
+)
 from service.providers.watch import QuoteWatch
 from service.rulefile import RuleFile
 from service.rules import RuleSet
@@ -196,8 +202,11 @@ class App:
 
         return build_stream(
             self.settings,
+            # The most urgent symbols stream, re-ranked every RERANK as prices move.
             symbols=StreamedSymbols(
-                pipeline.watched_prices, self.settings.stream_symbols, self.rules
+                lambda: pipeline.ranked_prices(clock.now()),
+                self.settings.stream_symbols,
+                lambda: (self.rules(), int(clock.now().timestamp() // RERANK)),
             ),
             on_trades=on_trades,
             leading=self.is_leading,

@@ -94,7 +94,7 @@ class Budget:
     counts: Counts
     streamed: int  # symbols on the trade stream
     stream_limit: int
-    polled_age: timedelta  # the worst price age of a symbol only polled (the first provider)
+    polled_age: timedelta  # the worst price age of a polled symbol (README: the bound)
 
     def lines(self) -> list[str]:
         """`check --budget`: one line per provider, then the price ages."""
@@ -186,7 +186,10 @@ def rule_budget(settings: Settings, counts: Counts) -> Budget:
         counts=counts,
         streamed=streamed,
         stream_limit=settings.stream_symbols,
-        polled_age=quote_refresh_period(names, counts.price_symbols, settings.price_poll),
+        # A pass polls every symbol, but the urgency order may move one from the front
+        # of a pass to the back of the next: two refresh periods, plus a call's deadline.
+        polled_age=2 * quote_refresh_period(names, counts.price_symbols, settings.price_poll)
+        + settings.http_timeout,
     )
 
 

@@ -41,6 +41,7 @@ from service.rules import RuleSet
 from service.schedule import earnings_due, is_due, quote_interval
 from service.stages import PreparedStage, Stage, route
 from service.store import Store
+from service.urgency import rank
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +280,10 @@ class Pipeline:
         *,
         stop: asyncio.Event | None = None,
     ) -> set[str]:
-        """Quotes of every symbol whose rules read a price, chunk by chunk; each chunk's
-        changes are evaluated at once. Stops between chunks when `stop` is set."""
-        symbols = symbols_needing(self.rules(), QUOTE_VARS)
+        """Quotes of every symbol whose rules read a price, most urgent first, chunk by
+        chunk; each chunk's changes are evaluated at once. Stops between chunks when
+        `stop` is set."""
+        symbols = self.ranked_prices(now())  # the most urgent are fresh first
         changed: set[str] = set()
         for start in range(0, len(symbols), QUOTE_CHUNK):
             if stop is not None and stop.is_set():
@@ -302,9 +304,11 @@ class Pipeline:
             changed |= fresh
         return changed
 
-    def watched_prices(self) -> list[str]:
-        """Every symbol whose rules read a price (REST polls them all, always)."""
-        return symbols_needing(self.rules(), QUOTE_VARS)
+    def ranked_prices(self, now: datetime) -> list[str]:
+        """Every symbol whose rules read a price (REST polls them all, always), most
+        urgent first (`service/urgency.py`): in a report window, near a level, stalest."""
+        ruleset = self.rules()
+        return rank(symbols_needing(ruleset, QUOTE_VARS), ruleset, self.data, now)
 
     async def apply_trades(
         self, trades: Mapping[str, tuple[float, datetime]], now: datetime

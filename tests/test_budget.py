@@ -20,6 +20,7 @@ def settings(**values: object) -> Settings:
             "price_poll": timedelta(seconds=60),
             "off_hours_poll": timedelta(minutes=15),
             "calendar_refresh": timedelta(hours=6),
+            "http_timeout": timedelta(seconds=10),
             "stream": "",
             "stream_symbols": 50,
             "finnhub_api_key": None,
@@ -82,7 +83,7 @@ def test_the_whole_budget_counts_streamed_and_polled_symbols() -> None:
     lines = plan.lines()
     assert lines[1].startswith("fmp (failover, if it served every call): ")
     assert "50 stream (EARNWATCH_STREAM_SYMBOLS 50), 10 polled only" in lines[2]
-    assert lines[-1] == "worst price age, polled: 62 s"
+    assert lines[-1] == "worst price age, polled: 2.2 min"  # 2 x 62 s + 10 s
     assert rule_budget(settings(), Counts(60, 60, 0)).streamed == 0  # no key: no stream
 
 

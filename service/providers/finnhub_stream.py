@@ -53,6 +53,8 @@ BACKOFF_CAP: Final = 120.0
 TICK: Final = 0.5
 #: The handshake's deadline.
 OPEN_TIMEOUT: Final = 10.0
+#: How often the streamed symbols are chosen again (the most urgent, as prices move).
+RERANK: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,9 +371,10 @@ def build_stream(
 
 
 class StreamedSymbols:
-    """The first EARNWATCH_STREAM_SYMBOLS of the watched symbols (the rest are polled
-    only). `watched` runs again only when `version()` returns another object (the rule
-    set in force), so asking twice a second costs nothing."""
+    """The first EARNWATCH_STREAM_SYMBOLS of the watched symbols, most urgent first (the
+    rest are polled only). `watched` runs again only when `version()` changes (the rule
+    set in force, and a time bucket of RERANK seconds), so asking twice a second costs
+    nothing."""
 
     def __init__(
         self, watched: Callable[[], Sequence[str]], limit: int, version: Callable[[], object]
@@ -385,7 +388,7 @@ class StreamedSymbols:
 
     def __call__(self) -> list[str]:
         version = self._version()
-        if version is self._seen:
+        if version is self._seen or version == self._seen:  # a tuple compares by identity
             return self._chosen
         self._seen = version
         watched = self._watched()
@@ -394,7 +397,7 @@ class StreamedSymbols:
             self._warned = True
             log.warning(
                 "stream: %d symbols read a price and EARNWATCH_STREAM_SYMBOLS is %d: the "
-                "first %d stream, the others are polled over REST only",
+                "%d most urgent stream, the others are polled over REST only",
                 len(watched),
                 self._limit,
                 self._limit,
