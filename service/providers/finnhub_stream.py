@@ -53,6 +53,8 @@ BACKOFF_CAP: Final = 120.0
 TICK: Final = 0.5
 #: The handshake's deadline.
 OPEN_TIMEOUT: Final = 10.0
+#: How long a stopping stream lets the evaluation of its last trades finish.
+CLOSE_GRACE: Final = 5.0
 #: How often the streamed symbols are chosen again (the most urgent, as prices move).
 RERANK: Final = 30.0
 
@@ -143,6 +145,10 @@ class TradeBook:
         self._ready.clear()
         return pending
 
+    def wake(self) -> None:
+        """Wake a waiting `take()` even with nothing pending (it returns {})."""
+        self._ready.set()
+
     async def take(self) -> dict[str, Trade]:
         """Wait for at least one pending trade, then take them all."""
         await self._ready.wait()
@@ -191,6 +197,7 @@ class FinnhubStream:
         self.attempts = 0  # failed connections in a row (the backoff's exponent)
         self._logged: set[str] = set()
         self._subscribed: set[str] = set()
+        self._closing = False
         logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs the request line
 
     @property
@@ -219,6 +226,7 @@ class FinnhubStream:
 
     # --- the loop -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
+        self._closing = False
         consumer = asyncio.create_task(self._consume())
         try:
             while not stop.is_set():
@@ -241,6 +249,12 @@ class FinnhubStream:
                 await _wait(stop, delay)
         finally:
             self._set_connected(False)
+            # A pass in flight finishes (it may be recording alerts); trades still
+            # pending are dropped (REST has them too). Cut short after CLOSE_GRACE.
+            self._closing = True
+            self.book.wake()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(consumer), CLOSE_GRACE)
             consumer.cancel()
             await asyncio.gather(consumer, return_exceptions=True)
 
@@ -327,8 +341,10 @@ class FinnhubStream:
             self._subscribed.add(symbol)
 
     async def _consume(self) -> None:
-        while True:
+        while not self._closing:
             trades = await self.book.take()
+            if self._closing:
+                return
             try:
                 await self._on_trades(trades)
             except Exception:  # a failed pass must not end the stream; logged, go on

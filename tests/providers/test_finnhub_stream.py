@@ -288,3 +288,18 @@ async def test_only_the_leader_streams() -> None:
             await until(lambda: run.states == [True, False])
             await asyncio.sleep(0.3)
             assert fake.connections == 1
+
+
+@pytest.mark.anyio
+async def test_stopping_lets_the_pass_in_flight_finish() -> None:
+    with FakeFinnhubStream() as fake:
+        run = Run(fake)
+        async with run:
+            await until(lambda: fake.subscribed() == {"AAPL", "LUMN"})
+            run.gate.clear()  # the pass of this trade is still recording when stop comes
+            fake.trade("LUMN", 7.61, T0)
+            await until(lambda: not run.stream.book._ready.is_set())
+            run.stop.set()
+            await asyncio.sleep(0.2)
+            run.gate.set()
+    assert run.batches == [{"LUMN": Trade("LUMN", 7.61, at(T0))}]
