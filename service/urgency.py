@@ -22,12 +22,13 @@ import ast
 import itertools
 import math
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Final
 
-from service.market import Value, variables
+from service.market import Snapshot, Value, variables
 from service.marketdata import MarketData
 from service.rules import RuleSet
 from service.schedule import earnings_window
@@ -45,23 +46,36 @@ _ARITHMETIC: Final[dict[type[ast.operator], Callable[[float, float], float]]] = 
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One expression `price` is compared with: a number known at parse time, or an
+    arithmetic `node` over the variables `names`."""
+
+    constant: float | None
+    node: ast.expr
+    names: frozenset[str]
+
+
 @lru_cache(maxsize=4096)
-def price_levels(source: str) -> tuple[ast.expr, ...]:
+def price_levels(source: str) -> tuple[Level, ...]:
     """The expressions `price` is compared with in a condition (parsed once per text)."""
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except (SyntaxError, ValueError):
         return ()
-    levels: list[ast.expr] = []
+    levels: list[Level] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Compare):
             continue
         sides = [node.left, *node.comparators]
         for left, right in itertools.pairwise(sides):
-            if _is_price(left):
-                levels.append(right)
-            elif _is_price(right):
-                levels.append(left)
+            other = right if _is_price(left) else left if _is_price(right) else None
+            if other is None:
+                continue
+            names = frozenset(n.id for n in ast.walk(other) if isinstance(n, ast.Name))
+            constant = _number(other, {}) if not names else None
+            if names or constant is not None:
+                levels.append(Level(constant, other, names))
     return tuple(levels)
 
 
@@ -69,7 +83,7 @@ def _is_price(node: ast.expr) -> bool:
     return isinstance(node, ast.Name) and node.id == "price"
 
 
-def _number(node: ast.expr, values: dict[str, Value]) -> float | None:
+def _number(node: ast.expr, values: Mapping[str, Value]) -> float | None:
     """`node` as a number over `values`, or None (not arithmetic, or a value unknown)."""
     if isinstance(node, ast.Constant):
         value: object = node.value
@@ -90,27 +104,54 @@ def _number(node: ast.expr, values: dict[str, Value]) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _values(snapshot: Snapshot, names: frozenset[str], now: datetime) -> Mapping[str, Value]:
+    """The variables `names` need: read straight from the quote and the targets when they
+    are all there (the common case, and cheap), else every variable."""
+    if names <= _DIRECT:
+        quote, targets = snapshot.quote, snapshot.targets
+        return {
+            "prev_close": quote.prev_close if quote else None,
+            "day_high": quote.day_high if quote else None,
+            "day_low": quote.day_low if quote else None,
+            "target_median": targets.median if targets else None,
+            "target_mean": targets.mean if targets else None,
+            "target_high": targets.high if targets else None,
+            "target_low": targets.low if targets else None,
+        }
+    return variables(snapshot, now)
+
+
+_DIRECT: Final = frozenset(
+    {"prev_close", "day_high", "day_low", "target_median", "target_mean", "target_high"}
+    | {"target_low"}
+)
+
+
 def level_distance(ruleset: RuleSet, data: MarketData, symbol: str, now: datetime) -> float | None:
     """How far, in percent of the price, `symbol`'s price is from the nearest level of its
     price rules; None when its price or every level is unknown."""
-    snapshot = data.snapshot(symbol)
-    price = snapshot.quote.price if snapshot.quote else None
+    quote = data.quotes.get(symbol)
+    price = quote.price if quote else None
     if price is None or price <= 0:
         return None
-    values: dict[str, Value] | None = None
-    nearest: float | None = None
+    levels: list[Level] = []
+    seen: set[str] = set()
     for rule in ruleset.by_symbol.get(symbol, ()):
         for condition in (rule.when, rule.clear_when):
             if condition is None or "price" not in condition.names:
                 continue
-            for node in price_levels(condition.source):
-                if values is None:
-                    values = variables(snapshot, now)
-                level = _number(node, values)
-                if level is None:
-                    continue
-                distance = abs(price - level) / price * 100
-                nearest = distance if nearest is None else min(nearest, distance)
+            if condition.source not in seen:
+                seen.add(condition.source)
+                levels.extend(price_levels(condition.source))
+    needed = frozenset().union(*(level.names for level in levels))
+    values = _values(data.snapshot(symbol), needed, now) if needed else {}
+    nearest: float | None = None
+    for level in levels:
+        value = level.constant if level.constant is not None else _number(level.node, values)
+        if value is None:
+            continue
+        distance = abs(price - value) / price * 100
+        nearest = distance if nearest is None else min(nearest, distance)
     return nearest
 
 

@@ -25,11 +25,13 @@ def quote(data: MarketData, symbol: str, price: float, age: float, **extra: floa
 
 
 def test_the_levels_a_condition_compares_price_with() -> None:
-    assert [type(n).__name__ for n in price_levels("price > 7.56 and 8 < price <= 9")] == [
-        "Constant",
-        "Constant",
-        "Constant",
+    assert [level.constant for level in price_levels("price > 7.56 and 8 < price <= 9")] == [
+        7.56,
+        8.0,
+        9.0,
     ]
+    (level,) = price_levels("price >= prev_close * 1.05")
+    assert level.constant is None and level.names == {"prev_close"}
     assert price_levels("reported and eps_actual < eps_estimate") == ()
 
 
