@@ -35,6 +35,13 @@ from service.metrics import Metrics
 from service.notify.base import ChannelConfig, Notifier
 from service.pipeline import Cadence, Pipeline
 from service.providers.base import Provider
+from service.providers.finnhub_stream import (
+    RERANK,
+    FinnhubStream,
+    StreamedSymbols,
+    Trade,
+    build_stream,
+)
 from service.providers.watch import QuoteWatch
 from service.rulefile import RuleFile
 from service.rules import RuleSet
@@ -82,6 +89,8 @@ class App:
         self.pipeline = pipeline
         self.until = until
         self._exits = exits
+        self.stream: FinnhubStream | None = None  # set by `open` when one is configured
+        self._stream_task: asyncio.Task[None] | None = None
         self._leading: bool | None = None  # None before the first step: its result applies
 
     @classmethod
@@ -106,6 +115,7 @@ class App:
         ruleset = await asyncio.to_thread(rule_file.load)
         metrics.set_rules_loaded(len(ruleset.rules))
         log.info("rules %s: %s", rule_file.path, ruleset.summary())
+        provider_built = provider is None  # a given provider (demo, replay) has no stream
         async with contextlib.AsyncExitStack() as exits:
             provider = provider or parts.providers_for(settings, clock)
             exits.push_async_callback(provider.aclose)
@@ -169,7 +179,65 @@ class App:
                 exits=exits.pop_all(),
                 until=until,
             )
+        if provider_built:
+            try:
+                app.stream = app._build_stream()
+            except BaseException:
+                await app.aclose()
+                raise
         return app
+
+    def _build_stream(self) -> FinnhubStream | None:
+        """The trade stream (None when EARNWATCH_STREAM is off): trades go to the
+        pipeline, its state to /metrics and /healthz; it runs from `start_stream`."""
+        pipeline, clock = self.pipeline, self.clock
+
+        async def on_trades(trades: Mapping[str, Trade]) -> None:
+            prices = {s: (t.price, t.time) for s, t in trades.items()}
+            await pipeline.apply_trades(prices, clock.now())
+
+        def on_state(connected: bool) -> None:
+            self.metrics.set_stream_connected(connected)
+            self.health.set_stream(connected, clock.now())
+
+        return build_stream(
+            self.settings,
+            # The most urgent symbols stream, re-ranked every RERANK as prices move.
+            symbols=StreamedSymbols(
+                lambda: pipeline.ranked_prices(clock.now()),
+                self.settings.stream_symbols,
+                lambda: (self.rules(), int(clock.now().timestamp() // RERANK)),
+            ),
+            on_trades=on_trades,
+            leading=self.is_leading,
+            on_state=on_state,
+            on_connect=pipeline.quote_soon,  # the stream says nothing until the next trade
+            on_trade=self.metrics.stream_trade,
+        )
+
+    def start_stream(self, stop: asyncio.Event) -> None:
+        """Run the trade stream (if any) until `stop` is set or the App closes."""
+        if self.stream is None or self._stream_task is not None:
+            return
+        task = asyncio.create_task(self.stream.run(stop))
+        self._stream_task = task
+
+        async def cancel() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self._exits.push_async_callback(cancel)
+
+    async def stop_stream(self, grace: float = 2.0) -> None:
+        """Wait up to `grace` for the stream to end by itself (its `stop` is set), then
+        cut it short."""
+        task = self._stream_task
+        if task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Close every part, in the reverse order of building (idempotent)."""

@@ -70,13 +70,22 @@ def read_rules(path: Path, settings: Settings | None = None) -> RuleSet:
 def check(
     path: Annotated[Path | None, typer.Argument(help="rule file to check")] = None,
     rules: RulesPath = None,
+    budget: Annotated[
+        bool, typer.Option("--budget", help="the calls per provider against its free tier")
+    ] = False,
 ) -> None:
     """Validate a rule file: exit 0 with a summary, or 1 with every problem as PATH:LINE:COL."""
-    target = path or rules or _settings().rules
-    ruleset = read_rules(target)
+    from service.budget import counts_of, rule_budget
+
+    settings = _settings()
+    target = path or rules or settings.rules
+    ruleset = read_rules(target, settings)
     for line in ruleset.warning_lines(str(target)):
         typer.echo(line, err=True)
     typer.echo(f"{target}: OK: {ruleset.summary()}")
+    plan = rule_budget(settings, counts_of(ruleset))
+    for line in plan.lines() if budget else [plan.summary()]:
+        typer.echo(line)
 
 
 @app.command()

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     )
     nasdaq_base_url: str = Field("https://api.nasdaq.com/api", validation_alias="NASDAQ_BASE_URL")
     http_timeout: timedelta = timedelta(seconds=10)
+    # Finnhub's trade stream (service/providers/finnhub_stream.py): "" means finnhub when
+    # finnhub is listed with a key, else off.
+    stream: Literal["", "finnhub", "off"] = ""
+    finnhub_stream_url: str = Field("wss://ws.finnhub.io", validation_alias="FINNHUB_STREAM_URL")
+    stream_symbols: int = Field(50, ge=0)
+    stream_idle: timedelta = timedelta(seconds=60)
 
     # --- schedule --------------------------------------------------------------------
     calendar_refresh: timedelta = timedelta(hours=6)
@@ -111,6 +117,7 @@ class Settings(BaseSettings):
         "slack_interval",
         "smtp_timeout",
         "heartbeat_interval",
+        "stream_idle",
         mode="before",
     )
     @classmethod
@@ -161,7 +168,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL with a host")
         return value
 
-    @field_validator("heartbeat_interval")
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("heartbeat_interval", "stream_idle")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -171,6 +183,18 @@ class Settings(BaseSettings):
     @property
     def provider_names(self) -> list[str]:
         return [p.strip().lower() for p in self.providers.split(",") if p.strip()]
+
+    @property
+    def stream_provider(self) -> str | None:
+        """The provider whose trade stream runs (None: no stream). EARNWATCH_STREAM unset
+        means finnhub when EARNWATCH_PROVIDERS lists it and FINNHUB_API_KEY is set."""
+        if self.stream == "off" or self.stream_symbols == 0:
+            return None
+        if self.stream == "finnhub":
+            return "finnhub"
+        key = self.finnhub_api_key
+        has_key = key is not None and bool(key.get_secret_value().strip())
+        return "finnhub" if "finnhub" in self.provider_names and has_key else None
 
     @property
     def allowed_host_names(self) -> frozenset[str]:

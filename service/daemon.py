@@ -231,6 +231,7 @@ class Daemon:
         worker_stop = asyncio.Event()
         worker_task = asyncio.create_task(app.worker.run(worker_stop))
         reload_task = asyncio.create_task(self.reloads.run(self.stopping))  # SIGHUPs so far
+        app.start_stream(self.stopping)  # the trade stream, if any (only the leader's runs)
         scheduler.start()
         app.health.scheduler_running = True
         self.started.set()
@@ -244,6 +245,7 @@ class Daemon:
         scheduler.pause()
         app.health.scheduler_running = False
         reload_task.cancel()  # a reload in flight is one of `_inflight`, drained below
+        await app.stop_stream(POLL_GRACE)  # no trade starts a pass from here on
         await self.jobs.drain(POLL_GRACE)
         await app.leadership.release()  # a standby takes over at once
         worker_stop.set()

@@ -31,6 +31,9 @@ class HealthState:
     price may get (`prices_stale_after`), the process is unhealthy while any of them was not
     answered (`mark_prices`) within that window. Calls succeeding for some symbols are not
     enough: one stalled symbol's rules are as blind as if every call failed.
+
+    A trade stream that is down (`set_stream`) while REST polling covers is degraded, not
+    failed: the check stays healthy, saying `ok (degraded: stream down since T)`.
     """
 
     def __init__(
@@ -58,6 +61,9 @@ class HealthState:
         self.last_evaluation: datetime | None = None
         self.prices_stale_after: timedelta | None = None
         self._prices_seen: dict[str, datetime] = {}
+        #: When the trade stream went down (None: up, or no stream). REST polling covers
+        #: for it, so this degrades the "ok" and never fails the check by itself.
+        self.stream_down_since: datetime | None = None
 
     def set_leading(self, leading: bool, now: datetime) -> None:
         """This replica became leader (polls from now on) or standby (polls nothing)."""
@@ -97,6 +103,13 @@ class HealthState:
         if window is None:
             return []
         return sorted(s for s, seen in self._prices_seen.items() if now - seen > window)
+
+    def set_stream(self, connected: bool, now: datetime) -> None:
+        """The trade stream connected, or went down at `now` (the first time counts)."""
+        if connected:
+            self.stream_down_since = None
+        elif self.stream_down_since is None:
+            self.stream_down_since = now
 
     def mark_provider_success(self, now: datetime) -> None:
         """A provider call succeeded at `now`."""
@@ -163,6 +176,9 @@ class HealthState:
             return False, f"{self._no_success_since()}: {error}"
         if now - self.last_success > self.stale_after:
             return False, f"{self._no_success_since()}: {error}"
+        if self.stream_down_since is not None:
+            since = self.stream_down_since.replace(microsecond=0).isoformat()
+            return True, f"ok (degraded: stream down since {since})"
         return True, "ok"
 
     def _no_success_since(self) -> str:

@@ -30,6 +30,10 @@ NEW_YORK: Final = ZoneInfo("America/New_York")
 REGULAR_OPEN: Final = time(9, 30)
 REGULAR_CLOSE: Final = time(16, 0)
 EARLY_CLOSE: Final = time(13, 0)
+#: Extended hours: pre-market from 04:00 to the open, after-hours for four hours after
+#: the close (to 20:00, or 17:00 after a 13:00 early close).
+PRE_MARKET_OPEN: Final = time(4, 0)
+AFTER_HOURS: Final = timedelta(hours=4)
 
 _SEARCH_DAYS: Final = 30  # far more than the longest run of closed days (six, in 2001)
 
@@ -105,3 +109,23 @@ def next_open(now: datetime) -> datetime:
             return hours[0]
         day += timedelta(days=1)
     raise ValueError(f"no NYSE session within {_SEARCH_DAYS} days of {now.isoformat()}")
+
+
+def session_name(now: datetime) -> str:
+    """Which part of the NYSE day `now` (timezone-aware) falls in: "pre" (04:00 New York
+    to the open), "regular" (open <= now < close), "post" (the close to four hours later:
+    20:00, or 17:00 on an early-close day) or "closed" (nights, weekends, holidays)."""
+    _require_aware(now)
+    day = now.astimezone(NEW_YORK).date()
+    hours = session(day)
+    if hours is None:
+        return "closed"
+    opens, closes = hours
+    pre = datetime.combine(day, PRE_MARKET_OPEN, tzinfo=NEW_YORK).astimezone(UTC)
+    if pre <= now < opens:
+        return "pre"
+    if opens <= now < closes:
+        return "regular"
+    if closes <= now < closes + AFTER_HOURS:
+        return "post"
+    return "closed"

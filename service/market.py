@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
-from service.hours import EARLY_CLOSE, is_early_close
+from service.hours import EARLY_CLOSE, is_early_close, session_name
 
 NEW_YORK: Final = ZoneInfo("America/New_York")
 
@@ -169,8 +169,10 @@ EARNINGS_VARS: Final = frozenset(
 #: Variables whose value moves with the clock even when no new data arrives. (Which
 #: report a rule sees also moves with the clock, but by the day: the daemon runs a full
 #: pass at each calendar refresh for that.)
-TIME_VARS: Final = frozenset({"hours_to_earnings", "days_to_earnings"})
-VARIABLES: Final = PRICE_VARS | TARGET_VARS | EARNINGS_VARS
+TIME_VARS: Final = frozenset({"hours_to_earnings", "days_to_earnings", "session"})
+#: Variables of the clock alone: the NYSE session ("pre", "regular", "post", "closed").
+CLOCK_VARS: Final = frozenset({"session"})
+VARIABLES: Final = PRICE_VARS | TARGET_VARS | EARNINGS_VARS | CLOCK_VARS
 
 
 def pct_change(new: float | None, base: float | None) -> float | None:
@@ -220,6 +222,7 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         "target_mean": targets.mean if targets else None,
         "target_high": targets.high if targets else None,
         "target_low": targets.low if targets else None,
+        "session": session_name(now),
     }
     event = select_event(snapshot.events, now)
     if event is None:

@@ -50,13 +50,40 @@ class MarketData:
 
     # --- merging -------------------------------------------------------------------------
     def apply_quotes(self, quotes: Mapping[str, Quote], now: datetime) -> set[str]:
-        """Take new quotes; a quote without a price keeps the old one. Returns changed symbols."""
+        """Take new quotes; a quote without a price keeps the old one, and so does a quote
+        traded before the one known (a trade from the stream may be newer than a REST
+        quote): it brings its previous close and day range only. Returns changed symbols."""
         changed: set[str] = set()
         for symbol, quote in quotes.items():
-            if quote.price is None or quote == self.quotes.get(symbol):
+            known = self.quotes.get(symbol)
+            if known is not None and _older(quote, known):
+                quote = replace(
+                    known,
+                    prev_close=quote.prev_close or known.prev_close,
+                    day_high=quote.day_high or known.day_high,
+                    day_low=quote.day_low or known.day_low,
+                )
+            if quote.price is None or quote == known:
                 continue
             self.quotes[symbol] = quote
             self._capture_report_price(symbol, quote, now)
+            changed.add(symbol)
+        return changed
+
+    def apply_trades(self, trades: Mapping[str, tuple[float, datetime]]) -> set[str]:
+        """Take the latest trade (price, time) of each symbol as its price; a trade older
+        than the price known is dropped (it arrived late). The REST quote's previous close
+        and day range stay. Returns changed symbols."""
+        changed: set[str] = set()
+        for symbol, (price, traded) in trades.items():
+            known = self.quotes.get(symbol) or Quote(symbol=symbol, price=None)
+            if known.time is not None and traded < known.time:
+                continue
+            if known.price == price and known.time == traded:
+                continue
+            quote = replace(known, price=price, time=traded)
+            self.quotes[symbol] = quote
+            self._capture_report_price(symbol, quote, traded)
             changed.add(symbol)
         return changed
 
@@ -143,6 +170,10 @@ class MarketData:
         for t in data.get("targets", []):
             out.targets[t["symbol"]] = PriceTargets(**{**t, "updated": _when(t.get("updated"))})
         return out
+
+
+def _older(new: Quote, known: Quote) -> bool:
+    return new.time is not None and known.time is not None and new.time < known.time
 
 
 def _keep_actuals(new: EarningsEvent, old: EarningsEvent | None) -> EarningsEvent:

@@ -36,6 +36,7 @@ CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 OTHER_RULES: Final = "_other"
 """The `rule` label of alerts from rules beyond `max_rule_labels` distinct names."""
 
+_PRICE_AGE_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 900.0)
 _EVALUATION_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -148,6 +149,20 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self._stream_connected = Gauge(
+            "earnwatch_stream_connected",
+            "1 while the trade stream is connected and subscribed, else 0.",
+            registry=r,
+        )
+        self._stream_trades = Counter(
+            "earnwatch_stream_trades", "Trades taken from the trade stream.", registry=r
+        )
+        self._price_age = Histogram(
+            "earnwatch_price_age_seconds",
+            "Age of each changed price (now minus its trade time) when it is evaluated.",
+            buckets=_PRICE_AGE_BUCKETS,
+            registry=r,
+        )
         for kind in get_args(PollKind):
             self._polls.labels(kind=kind)
 
@@ -224,6 +239,18 @@ class Metrics:
     def observe_evaluation(self, seconds: float) -> None:
         """One evaluation of the rule set took `seconds`."""
         self._evaluation.observe(seconds)
+
+    def set_stream_connected(self, connected: bool) -> None:
+        """The trade stream connected (True) or went down (False)."""
+        self._stream_connected.set(1 if connected else 0)
+
+    def stream_trade(self) -> None:
+        """One trade was taken from the stream (a late, older one is not counted)."""
+        self._stream_trades.inc()
+
+    def observe_price_age(self, seconds: float) -> None:
+        """A price `seconds` old was evaluated."""
+        self._price_age.observe(max(0.0, seconds))
 
     def set_rules_loaded(self, count: int) -> None:
         """The rule set in force has `count` rules."""

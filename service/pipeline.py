@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -41,6 +41,7 @@ from service.rules import RuleSet
 from service.schedule import earnings_due, is_due, quote_interval
 from service.stages import PreparedStage, Stage, route
 from service.store import Store
+from service.urgency import rank
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +280,10 @@ class Pipeline:
         *,
         stop: asyncio.Event | None = None,
     ) -> set[str]:
-        """Quotes of every symbol whose rules read a price, chunk by chunk; each chunk's
-        changes are evaluated at once. Stops between chunks when `stop` is set."""
-        symbols = symbols_needing(self.rules(), QUOTE_VARS)
+        """Quotes of every symbol whose rules read a price, most urgent first, chunk by
+        chunk; each chunk's changes are evaluated at once. Stops between chunks when
+        `stop` is set."""
+        symbols = self.ranked_prices(now())  # the most urgent are fresh first
         changed: set[str] = set()
         for start in range(0, len(symbols), QUOTE_CHUNK):
             if stop is not None and stop.is_set():
@@ -301,6 +303,24 @@ class Pipeline:
                 await self.evaluate(moment, fresh)
             changed |= fresh
         return changed
+
+    def ranked_prices(self, now: datetime) -> list[str]:
+        """Every symbol whose rules read a price (REST polls them all, always), most
+        urgent first (`service/urgency.py`): in a report window, near a level, stalest."""
+        ruleset = self.rules()
+        return rank(symbols_needing(ruleset, QUOTE_VARS), ruleset, self.data, now)
+
+    async def apply_trades(
+        self, trades: Mapping[str, tuple[float, datetime]], now: datetime
+    ) -> set[str]:
+        """Trades from the stream, (price, trade time) per symbol: each newer one becomes
+        its symbol's price, and the changed symbols are evaluated at once. REST quotes
+        keep bringing the previous close and the day's range. Returns changed symbols."""
+        fresh = self.data.apply_trades(trades)
+        if fresh:
+            self.health.mark_prices(now, fresh)
+            await self.evaluate(now, fresh)
+        return fresh
 
     async def refresh_targets(self, now: datetime) -> set[str]:
         changed: set[str] = set()
@@ -327,6 +347,10 @@ class Pipeline:
         async with self._evaluating:
             ruleset = self.rules()
             started = time.perf_counter()
+            for symbol in changed or ():
+                quote = self.data.quotes.get(symbol)
+                if quote is not None and quote.time is not None:
+                    self.metrics.observe_price_age((now - quote.time).total_seconds())
             view = SnapshotView(self.data, ruleset.symbols)
             # A big pass (a reload of 30,000 rules, say) in slices, yielding to the loop
             # between them, so deliveries, polls and the leader's renewal are not held up.

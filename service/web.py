@@ -1,6 +1,7 @@
 """The daemon's HTTP side: `/healthz` and `/metrics`, on plain `asyncio.start_server`.
 
-Promises: GET and HEAD on `/healthz` (200 `ok`, or 503 with the reason) and `/metrics`
+Promises: GET and HEAD on `/healthz` (200 `ok` or `ok (degraded: ...)`, or 503 with the
+reason) and `/metrics`
 (Prometheus text); 404 for other paths, 405 for other methods, 400 for a request that is
 not HTTP/1.x; one request per connection, closed after the response; a slow or broken
 client, a failing health callable or a failing render is answered or dropped and never
@@ -124,8 +125,9 @@ class WebServer:
         except Exception:
             log.exception("web: the health check raised")
             healthy, reason = False, "health check failed"
-        if healthy:
-            return HTTPStatus.OK, TEXT, b"ok\n"
+        if healthy:  # "ok", or "ok (degraded: ...)" while REST covers for the stream
+            shown = reason if reason.startswith("ok (") else "ok"
+            return HTTPStatus.OK, TEXT, (shown[:MAX_REASON] + "\n").encode("utf-8")
         text = " ".join(reason.split())[:MAX_REASON] or "unhealthy"
         return HTTPStatus.SERVICE_UNAVAILABLE, TEXT, (text + "\n").encode("utf-8")
 

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def fast_env(folder: Path, finnhub_base_url: str) -> list[str]:
     """The `.env` lines an end-to-end daemon starts from: a fake Finnhub, SQLite in
-    `folder`, local receivers allowed, health on a free port, every poll each second."""
+    `folder`, local receivers allowed, health on a free port, every poll each second, no trade
+    stream (a later line may turn it on)."""
     return [
         "FINNHUB_API_KEY=test-finnhub-key",
         f"FINNHUB_BASE_URL={finnhub_base_url}",
@@ -28,6 +29,7 @@ def fast_env(folder: Path, finnhub_base_url: str) -> list[str]:
         "EARNWATCH_PRICE_POLL=1s",
         "EARNWATCH_OFF_HOURS_POLL=1s",
         "EARNWATCH_EARNINGS_POLL=1s",
+        "EARNWATCH_STREAM=off",  # never Finnhub's real stream; tests/test_stream_e2e.py
     ]
 
 

@@ -52,7 +52,27 @@ def test_check_prints_a_one_line_summary_for_a_valid_file(tmp_path: Path) -> Non
     )
     result = earnwatch("check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "rules.yaml: OK: 1 rule, 2 symbols, 0 channels"
+    assert result.stdout.splitlines()[0] == "rules.yaml: OK: 1 rule, 2 symbols, 0 channels"
+    # ...and one line of what the rule set costs (issue 12.4).
+    assert result.stdout.splitlines()[1].startswith("budget: finnhub: 2/min of 58/min")
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_check_budget_shows_each_provider_and_a_daily_limit_exceeded(tmp_path: Path) -> None:
+    symbols = ", ".join(f"S{i:03d}" for i in range(150))
+    (tmp_path / "rules.yaml").write_text(
+        f"rules:\n  - name: r\n    symbols: [{symbols}]\n    when: price > 7.56\n"
+    )
+    (tmp_path / ".env").write_text("EARNWATCH_PROVIDERS=fmp,finnhub\n")
+    result = earnwatch("check", "--budget", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()[1:]
+    assert lines[0] == (
+        "fmp: 2/min of 300/min at the open, 976/day of 250/day: OVER the daily limit; "
+        "set EARNWATCH_PRICE_POLL to at least 14.4 min"
+    )
+    assert lines[1].startswith("finnhub (failover, if it served every call): 150/min of 58/min")
+    assert "0 stream" in lines[2] and lines[-1] == "worst price age, polled: 23.2 min"
 
 
 def test_check_reads_variables_from_dotenv(tmp_path: Path) -> None:
@@ -97,7 +117,7 @@ def test_check_takes_the_rule_file_as_rules_too(tmp_path: Path) -> None:
     result = earnwatch("check", "--rules", "r.yaml", cwd=tmp_path)
     assert (
         result.returncode == 0
-        and result.stdout.strip() == "r.yaml: OK: 1 rule, 1 symbol, 0 channels"
+        and result.stdout.splitlines()[0] == "r.yaml: OK: 1 rule, 1 symbol, 0 channels"
     )
 
 
@@ -120,7 +140,7 @@ def test_check_accepts_an_ntfy_channel_and_schema_shows_it(tmp_path: Path) -> No
     (tmp_path / "r.yaml").write_text(rules)
     result = earnwatch("check", "r.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "r.yaml: OK: 1 rule, 1 symbol, 1 channel"
+    assert result.stdout.splitlines()[0] == "r.yaml: OK: 1 rule, 1 symbol, 1 channel"
     schema = earnwatch("schema", cwd=tmp_path).stdout
     assert {"const": "ntfy"} in [
         kind["properties"]["type"]
@@ -178,7 +198,7 @@ def test_check_accepts_a_telegram_channel_and_refuses_an_ssrf_api_url_at_its_lin
     )
     good = earnwatch("check", "good.yaml", cwd=tmp_path)
     assert good.returncode == 0, good.stderr
-    assert good.stdout.strip() == "good.yaml: OK: 1 rule, 1 symbol, 1 channel"
+    assert good.stdout.splitlines()[0] == "good.yaml: OK: 1 rule, 1 symbol, 1 channel"
     (tmp_path / "bad.yaml").write_text(TELEGRAM_RULES.replace("API_URL", "http://169.254.169.254"))
     bad = earnwatch("check", "bad.yaml", cwd=tmp_path)
     assert bad.returncode == 1

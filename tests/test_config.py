@@ -54,3 +54,20 @@ def test_secrets_hold_every_secret_field_without_a_hand_list() -> None:
     values = {name: SecretStr(f"secret-of-{name}") for name in SECRET_FIELDS}
     settings = Settings.model_construct(**values)  # type: ignore[arg-type]
     assert sorted(settings.secrets()) == sorted(f"secret-of-{name}" for name in SECRET_FIELDS)
+
+
+def test_the_stream_is_finnhub_by_default_with_a_key_and_can_be_turned_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("EARNWATCH_STREAM", "EARNWATCH_PROVIDERS", "FINNHUB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings(None).stream_provider is None  # no key
+    assert load_settings(None, finnhub_api_key="k").stream_provider == "finnhub"
+    assert load_settings(None, finnhub_api_key="k", providers="fmp").stream_provider is None
+    assert load_settings(None, finnhub_api_key="k", stream="OFF").stream_provider is None
+    assert load_settings(None, finnhub_api_key="k", stream_symbols=0).stream_provider is None
+    settings = load_settings(None, finnhub_api_key="k")
+    assert settings.finnhub_stream_url == "wss://ws.finnhub.io"
+    assert (settings.stream_symbols, settings.stream_idle.total_seconds()) == (50, 60)
+    with pytest.raises(ConfigError, match="EARNWATCH_STREAM_IDLE"):
+        load_settings(None, stream_idle="0s")

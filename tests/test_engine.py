@@ -247,3 +247,27 @@ def test_nothing_ever_fires_on_an_unknown_value(path: list[float | None], extra:
     counts = walk(run, path)
     assert all(path[i] is not None for i, n in enumerate(counts) if n)
     assert len(run.alerts) <= len(reference_crossings(path, 7.56))
+
+
+def test_a_rule_can_read_the_session_and_is_evaluated_as_the_clock_moves() -> None:
+    from service.market import variables
+
+    snapshot = Snapshot("LUMN", quote=Quote("LUMN", 7.61))
+    after_hours = datetime(2026, 2, 3, 21, 30, tzinfo=UTC)  # 16:30 New York
+    assert variables(snapshot, after_hours)["session"] == "post"
+    assert variables(snapshot, after_hours)["price"] == 7.61  # an after-hours trade counts
+    ruleset = load(
+        'channels: {hook: {type: webhook, url: "https://example.com/h"}}\n'
+        "rules:\n"
+        "  - name: regular-only\n"
+        "    symbols: [LUMN]\n"
+        '    when: price > 7.56 and session == "regular"\n'
+        "    notify: [hook]\n"
+    )
+    assert ruleset.rules[0].time_dependent
+    regular = datetime(2026, 2, 4, 15, 0, tzinfo=UTC)  # 10:00 New York
+    fired = evaluate(ruleset, {"LUMN": snapshot}, {}, after_hours)
+    assert fired.alerts == []
+    assert [a.rule for a in evaluate(ruleset, {"LUMN": snapshot}, {}, regular).alerts] == [
+        "regular-only"
+    ]

@@ -79,3 +79,25 @@ def test_a_standby_is_not_judged_and_a_new_leader_gets_a_full_window() -> None:
     health.set_leading(True, T0 + timedelta(minutes=5))
     health.watch_prices(["AAPL"], timedelta(seconds=30), T0 + timedelta(minutes=5))
     assert health.stale_prices(T0 + timedelta(minutes=5, seconds=20)) == []
+
+
+def test_a_stream_down_while_rest_covers_is_degraded_not_failed() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from service.health import HealthState
+
+    t0 = datetime(2026, 2, 4, 15, 0, tzinfo=UTC)
+    state = HealthState(timedelta(minutes=5), started_at=t0)
+    state.scheduler_running = True
+    state.mark_provider_success(t0)
+    state.set_stream(True, t0)
+    assert state.check(t0) == (True, "ok")
+    state.set_stream(False, t0 + timedelta(seconds=1))
+    state.set_stream(False, t0 + timedelta(seconds=9))  # the first time counts
+    assert state.check(t0 + timedelta(seconds=10)) == (
+        True,
+        "ok (degraded: stream down since 2026-02-04T15:00:01+00:00)",
+    )
+    assert not state.check(t0 + timedelta(minutes=6))[0]  # stale prices fail, as ever
+    state.set_stream(True, t0 + timedelta(seconds=11))
+    assert state.check(t0 + timedelta(seconds=12)) == (True, "ok")

@@ -251,3 +251,24 @@ def test_every_year_has_eight_to_thirteen_closures_all_on_weekdays(year: int) ->
     # 8: a Saturday New Year's Day before Juneteenth existed; 13: 2001 (September 11).
     assert 8 <= len(days) <= 13
     assert all(d.weekday() < 5 for d in days)
+
+
+def test_the_session_name_of_each_part_of_the_nyse_day() -> None:
+    from service.hours import NEW_YORK, session_name
+
+    def at(day: str, hh: int, mm: int = 0) -> datetime:
+        return datetime.fromisoformat(f"{day}T{hh:02d}:{mm:02d}").replace(tzinfo=NEW_YORK)
+
+    wednesday = "2026-02-04"
+    assert session_name(at(wednesday, 3, 59)) == "closed"
+    assert session_name(at(wednesday, 4)) == "pre"
+    assert session_name(at(wednesday, 9, 29)) == "pre"
+    assert session_name(at(wednesday, 9, 30)) == "regular"
+    assert session_name(at(wednesday, 15, 59)) == "regular"
+    assert session_name(at(wednesday, 16)) == "post"
+    assert session_name(at(wednesday, 19, 59)) == "post"
+    assert session_name(at(wednesday, 20)) == "closed"
+    assert session_name(at("2026-02-07", 12)) == "closed"  # a Saturday
+    assert session_name(at("2026-12-25", 12)) == "closed"  # Christmas
+    assert session_name(at("2026-11-27", 13)) == "post"  # the day after Thanksgiving: 13:00
+    assert session_name(at("2026-11-27", 17)) == "closed"

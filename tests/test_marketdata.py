@@ -1,6 +1,6 @@
 """Merging provider data into the last known data."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from service.market import EarningsEvent, PriceTargets, Quote, ReportTime, variables
 from service.marketdata import MarketData
@@ -91,3 +91,21 @@ def test_it_round_trips_through_json() -> None:
     data.apply_targets({"LUMN": PriceTargets("LUMN", median=7.56, updated=at(12))})
     again = MarketData.from_json(data.to_json())
     assert again == data
+
+
+# --- trades from the stream (issue #12.1) -------------------------------------------------
+def test_a_trade_sets_the_price_and_a_late_older_one_never_moves_it_back() -> None:
+    t0 = datetime(2026, 2, 4, 15, 0, tzinfo=UTC)
+    data = MarketData()
+    data.apply_quotes({"LUMN": Quote("LUMN", 7.2, prev_close=8.46, time=t0)}, t0)
+    assert data.apply_trades({"LUMN": (7.61, t0 + timedelta(seconds=2))}) == {"LUMN"}
+    assert data.apply_trades({"LUMN": (7.00, t0 + timedelta(seconds=1))}) == set()
+    assert data.apply_trades({"LUMN": (7.61, t0 + timedelta(seconds=2))}) == set()  # twice
+    quote = data.quotes["LUMN"]
+    assert (quote.price, quote.prev_close) == (7.61, 8.46)
+    # A REST quote older than the trade brings its previous close, not its price.
+    older = Quote("LUMN", 7.3, prev_close=8.40, day_high=8.5, day_low=7.1, time=t0)
+    assert data.apply_quotes({"LUMN": older}, t0 + timedelta(seconds=3)) == {"LUMN"}
+    quote = data.quotes["LUMN"]
+    assert (quote.price, quote.prev_close, quote.day_high) == (7.61, 8.40, 8.5)
+    assert quote.time == t0 + timedelta(seconds=2)

@@ -91,3 +91,17 @@ def test_naive_success_time_is_refused() -> None:
 
 def test_content_type_is_the_prometheus_text_format() -> None:
     assert CONTENT_TYPE.startswith("text/plain; version=")
+
+
+def test_the_stream_metrics() -> None:
+    metrics = Metrics()
+    metrics.set_stream_connected(True)
+    metrics.stream_trade()
+    metrics.stream_trade()
+    metrics.observe_price_age(0.2)
+    metrics.observe_price_age(-1.0)  # a trade stamped a little ahead of our clock
+    text = metrics.render().decode()
+    assert "earnwatch_stream_connected 1.0" in text
+    assert "earnwatch_stream_trades_total 2.0" in text
+    assert "earnwatch_price_age_seconds_count 2.0" in text
+    assert 'earnwatch_price_age_seconds_bucket{le="0.05"} 1.0' in text

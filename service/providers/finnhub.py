@@ -68,6 +68,9 @@ PROVIDER: Final = ProviderType(
     max_batch=1,  # `/quote` takes one symbol
     key=Setting(KEY_VARIABLE, "finnhub_api_key"),
     base_url=Setting("FINNHUB_BASE_URL", "finnhub_base_url"),
+    stream_url=Setting("FINNHUB_STREAM_URL", "finnhub_stream_url"),  # finnhub_stream.py
+    # Per symbol or per 3-day window, whichever is fewer (see `earnings`).
+    calendar_calls=lambda days, symbols: min(symbols, math.ceil(days / WINDOW_DAYS)),
     # Free tier: 60 calls a minute, and 30 a second on every plan. A call is counted when
     # it takes its slot, before it leaves; the 2 s of margin keep the server's count
     # (which sees arrivals) at 60 in any 60 s even when the event loop is busy.

@@ -69,6 +69,8 @@ PROVIDER: Final = ProviderType(
     # Free tier: 250 calls a day. Never waits: a spent day fails over at once.
     rates=(Rate(250, 86_400.0), Rate(5, 1.0)),
     max_wait=2.0,
+    # One page per 7-day window at least (a busy week takes more pages).
+    calendar_calls=lambda days, symbols: -(-days // WINDOW_DAYS),
 )
 
 

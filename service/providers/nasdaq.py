@@ -62,6 +62,8 @@ PROVIDER: Final = ProviderType(
     base_url=Setting("NASDAQ_BASE_URL", "nasdaq_base_url"),
     # Nasdaq publishes no limit; one call a second keeps us polite.
     rates=(Rate(1, 1.0),),
+    # One call per weekday, whatever the symbols.
+    calendar_calls=lambda days, symbols: -(-days * 5 // 7),
 )
 
 

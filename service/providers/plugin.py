@@ -42,6 +42,12 @@ class Setting:
     field: str
 
 
+class CalendarCost(Protocol):
+    """The fewest calls a calendar read of `days` days and `symbols` symbols costs."""
+
+    def __call__(self, days: int, symbols: int) -> int: ...
+
+
 class Factory(Protocol):
     """Builds a provider from the settings, on `clock` (None: the system clock). A keyed
     provider's factory takes its key from `ProviderType.api_key()` before it opens a
@@ -64,6 +70,11 @@ class ProviderType:
     rates: tuple[Rate, ...] = ()
     #: The longest wait the limiter sleeps through before failing over (None: its default).
     max_wait: float | None = None
+    #: The trade stream's URL setting (None: this provider has no stream).
+    stream_url: Setting | None = None
+    #: Calls one calendar read of (days, symbols) costs at least, for `check --budget`
+    #: (None: one call per symbol).
+    calendar_calls: CalendarCost | None = None
 
     def api_key(self, settings: Settings) -> SecretStr:
         """The key set for this provider. Raises ConfigError naming its variable when the
@@ -127,6 +138,8 @@ def declaration_problems(ptype: ProviderType) -> list[str]:
             if probe not in settings.secrets():
                 problems.append(f"key field {ptype.key.field!r} is missing from secrets()")
     if ptype.base_url is not None and (problem := _alias_problem(ptype.base_url, "base URL")):
+        problems.append(problem)
+    if ptype.stream_url is not None and (problem := _alias_problem(ptype.stream_url, "stream")):
         problems.append(problem)
     for rate in ptype.rates:
         if rate.calls < 1 or not rate.per > 0:

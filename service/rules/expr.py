@@ -43,6 +43,7 @@ VARIABLE_TYPES: Final[Mapping[str, str]] = {
     "earnings_date": DATE,
     "earnings_time": STR,
     "fiscal_period": STR,
+    "session": STR,
     "reported": BOOL,
 }
 CONSTANTS: Final[Mapping[str, bool]] = {"true": True, "false": False, "True": True, "False": False}

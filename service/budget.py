@@ -1,0 +1,206 @@
+"""What a rule set costs each provider, against its free tier: `earnwatch check --budget`.
+
+Pure arithmetic over the settings, the rule set's symbol counts and the providers'
+declarations (`ProviderType.rates`, `max_batch`, `calendar_calls`, capabilities). A day is
+counted as a trading day: 6.5 hours of quotes every EARNWATCH_PRICE_POLL, the other 17.5
+hours every EARNWATCH_OFF_HOURS_POLL, the calendar (yesterday to 90 days out) and the price
+targets every EARNWATCH_CALENDAR_REFRESH. The report-window polls come on top, a few calls
+per report (one per EARNWATCH_EARNINGS_POLL inside each window), and are not counted.
+Each provider listed is costed as if it served every call (the failover providers serve
+only while the first fails, but then they serve everything).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from service.config import Settings
+from service.market import PRICE_VARS, TARGET_VARS
+from service.providers import PROVIDERS, quote_refresh_period
+from service.providers.plugin import Capability, ProviderType
+from service.rules import RuleSet
+
+REGULAR_SECONDS: Final = 6.5 * 3600
+DAY_SECONDS: Final = 86_400.0
+#: The calendar read at each refresh: yesterday to 90 days out.
+CALENDAR_DAYS: Final = 92
+#: The variables that need a quote: pipeline.QUOTE_VARS (not imported: `check` must not
+#: load the store; a test keeps the two equal).
+QUOTE_VARS: Final = PRICE_VARS | {"move_since_report_pct", "price_at_report"}
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What the rule set watches: every symbol (the calendar), those whose rules read a
+    price (quotes), those whose rules read a price target."""
+
+    symbols: int
+    price_symbols: int
+    target_symbols: int
+
+
+def counts_of(ruleset: RuleSet) -> Counts:
+    def reading(names: frozenset[str]) -> int:
+        return len(
+            {
+                symbol
+                for rule in ruleset.rules
+                if (rule.when.names | (rule.clear_when.names if rule.clear_when else frozenset()))
+                & names
+                for symbol in rule.symbols
+            }
+        )
+
+    return Counts(len(ruleset.symbols), reading(QUOTE_VARS), reading(TARGET_VARS))
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderBudget:
+    name: str
+    failover: bool  # listed after the first: serves only while those before it fail
+    per_minute: float  # calls a minute the quotes need while NYSE is open
+    per_day: int  # calls a trading day needs
+    minute_limit: float | None  # the free tier's long-run pace (None: no limit declared)
+    day_limit: float | None
+    refresh: timedelta  # how often each polled price can really be refreshed
+    advice: str | None  # which setting to change when a daily limit is exceeded
+
+    @property
+    def over_day_limit(self) -> bool:
+        return self.day_limit is not None and self.per_day > self.day_limit
+
+    def line(self) -> str:
+        minute = f"{_count(self.per_minute)}/min"
+        if self.minute_limit is not None:
+            minute += f" of {_count(self.minute_limit)}/min"
+        day = f"{self.per_day}/day"
+        if self.day_limit is not None:
+            day += f" of {_count(self.day_limit)}/day"
+        who = f"{self.name} (failover, if it served every call)" if self.failover else self.name
+        text = f"{who}: {minute} at the open, {day}"
+        if self.over_day_limit:
+            text += f": OVER the daily limit; {self.advice}"
+        elif self.minute_limit is not None and self.per_minute > self.minute_limit:
+            text += f" (paced: each price refreshed every {_duration(self.refresh)})"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    providers: tuple[ProviderBudget, ...]
+    counts: Counts
+    streamed: int  # symbols on the trade stream
+    stream_limit: int
+    polled_age: timedelta  # the worst price age of a polled symbol (README: the bound)
+
+    def lines(self) -> list[str]:
+        """`check --budget`: one line per provider, then the price ages."""
+        out = [p.line() for p in self.providers]
+        polled = self.counts.price_symbols - self.streamed
+        out.append(
+            f"prices: {self.counts.price_symbols} symbol(s) read a price; {self.streamed} "
+            f"stream (EARNWATCH_STREAM_SYMBOLS {self.stream_limit}), {polled} polled only"
+        )
+        if self.streamed:
+            out.append(
+                "worst price age, streamed: as traded (REST covers while the stream is down: "
+                f"up to {_duration(self.polled_age)})"
+            )
+        if self.counts.price_symbols:
+            out.append(f"worst price age, polled: {_duration(self.polled_age)}")
+        return out
+
+    def summary(self) -> str:
+        """The one line `check` prints: the first provider's cost and the price ages."""
+        first = self.providers[0].line() if self.providers else "no provider"
+        return (
+            f"budget: {first}; {self.streamed} symbol(s) stream, prices polled at most "
+            f"{_duration(self.polled_age)} old (earnwatch check --budget for more)"
+        )
+
+
+def provider_budget(
+    ptype: ProviderType, settings: Settings, counts: Counts, *, failover: bool = False
+) -> ProviderBudget:
+    """The calls one provider would make for `counts` with these settings."""
+    price_poll = settings.price_poll.total_seconds()
+    off_hours = settings.off_hours_poll.total_seconds()
+    refresh = settings.calendar_refresh.total_seconds()
+    per_pass = math.ceil(counts.price_symbols / max(1, ptype.max_batch))
+    off_hours_seconds = DAY_SECONDS - REGULAR_SECONDS
+    quotes_day = per_pass * (REGULAR_SECONDS / price_poll + off_hours_seconds / off_hours)
+    cost = ptype.calendar_calls
+    calendar = 0
+    if counts.symbols:
+        calendar = cost(CALENDAR_DAYS, counts.symbols) if cost else counts.symbols
+    targets = counts.target_symbols if Capability.PRICE_TARGETS in ptype.capabilities else 0
+    refreshes = DAY_SECONDS / refresh
+    per_day = math.ceil(quotes_day + (calendar + targets) * refreshes)
+    # The pace a minute is held to (a daily budget is not spread as a per-minute limit).
+    minute_limit = min((r.calls * 60 / r.per for r in ptype.rates if r.per <= 120), default=None)
+    day_limit = min((r.calls * DAY_SECONDS / r.per for r in ptype.rates), default=None)
+    advice = None
+    if day_limit is not None and per_day > day_limit:
+        advice = _advice(ptype, settings, day_limit, per_pass, calendar + targets)
+    return ProviderBudget(
+        name=ptype.name,
+        failover=failover,
+        per_minute=per_pass * 60 / price_poll,
+        per_day=per_day,
+        minute_limit=minute_limit,
+        day_limit=day_limit,
+        refresh=quote_refresh_period([ptype.name], counts.price_symbols, settings.price_poll),
+        advice=advice,
+    )
+
+
+def _advice(
+    ptype: ProviderType, settings: Settings, day_limit: float, per_pass: int, per_refresh: int
+) -> str:
+    """Which setting to change so a trading day fits `day_limit`."""
+    refreshes = DAY_SECONDS / settings.calendar_refresh.total_seconds()
+    off_hours = per_pass * (DAY_SECONDS - REGULAR_SECONDS) / settings.off_hours_poll.total_seconds()
+    left = day_limit - per_refresh * refreshes - off_hours
+    if per_pass and left > 0:
+        poll = math.ceil(per_pass * REGULAR_SECONDS / left)
+        return f"set EARNWATCH_PRICE_POLL to at least {_duration(timedelta(seconds=poll))}"
+    return (
+        "raise EARNWATCH_OFF_HOURS_POLL and EARNWATCH_CALENDAR_REFRESH, or list another "
+        f"provider before {ptype.name} in EARNWATCH_PROVIDERS"
+    )
+
+
+def rule_budget(settings: Settings, counts: Counts) -> Budget:
+    """The budget of every listed provider (unknown names are left out: `check` does not
+    build providers, `run` refuses them)."""
+    names = [n for n in dict.fromkeys(settings.provider_names) if n in PROVIDERS]
+    streamed = min(counts.price_symbols, settings.stream_symbols) if settings.stream_provider else 0
+    return Budget(
+        providers=tuple(
+            provider_budget(PROVIDERS[n], settings, counts, failover=i > 0)
+            for i, n in enumerate(names)
+        ),
+        counts=counts,
+        streamed=streamed,
+        stream_limit=settings.stream_symbols,
+        # A pass polls every symbol, but the urgency order may move one from the front
+        # of a pass to the back of the next: two refresh periods, plus a call's deadline.
+        polled_age=2 * quote_refresh_period(names, counts.price_symbols, settings.price_poll)
+        + settings.http_timeout,
+    )
+
+
+def _count(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.2g}"
+
+
+def _duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
