@@ -17,7 +17,14 @@ from datetime import UTC, date, datetime
 from types import MappingProxyType
 from typing import Final, Literal
 
-from service.market import VARIABLES, Snapshot, Value, variables
+from service.market import (
+    DATE_CHANGE_VARS,
+    TIME_CHANGE_VARS,
+    VARIABLES,
+    Snapshot,
+    Value,
+    variables,
+)
 from service.rules import CompiledRule, RuleSet
 from service.rules.expr import Compiled
 from service.rules.templates import resolved_message
@@ -105,6 +112,31 @@ def report_key(values: Mapping[str, Value]) -> str | None:
     return when.isoformat() if isinstance(when, date) else None
 
 
+#: Rules that read these follow the report's current date: a reminder re-arms when the
+#: date moves.
+_FOLLOWS_DATE: Final = DATE_CHANGE_VARS | {"hours_to_earnings", "days_to_earnings"}
+
+
+def event_key(rule: CompiledRule, values: Mapping[str, Value]) -> str | None:
+    """The event an earnings rule fires once for: its report (`report_key`), and for a rule
+    that reads `earnings_date_changed` or the time to the report, the report's date once it
+    moved from the one first seen (`...|date:YYYY-MM-DD`), so each move is a new event and
+    a reminder re-arms; likewise `...|time:amc` for `earnings_time_changed`. A date never
+    moved keeps the plain report key (the keys of alerts stored before issue #13)."""
+    if not rule.uses_earnings:
+        return None
+    report = report_key(values)
+    if report is None:
+        return None
+    names = rule.when.names | (rule.clear_when.names if rule.clear_when else frozenset())
+    when = values.get("earnings_date")
+    if names & _FOLLOWS_DATE and values.get("earnings_date_changed") is True:
+        report += f"|date:{when.isoformat() if isinstance(when, date) else when}"
+    if names & TIME_CHANGE_VARS and values.get("earnings_time_changed") is True:
+        report += f"|time:{values.get('earnings_time')}"
+    return report
+
+
 def _guarded(condition: Compiled, values: Mapping[str, Value]) -> tuple[Value, str | None]:
     """The condition's value, or unknown and the exception's type name if it raised (a
     rule can pass `check` and still raise on real data, e.g. an overflowing product)."""
@@ -139,7 +171,7 @@ def advance(
     if state is None or state.fingerprint != rule.fingerprint:
         state = RuleState(fingerprint=rule.fingerprint)
     condition, error = _guarded(rule.when, values)
-    report = report_key(values) if rule.uses_earnings else None
+    report = event_key(rule, values)
     if not state.armed and report is not None and report != state.last_report:
         state = replace(state, armed=True, pending_since=None)  # a new report, a new event
     if not state.armed:
@@ -235,7 +267,7 @@ def resolved_alert(
         text=resolved_message(rule.name, symbol, values, names),
         channels=rule.channels,
         values={k: v for k, v in values.items() if v is not None},
-        report_key=state.last_report if rule.uses_earnings else None,
+        report_key=(state.last_report or "").split("|")[0] or None if rule.uses_earnings else None,
         kind="resolved",
         resolves_key=fired,
         urgent=rule.urgent,  # an urgent rule's resolution is not held by quiet hours either
@@ -303,7 +335,7 @@ def evaluate_work(
                 if resolved is not None:
                     alerts.append(resolved)
             if outcome == "fired":
-                report = report_key(values) if rule.uses_earnings else None
+                report = event_key(rule, values)
                 text, failed = rule.render_checked(values, symbol, now)
                 if failed is not None:
                     errors.append(RuleError(rule.name, symbol, "render", failed, rule.line))
@@ -316,7 +348,7 @@ def evaluate_work(
                         text=text,
                         channels=rule.channels,
                         values={k: v for k, v in values.items() if v is not None},
-                        report_key=report,
+                        report_key=report_key(values) if rule.uses_earnings else None,
                         urgent=rule.urgent,
                     )
                 )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-from service.engine import RuleState, report_key
+from service.engine import RuleState, event_key
 from service.figures import format_value
 from service.market import PRICE_VARS, TARGET_VARS, Value, variables
 from service.marketdata import MarketData
@@ -129,7 +129,7 @@ def explain(
     if state is not None and not stored:
         notes.append("the stored state is of an earlier version of the rule: it starts afresh")
     current = state if stored and state is not None else RuleState(fingerprint=rule.fingerprint)
-    report = report_key(values) if rule.uses_earnings else None
+    report = event_key(rule, values)
     if not current.armed and report is not None and report != current.last_report:
         notes.append(f"report {report} is new: it re-arms the rule")
         current = RuleState(

@@ -130,6 +130,30 @@ class EarningsEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportHistory:
+    """What Earnwatch saw of one report (symbol + fiscal period) over time (issue #13).
+
+    `first_date`/`first_time`: the schedule first seen; `last_date`/`last_time`: the latest
+    seen, and
+    `date_previous`/`time_previous` what each was before its last change (None if it never
+    changed). `eps_estimate`/`revenue_estimate`: the consensus as last seen before the
+    actuals appeared, frozen from then on; `frozen` is None until actuals are seen, then
+    True when frozen before publication, False when the report was first seen with its
+    actuals already out (the estimates are then the first ones seen).
+    """
+
+    first_date: date
+    first_time: ReportTime
+    last_date: date
+    last_time: ReportTime
+    date_previous: date | None = None
+    time_previous: ReportTime | None = None
+    eps_estimate: float | None = None
+    revenue_estimate: float | None = None
+    frozen: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything known about one symbol at one moment.
 
@@ -142,6 +166,8 @@ class Snapshot:
     events: tuple[EarningsEvent, ...] = ()
     targets: PriceTargets | None = None
     report_prices: Mapping[str, float] = field(default_factory=dict)
+    #: `report_key` -> what was seen of that report over time (frozen consensus, dates).
+    reports: Mapping[str, ReportHistory] = field(default_factory=dict)
 
 
 PRICE_VARS: Final = frozenset({"price", "prev_close", "change_pct", "day_high", "day_low"})
@@ -164,8 +190,19 @@ EARNINGS_VARS: Final = frozenset(
         "price_at_report",
         "move_since_report_pct",
         "fiscal_period",
+        "eps_estimate_latest",
+        "revenue_estimate_latest",
+        "consensus_frozen",
+        "earnings_date_previous",
+        "earnings_date_changed",
+        "earnings_time_previous",
+        "earnings_time_changed",
     }
 )
+#: Variables of a report's schedule changes: a rule that reads one fires once per change
+#: (its event key carries the new date or time of day; see engine.event_key).
+DATE_CHANGE_VARS: Final = frozenset({"earnings_date_changed"})
+TIME_CHANGE_VARS: Final = frozenset({"earnings_time_changed"})
 #: Variables whose value moves with the clock even when no new data arrives. (Which
 #: report a rule sees also moves with the clock, but by the day: the daemon runs a full
 #: pass at each calendar refresh for that.)
@@ -230,20 +267,47 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         return {name: _known(value) for name, value in out.items()}
     hours = (event.published_at - now).total_seconds() / 3600.0
     price_at_report = snapshot.report_prices.get(event.report_key)
+    history = snapshot.reports.get(event.report_key)
+    eps_estimate, revenue_estimate = event.eps_estimate, event.revenue_estimate
+    if event.reported and history is not None and history.frozen is not None:
+        eps_estimate, revenue_estimate = history.eps_estimate, history.revenue_estimate
     out.update(
         earnings_date=event.date,
         earnings_time=event.time.value,
         hours_to_earnings=hours,
         days_to_earnings=(event.date - now.astimezone(NEW_YORK).date()).days,
         reported=event.reported,
-        eps_estimate=event.eps_estimate,
+        eps_estimate=eps_estimate,
         eps_actual=event.eps_actual,
-        eps_surprise_pct=pct_change(event.eps_actual, event.eps_estimate),
-        revenue_estimate=event.revenue_estimate,
+        eps_surprise_pct=pct_change(event.eps_actual, eps_estimate),
+        revenue_estimate=revenue_estimate,
         revenue_actual=event.revenue_actual,
-        revenue_surprise_pct=pct_change(event.revenue_actual, event.revenue_estimate),
+        revenue_surprise_pct=pct_change(event.revenue_actual, revenue_estimate),
         price_at_report=price_at_report,
         move_since_report_pct=pct_change(price, price_at_report) if event.reported else None,
         fiscal_period=event.fiscal_period,
+        eps_estimate_latest=event.eps_estimate,
+        revenue_estimate_latest=event.revenue_estimate,
+        **_lifecycle(event, history),
     )
     return {name: _known(value) for name, value in out.items()}
+
+
+def _lifecycle(event: EarningsEvent, history: ReportHistory | None) -> dict[str, Value]:
+    """The frozen-consensus and date-lifecycle variables of `event`; unknown without a
+    history (data that was never merged by MarketData, e.g. a rule test's fixed events)."""
+    if history is None:
+        return {
+            "consensus_frozen": None,
+            "earnings_date_previous": None,
+            "earnings_date_changed": None,
+            "earnings_time_previous": None,
+            "earnings_time_changed": None,
+        }
+    return {
+        "consensus_frozen": history.frozen is True if event.reported else False,
+        "earnings_date_previous": history.date_previous,
+        "earnings_date_changed": event.date != history.first_date,
+        "earnings_time_previous": history.time_previous.value if history.time_previous else None,
+        "earnings_time_changed": event.time is not history.first_time,
+    }

@@ -20,6 +20,7 @@ from service.market import (
     EarningsEvent,
     PriceTargets,
     Quote,
+    ReportHistory,
     ReportTime,
     Snapshot,
 )
@@ -35,6 +36,8 @@ class MarketData:
     events: dict[str, tuple[EarningsEvent, ...]] = field(default_factory=dict)
     targets: dict[str, PriceTargets] = field(default_factory=dict)
     report_prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: symbol -> report_key -> what was seen of that report over time (issue #13).
+    reports: dict[str, dict[str, ReportHistory]] = field(default_factory=dict)
 
     def snapshot(self, symbol: str) -> Snapshot:
         return Snapshot(
@@ -43,6 +46,7 @@ class MarketData:
             events=self.events.get(symbol, ()),
             targets=self.targets.get(symbol),
             report_prices=self.report_prices.get(symbol, {}),
+            reports=self.reports.get(symbol, {}),
         )
 
     def snapshots(self, symbols: Iterable[str]) -> dict[str, Snapshot]:
@@ -106,6 +110,9 @@ class MarketData:
                 e for e in old if not (start <= e.date <= end) and e.report_key not in fresh_keys
             ]
             merged = [_keep_actuals(e, known.get(e.report_key)) for e in fresh]
+            histories = self.reports.setdefault(symbol, {})
+            for event in merged:
+                histories[event.report_key] = _seen(event, histories.get(event.report_key))
             result = tuple(sorted(kept + merged, key=lambda e: (e.date, e.report_key)))
             if result != old:
                 self.events[symbol] = result
@@ -150,6 +157,10 @@ class MarketData:
                 "events": [_dump(asdict(e)) for es in self.events.values() for e in es],
                 "targets": [_dump(asdict(t)) for t in self.targets.values()],
                 "report_prices": self.report_prices,
+                "reports": {
+                    s: {k: _dump(asdict(h)) for k, h in hs.items()}
+                    for s, hs in self.reports.items()
+                },
             },
             sort_keys=True,
         )
@@ -169,6 +180,8 @@ class MarketData:
         out.events = {s: tuple(es) for s, es in events.items()}
         for t in data.get("targets", []):
             out.targets[t["symbol"]] = PriceTargets(**{**t, "updated": _when(t.get("updated"))})
+        for symbol, histories in data.get("reports", {}).items():  # absent before issue #13
+            out.reports[symbol] = {k: _history(h) for k, h in histories.items()}
         return out
 
 
@@ -182,6 +195,64 @@ def _keep_actuals(new: EarningsEvent, old: EarningsEvent | None) -> EarningsEven
     missing = {f: getattr(old, f) for f in _ACTUALS if getattr(new, f) is None}
     kept = {f: v for f, v in missing.items() if v is not None}
     return replace(new, **kept) if kept else new
+
+
+def _seen(event: EarningsEvent, old: ReportHistory | None) -> ReportHistory:
+    """The history of `event`'s report after seeing `event` (actuals already merged).
+
+    The consensus follows the provider's (a null estimate keeps the last one known) until
+    the actuals first appear, then stays frozen. A report first seen with its actuals
+    freezes the estimates it arrives with (`frozen` False: not frozen before publication).
+    """
+    if old is None:
+        return ReportHistory(
+            first_date=event.date,
+            first_time=event.time,
+            last_date=event.date,
+            last_time=event.time,
+            eps_estimate=event.eps_estimate,
+            revenue_estimate=event.revenue_estimate,
+            frozen=False if event.reported else None,
+        )
+    new = old
+    if event.date != old.last_date:
+        new = replace(new, last_date=event.date, date_previous=old.last_date)
+    if event.time is not old.last_time:
+        new = replace(new, last_time=event.time, time_previous=old.last_time)
+    if old.frozen is None:
+        eps = event.eps_estimate if event.eps_estimate is not None else old.eps_estimate
+        revenue = (
+            event.revenue_estimate if event.revenue_estimate is not None else old.revenue_estimate
+        )
+        if event.reported:  # frozen at what was last seen before the actuals
+            eps = old.eps_estimate if old.eps_estimate is not None else event.eps_estimate
+            revenue = (
+                old.revenue_estimate if old.revenue_estimate is not None else event.revenue_estimate
+            )
+        new = replace(
+            new, eps_estimate=eps, revenue_estimate=revenue, frozen=True if event.reported else None
+        )
+    return new
+
+
+def _history(raw: dict[str, Any]) -> ReportHistory:
+    def day(value: str | None) -> date | None:
+        return date.fromisoformat(value) if value else None
+
+    def clock(value: str | None) -> ReportTime | None:
+        return ReportTime(value) if value else None
+
+    return ReportHistory(
+        first_date=date.fromisoformat(raw["first_date"]),
+        first_time=ReportTime(raw["first_time"]),
+        last_date=date.fromisoformat(raw["last_date"]),
+        last_time=ReportTime(raw["last_time"]),
+        date_previous=day(raw.get("date_previous")),
+        time_previous=clock(raw.get("time_previous")),
+        eps_estimate=raw.get("eps_estimate"),
+        revenue_estimate=raw.get("revenue_estimate"),
+        frozen=raw.get("frozen"),
+    )
 
 
 def _first_session_after(event: EarningsEvent, traded: datetime) -> bool:

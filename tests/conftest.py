@@ -83,4 +83,3 @@ def _worker_database(url: str, worker: str | None) -> str:
     finally:
         engine.dispose()
     return base.set(database=name).render_as_string(hide_password=False)
-

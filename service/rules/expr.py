@@ -45,6 +45,11 @@ VARIABLE_TYPES: Final[Mapping[str, str]] = {
     "fiscal_period": STR,
     "session": STR,
     "reported": BOOL,
+    "consensus_frozen": BOOL,
+    "earnings_date_previous": DATE,
+    "earnings_date_changed": BOOL,
+    "earnings_time_previous": STR,
+    "earnings_time_changed": BOOL,
 }
 CONSTANTS: Final[Mapping[str, bool]] = {"true": True, "false": False, "True": True, "False": False}
 FUNCTIONS: Final = ("date", "abs", "min", "max")
