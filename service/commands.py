@@ -7,13 +7,16 @@ import asyncio
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.config import Settings
 from service.errors import ConfigError, DeliveryError, ProviderError, StoreError, UnsafeTargetError
 from service.figures import format_pct, format_value
-from service.market import NEW_YORK, EarningsEvent, pct_change
+from service.market import NEW_YORK, EarningsEvent, ReportHistory, pct_change
+from service.marketdata import MarketData
 from service.notify.base import ChannelConfig, Message
 from service.parts import notifiers_for, providers_for
 from service.rules import RuleSet
@@ -181,8 +184,12 @@ async def show_calendar(
     finally:
         await provider.aclose()
     events = sorted(events, key=lambda e: (e.date, e.symbol))
+    seen = _seen_reports(
+        settings, events, symbols, today - timedelta(days=7), today + timedelta(days=days)
+    )
+    shown = [_frozen(e, seen.get((e.symbol, e.report_key))) for e in events]
     if as_json:
-        return 0, json.dumps([_event_json(e) for e in events], indent=2)
+        return 0, json.dumps([_event_json(*e) for e in shown], indent=2)
     if not events:
         return 0, f"no reports for {len(symbols)} watched symbol(s) in the next {days} days"
     headers = [
@@ -196,6 +203,8 @@ async def show_calendar(
         "REV EST",
         "REV ACT",
         "REV SURP",
+        "EPS LATEST",
+        "MOVED FROM",
     ]
     rows = [
         [
@@ -209,17 +218,69 @@ async def show_calendar(
             format_value(e.revenue_estimate),
             format_value(e.revenue_actual) if e.reported else "",
             _pct(pct_change(e.revenue_actual, e.revenue_estimate)),
+            format_value(latest) if latest != e.eps_estimate else "",
+            _moved_from(e, h),
         ]
-        for e in events
+        for e, latest, h in shown
     ]
     return 0, format_table(headers, rows)
+
+
+def _moved_from(e: EarningsEvent, h: ReportHistory | None) -> str:
+    if h is None or h.date_previous is None or e.date == h.first_date:
+        return ""
+    return h.date_previous.isoformat()
 
 
 def _pct(value: float | None) -> str:
     return "" if value is None else format_pct(value)
 
 
-def _event_json(e: EarningsEvent) -> dict[str, object]:
+def _seen_reports(
+    settings: Settings,
+    events: list[EarningsEvent],
+    symbols: list[str],
+    start: date,
+    end: date,
+) -> dict[tuple[str, str], ReportHistory]:
+    """What the daemon saw of each report (its stored last known data), updated by the
+    rows just fetched (in memory: nothing is saved). No store (or one that fails, or an
+    SQLite file that does not exist yet) means only the fetched rows."""
+    data = MarketData()
+    url = settings.database_url
+    local = url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
+    if not local:
+        from service.parts import store_for
+
+        try:
+            store = store_for(settings)
+            try:
+                saved = store.load_market_data("market")
+            finally:
+                store.close()
+            if saved is not None:
+                data = MarketData.from_json(saved.data_json)
+        except (StoreError, ValueError, KeyError, TypeError):
+            data = MarketData()
+    data.apply_events(events, symbols, start, end)
+    return {(s, k): h for s, hs in data.reports.items() for k, h in hs.items()}
+
+
+def _frozen(
+    e: EarningsEvent, history: ReportHistory | None
+) -> tuple[EarningsEvent, float | None, ReportHistory | None]:
+    """The row with its frozen consensus (once reported), the latest EPS consensus, and
+    its history."""
+    latest = e.eps_estimate
+    if e.reported and history is not None and history.frozen is not None:
+        e = replace(e, eps_estimate=history.eps_estimate, revenue_estimate=history.revenue_estimate)
+    return e, latest, history
+
+
+def _event_json(
+    e: EarningsEvent, latest: float | None, history: ReportHistory | None
+) -> dict[str, object]:
+    moved = history is not None and e.date != history.first_date
     return {
         "symbol": e.symbol,
         "date": e.date.isoformat(),
@@ -231,4 +292,12 @@ def _event_json(e: EarningsEvent) -> dict[str, object]:
         "revenue_estimate": e.revenue_estimate,
         "revenue_actual": e.revenue_actual,
         "revenue_surprise_pct": pct_change(e.revenue_actual, e.revenue_estimate),
+        "eps_estimate_latest": latest,
+        "consensus_frozen": bool(history and history.frozen) if e.reported else False,
+        "earnings_date_changed": moved,
+        "earnings_date_previous": (
+            history.date_previous.isoformat()
+            if moved and history and history.date_previous
+            else None
+        ),
     }

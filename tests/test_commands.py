@@ -391,6 +391,10 @@ def test_calendar_shows_estimates_and_the_reported_surprise(
         "ACT",
         "REV",
         "SURP",
+        "EPS",
+        "LATEST",
+        "MOVED",
+        "FROM",
     ]
     assert len(lines) == 4  # header, rule, LUMN, EQIX (sorted by date)
     lumn, eqix = lines[2].split(), lines[3].split()
