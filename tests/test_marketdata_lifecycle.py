@@ -151,3 +151,19 @@ def test_each_move_of_the_date_is_a_new_event_and_the_reminder_follows_it() -> N
         "moved|LUMN|report:2025Q4|date:2026-02-10",
         "tomorrow|LUMN|report:2025Q4|date:2026-02-10",
     ]
+
+
+def test_a_time_of_day_flip_alerts_once_per_flip() -> None:
+    ruleset = load(
+        "rules:\n  - name: flipped\n    symbols: [LUMN]\n"
+        "    when: earnings_time_changed and not reported\n"
+    )
+    data = MarketData()
+    states: dict = {}
+    keys: list[str] = []
+    for row in (lumn(), lumn(time=ReportTime.BMO), lumn(time=ReportTime.BMO), lumn()):
+        seen(data, row)
+        result = evaluate(ruleset, data.snapshots(["LUMN"]), states, BEFORE)
+        states.update(result.states)
+        keys.extend(a.dedup_key for a in result.alerts)
+    assert keys == ["flipped|LUMN|report:2025Q4|time:bmo"]  # back to amc: not changed
