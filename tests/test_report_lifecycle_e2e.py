@@ -116,3 +116,28 @@ def test_a_date_that_moves_twice_alerts_twice_and_the_reminder_follows(tmp_path:
     moved = {b["values"]["earnings_date"]: b["values"] for b in sent if b["rule"] == "lumn-moved"}
     assert moved[second]["earnings_date_previous"] == first
     assert moved[TODAY]["earnings_date_previous"] == second
+
+
+def test_the_consensus_seen_before_a_restart_stays_the_frozen_one(tmp_path: Path) -> None:
+    with FakeFinnhub() as finnhub, Receiver() as receiver:
+        finnhub.set_event(**ROW)
+        finnhub.set_quote("LUMN", 8.46, 8.93, int(time.time()))
+        write_env(tmp_path, finnhub, receiver)
+        (tmp_path / "rules.yaml").write_text(BEAT)
+        daemon = Daemon(tmp_path, "--rules", "rules.yaml").start()
+        try:
+            line = f"calendar LUMN: {TODAY} amc 2025Q4"
+            wait_for(lambda: seen(daemon, line), 20, "the row", daemon)
+            time.sleep(2)  # saved with the last known data
+            daemon.stop()
+            # while it is down, the actuals arrive with a revised consensus
+            finnhub.set_event(
+                **{**ROW, "epsEstimate": -0.10, "epsActual": 0.23, "revenueActual": 3041000000}
+            )
+            daemon.start()
+            wait_for(lambda: receiver.requests, 20, "the beat alert", daemon)
+        finally:
+            daemon.stop()
+    values = bodies(receiver)[0]["values"]
+    assert values["eps_estimate"] == -0.21 and values["eps_estimate_latest"] == -0.10
+    assert values["consensus_frozen"] is True
