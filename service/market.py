@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
-from service.hours import EARLY_CLOSE, is_early_close, session_name
+from service.hours import EARLY_CLOSE, is_early_close, next_open, session_name
 
 NEW_YORK: Final = ZoneInfo("America/New_York")
 
@@ -72,6 +72,7 @@ class Quote:
     day_high: float | None = None
     day_low: float | None = None
     time: datetime | None = None  # when the price was traded (UTC), if the provider says
+    open: float | None = None  # the open of the regular session the quote belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,13 @@ class EarningsEvent:
             local = datetime.combine(self.date, EARLY_CLOSE, tzinfo=NEW_YORK)
         return local.astimezone(UTC)
 
+    @property
+    def first_open(self) -> datetime:
+        """The first NYSE regular-session open at or after publication (UTC): the next
+        trading day's open after an amc or dmh report, the report day's own open for a bmo
+        (or unknown-time) one; weekends and holidays skipped. `price_at_open` is its open."""
+        return next_open(self.published_at)
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -142,6 +150,8 @@ class Snapshot:
     events: tuple[EarningsEvent, ...] = ()
     targets: PriceTargets | None = None
     report_prices: Mapping[str, float] = field(default_factory=dict)
+    #: report_key -> the open of the event's first regular session after publication.
+    open_prices: Mapping[str, float] = field(default_factory=dict)
 
 
 PRICE_VARS: Final = frozenset({"price", "prev_close", "change_pct", "day_high", "day_low"})
@@ -164,6 +174,8 @@ EARNINGS_VARS: Final = frozenset(
         "price_at_report",
         "move_since_report_pct",
         "fiscal_period",
+        "price_at_open",
+        "gap_pct",
     }
 )
 #: Variables whose value moves with the clock even when no new data arrives. (Which
@@ -230,6 +242,7 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         return {name: _known(value) for name, value in out.items()}
     hours = (event.published_at - now).total_seconds() / 3600.0
     price_at_report = snapshot.report_prices.get(event.report_key)
+    price_at_open = snapshot.open_prices.get(event.report_key)
     out.update(
         earnings_date=event.date,
         earnings_time=event.time.value,
@@ -245,5 +258,7 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         price_at_report=price_at_report,
         move_since_report_pct=pct_change(price, price_at_report) if event.reported else None,
         fiscal_period=event.fiscal_period,
+        price_at_open=price_at_open,
+        gap_pct=pct_change(price_at_open, price_at_report),
     )
     return {name: _known(value) for name, value in out.items()}

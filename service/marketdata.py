@@ -35,6 +35,7 @@ class MarketData:
     events: dict[str, tuple[EarningsEvent, ...]] = field(default_factory=dict)
     targets: dict[str, PriceTargets] = field(default_factory=dict)
     report_prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    open_prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def snapshot(self, symbol: str) -> Snapshot:
         return Snapshot(
@@ -43,6 +44,7 @@ class MarketData:
             events=self.events.get(symbol, ()),
             targets=self.targets.get(symbol),
             report_prices=self.report_prices.get(symbol, {}),
+            open_prices=self.open_prices.get(symbol, {}),
         )
 
     def snapshots(self, symbols: Iterable[str]) -> dict[str, Snapshot]:
@@ -67,6 +69,7 @@ class MarketData:
                 continue
             self.quotes[symbol] = quote
             self._capture_report_price(symbol, quote, now)
+            self._capture_open_price(symbol, quote, now)
             changed.add(symbol)
         return changed
 
@@ -142,6 +145,21 @@ class MarketData:
             ):
                 prices[event.report_key] = quote.prev_close
 
+    def _capture_open_price(self, symbol: str, quote: Quote, now: datetime) -> None:
+        """Remember, per report of `symbol`, the open of its first regular session after
+        publication (`EarningsEvent.first_open`): the `open` of the first quote traded in
+        that session, on that day. A quote from before the open (pre-market, whose `open`
+        is still the previous session's) or from a later day sets nothing; the first one
+        set is kept."""
+        if quote.open is None:
+            return
+        traded = quote.time or now
+        day = traded.astimezone(NEW_YORK).date()
+        for event in self.events.get(symbol, ()):
+            opens = event.first_open
+            if opens <= traded and day == opens.astimezone(NEW_YORK).date():
+                self.open_prices.setdefault(symbol, {}).setdefault(event.report_key, quote.open)
+
     # --- persistence ---------------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps(
@@ -150,6 +168,7 @@ class MarketData:
                 "events": [_dump(asdict(e)) for es in self.events.values() for e in es],
                 "targets": [_dump(asdict(t)) for t in self.targets.values()],
                 "report_prices": self.report_prices,
+                "open_prices": self.open_prices,
             },
             sort_keys=True,
         )
@@ -157,7 +176,10 @@ class MarketData:
     @classmethod
     def from_json(cls, raw: str) -> MarketData:
         data = json.loads(raw)
-        out = cls(report_prices={k: dict(v) for k, v in data.get("report_prices", {}).items()})
+        out = cls(
+            report_prices={k: dict(v) for k, v in data.get("report_prices", {}).items()},
+            open_prices={k: dict(v) for k, v in data.get("open_prices", {}).items()},
+        )
         for q in data.get("quotes", []):
             out.quotes[q["symbol"]] = Quote(**{**q, "time": _when(q.get("time"))})
         events: dict[str, list[EarningsEvent]] = {}
