@@ -35,7 +35,8 @@ class MarketData:
     events: dict[str, tuple[EarningsEvent, ...]] = field(default_factory=dict)
     targets: dict[str, PriceTargets] = field(default_factory=dict)
     report_prices: dict[str, dict[str, float]] = field(default_factory=dict)
-    open_prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: symbol -> report_key -> (the day of the session it opened, its open).
+    open_prices: dict[str, dict[str, tuple[date, float]]] = field(default_factory=dict)
 
     def snapshot(self, symbol: str) -> Snapshot:
         return Snapshot(
@@ -44,8 +45,21 @@ class MarketData:
             events=self.events.get(symbol, ()),
             targets=self.targets.get(symbol),
             report_prices=self.report_prices.get(symbol, {}),
-            open_prices=self.open_prices.get(symbol, {}),
+            open_prices=self._open_prices(symbol),
         )
+
+    def _open_prices(self, symbol: str) -> dict[str, float]:
+        """The opens of `symbol`'s reports, each only while it is the open of the report's
+        first session as now dated (a report whose date moved has no open until then)."""
+        stored = self.open_prices.get(symbol)
+        if not stored:
+            return {}
+        out: dict[str, float] = {}
+        for event in self.events.get(symbol, ()):
+            kept = stored.get(event.report_key)
+            if kept is not None and kept[0] == event.first_open.astimezone(NEW_YORK).date():
+                out[event.report_key] = kept[1]
+        return out
 
     def snapshots(self, symbols: Iterable[str]) -> dict[str, Snapshot]:
         return {s: self.snapshot(s) for s in symbols}
@@ -150,7 +164,7 @@ class MarketData:
         publication (`EarningsEvent.first_open`): the `open` of the first quote traded in
         that session, on that day. A quote from before the open (pre-market, whose `open`
         is still the previous session's) or from a later day sets nothing; the first one
-        set is kept."""
+        set is kept, until the report's date moves to another session."""
         if quote.open is None:
             return
         traded = quote.time or now
@@ -158,7 +172,10 @@ class MarketData:
         for event in self.events.get(symbol, ()):
             opens = event.first_open
             if opens <= traded and day == opens.astimezone(NEW_YORK).date():
-                self.open_prices.setdefault(symbol, {}).setdefault(event.report_key, quote.open)
+                prices = self.open_prices.setdefault(symbol, {})
+                kept = prices.get(event.report_key)
+                if kept is None or kept[0] != day:
+                    prices[event.report_key] = (day, quote.open)
 
     # --- persistence ---------------------------------------------------------------------
     def to_json(self) -> str:
@@ -168,7 +185,10 @@ class MarketData:
                 "events": [_dump(asdict(e)) for es in self.events.values() for e in es],
                 "targets": [_dump(asdict(t)) for t in self.targets.values()],
                 "report_prices": self.report_prices,
-                "open_prices": self.open_prices,
+                "open_prices": {
+                    symbol: {key: [day.isoformat(), price] for key, (day, price) in opens.items()}
+                    for symbol, opens in self.open_prices.items()
+                },
             },
             sort_keys=True,
         )
@@ -178,7 +198,10 @@ class MarketData:
         data = json.loads(raw)
         out = cls(
             report_prices={k: dict(v) for k, v in data.get("report_prices", {}).items()},
-            open_prices={k: dict(v) for k, v in data.get("open_prices", {}).items()},
+            open_prices={
+                symbol: {key: (date.fromisoformat(day), price) for key, (day, price) in v.items()}
+                for symbol, v in data.get("open_prices", {}).items()
+            },
         )
         for q in data.get("quotes", []):
             out.quotes[q["symbol"]] = Quote(**{**q, "time": _when(q.get("time"))})

@@ -107,7 +107,8 @@ def test_the_open_price_survives_the_stored_form_and_old_json_still_loads() -> N
     quote(data, ny(date(2026, 2, 3), 15, 59), 8.00, open=8.10, prev=8.20)
     quote(data, ny(date(2026, 2, 4), 9, 31), 7.30, open=7.20, prev=8.00)
     back = MarketData.from_json(data.to_json())
-    assert back.open_prices == {"LUMN": {"2025Q4": 7.20}}
+    assert back.open_prices == {"LUMN": {"2025Q4": (date(2026, 2, 4), 7.20)}}
+    assert gap(back, ny(date(2026, 2, 4), 9, 32))[1] == 7.20
     assert back.quotes["LUMN"].open == 7.20
     old = json.loads(data.to_json())
     del old["open_prices"]
@@ -117,3 +118,16 @@ def test_the_open_price_survives_the_stored_form_and_old_json_still_loads() -> N
     assert restored.open_prices == {}
     assert restored.quotes["LUMN"].open is None
     assert gap(restored, ny(date(2026, 2, 4), 9, 32)) == (8.00, None, None)
+
+
+def test_a_report_whose_date_moves_has_no_gap_until_its_new_first_session_opens() -> None:
+    event = report(date(2026, 2, 3), ReportTime.AMC)
+    data = market(event)
+    quote(data, ny(date(2026, 2, 3), 15, 59), 8.00, open=8.10, prev=8.20)
+    quote(data, ny(date(2026, 2, 4), 9, 31), 7.30, open=7.20, prev=8.00)
+    assert gap(data, ny(date(2026, 2, 4), 9, 32))[1] == 7.20
+    moved = EarningsEvent("LUMN", date(2026, 2, 10), ReportTime.AMC, 2025, 4, eps_estimate=-0.21)
+    data.apply_events([moved], ["LUMN"], date(2026, 2, 1), date(2026, 2, 28))
+    assert data.snapshot("LUMN").open_prices == {}
+    quote(data, ny(date(2026, 2, 11), 9, 31), 7.00, open=6.90, prev=7.40)
+    assert data.snapshot("LUMN").open_prices == {"2025Q4": 6.90}
