@@ -14,6 +14,9 @@ import pytest
 from service.hours import is_trading_day
 from service.market import NEW_YORK, EarningsEvent, Quote, ReportTime, variables
 from service.marketdata import MarketData
+from service.rules.testfile import load_tests
+from service.ruletests import report_lines, run_test
+from tests.rules.conftest import load
 
 
 def ny(day: date, hour: int, minute: int = 0) -> datetime:
@@ -131,3 +134,27 @@ def test_a_report_whose_date_moves_has_no_gap_until_its_new_first_session_opens(
     assert data.snapshot("LUMN").open_prices == {}
     quote(data, ny(date(2026, 2, 11), 9, 31), 7.00, open=6.90, prev=7.40)
     assert data.snapshot("LUMN").open_prices == {"2025Q4": 6.90}
+
+
+def test_a_rule_test_series_open_gives_the_gap_over_a_weekend() -> None:
+    # Friday 2026-02-06 amc (21:00 UTC); hourly steps from 19:30 UTC: the open of every
+    # step until Monday's session is stale (8.1), Monday 14:30 UTC (09:30 New York, step
+    # 67) brings the session's open 7.2: -10 % from the 8.0 before the report.
+    text = (
+        "rule_files: [r.yaml]\ntests:\n  - name: t\n    start: 2026-02-06T19:30:00Z\n"
+        "    interval: 1h\n"
+        '    series: {LUMN: {price: "8x2 7.1x65 7.3", open: "8.1x67 7.2"}}\n'
+        "    earnings:\n"
+        "      LUMN:\n"
+        "        - {date: 2026-02-06, time: amc, fiscal_period: 2025Q4, eps_estimate: -0.21,\n"
+        "           eps_actual: 0.23}\n"
+        "    expect:\n"
+        "      - {at: 67h, rule: gap-down, symbol: LUMN, message: 'LUMN gap -10%'}\n"
+    )
+    (test,) = load_tests(text, source="t.yaml").tests
+    rules = load(
+        "rules:\n  - name: gap-down\n    symbols: [LUMN]\n    when: gap_pct < -5\n"
+        "    message: '{{ symbol }} gap {{ gap_pct | round(1) }}%'\n"
+    )
+    outcome = run_test(test, [rules])
+    assert outcome.passed, report_lines(outcome)
