@@ -29,7 +29,12 @@ DAY_SECONDS: Final = 86_400.0
 CALENDAR_DAYS: Final = 92
 #: The variables that need a quote: pipeline.QUOTE_VARS (not imported: `check` must not
 #: load the store; a test keeps the two equal).
-QUOTE_VARS: Final = PRICE_VARS | {"move_since_report_pct", "price_at_report"}
+QUOTE_VARS: Final = PRICE_VARS | {
+    "move_since_report_pct",
+    "price_at_report",
+    "price_at_open",
+    "gap_pct",
+}
 
 
 @dataclass(frozen=True, slots=True)

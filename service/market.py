@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
-from service.hours import EARLY_CLOSE, is_early_close, session_name
+from service.hours import EARLY_CLOSE, is_early_close, next_open, session_name
 
 NEW_YORK: Final = ZoneInfo("America/New_York")
 
@@ -72,6 +72,7 @@ class Quote:
     day_high: float | None = None
     day_low: float | None = None
     time: datetime | None = None  # when the price was traded (UTC), if the provider says
+    open: float | None = None  # the open of the regular session the quote belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,13 @@ class EarningsEvent:
             local = datetime.combine(self.date, EARLY_CLOSE, tzinfo=NEW_YORK)
         return local.astimezone(UTC)
 
+    @property
+    def first_open(self) -> datetime:
+        """The first NYSE regular-session open at or after publication (UTC): the next
+        trading day's open after an amc or dmh report, the report day's own open for a bmo
+        (or unknown-time) one; weekends and holidays skipped. `price_at_open` is its open."""
+        return next_open(self.published_at)
+
 
 @dataclass(frozen=True, slots=True)
 class ReportHistory:
@@ -168,6 +176,8 @@ class Snapshot:
     report_prices: Mapping[str, float] = field(default_factory=dict)
     #: `report_key` -> what was seen of that report over time (frozen consensus, dates).
     reports: Mapping[str, ReportHistory] = field(default_factory=dict)
+    #: report_key -> the open of the event's first regular session after publication.
+    open_prices: Mapping[str, float] = field(default_factory=dict)
 
 
 PRICE_VARS: Final = frozenset({"price", "prev_close", "change_pct", "day_high", "day_low"})
@@ -197,6 +207,8 @@ EARNINGS_VARS: Final = frozenset(
         "earnings_date_changed",
         "earnings_time_previous",
         "earnings_time_changed",
+        "price_at_open",
+        "gap_pct",
     }
 )
 #: Variables of a report's schedule changes: a rule that reads one fires once per change
@@ -271,6 +283,7 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
     eps_estimate, revenue_estimate = event.eps_estimate, event.revenue_estimate
     if event.reported and history is not None and history.frozen is not None:
         eps_estimate, revenue_estimate = history.eps_estimate, history.revenue_estimate
+    price_at_open = snapshot.open_prices.get(event.report_key)
     out.update(
         earnings_date=event.date,
         earnings_time=event.time.value,
@@ -289,6 +302,8 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         eps_estimate_latest=event.eps_estimate,
         revenue_estimate_latest=event.revenue_estimate,
         **_lifecycle(event, history),
+        price_at_open=price_at_open,
+        gap_pct=pct_change(price_at_open, price_at_report),
     )
     return {name: _known(value) for name, value in out.items()}
 

@@ -38,6 +38,8 @@ class MarketData:
     report_prices: dict[str, dict[str, float]] = field(default_factory=dict)
     #: symbol -> report_key -> what was seen of that report over time (issue #13).
     reports: dict[str, dict[str, ReportHistory]] = field(default_factory=dict)
+    #: symbol -> report_key -> (the day of the session it opened, its open).
+    open_prices: dict[str, dict[str, tuple[date, float]]] = field(default_factory=dict)
 
     def snapshot(self, symbol: str) -> Snapshot:
         return Snapshot(
@@ -47,7 +49,21 @@ class MarketData:
             targets=self.targets.get(symbol),
             report_prices=self.report_prices.get(symbol, {}),
             reports=self.reports.get(symbol, {}),
+            open_prices=self._open_prices(symbol),
         )
+
+    def _open_prices(self, symbol: str) -> dict[str, float]:
+        """The opens of `symbol`'s reports, each only while it is the open of the report's
+        first session as now dated (a report whose date moved has no open until then)."""
+        stored = self.open_prices.get(symbol)
+        if not stored:
+            return {}
+        out: dict[str, float] = {}
+        for event in self.events.get(symbol, ()):
+            kept = stored.get(event.report_key)
+            if kept is not None and kept[0] == event.first_open.astimezone(NEW_YORK).date():
+                out[event.report_key] = kept[1]
+        return out
 
     def snapshots(self, symbols: Iterable[str]) -> dict[str, Snapshot]:
         return {s: self.snapshot(s) for s in symbols}
@@ -71,6 +87,7 @@ class MarketData:
                 continue
             self.quotes[symbol] = quote
             self._capture_report_price(symbol, quote, now)
+            self._capture_open_price(symbol, quote, now)
             changed.add(symbol)
         return changed
 
@@ -149,6 +166,24 @@ class MarketData:
             ):
                 prices[event.report_key] = quote.prev_close
 
+    def _capture_open_price(self, symbol: str, quote: Quote, now: datetime) -> None:
+        """Remember, per report of `symbol`, the open of its first regular session after
+        publication (`EarningsEvent.first_open`): the `open` of the first quote traded in
+        that session, on that day. A quote from before the open (pre-market, whose `open`
+        is still the previous session's) or from a later day sets nothing; the first one
+        set is kept, until the report's date moves to another session."""
+        if quote.open is None:
+            return
+        traded = quote.time or now
+        day = traded.astimezone(NEW_YORK).date()
+        for event in self.events.get(symbol, ()):
+            opens = event.first_open
+            if opens <= traded and day == opens.astimezone(NEW_YORK).date():
+                prices = self.open_prices.setdefault(symbol, {})
+                kept = prices.get(event.report_key)
+                if kept is None or kept[0] != day:
+                    prices[event.report_key] = (day, quote.open)
+
     # --- persistence ---------------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps(
@@ -161,6 +196,10 @@ class MarketData:
                     s: {k: _dump(asdict(h)) for k, h in hs.items()}
                     for s, hs in self.reports.items()
                 },
+                "open_prices": {
+                    symbol: {key: [day.isoformat(), price] for key, (day, price) in opens.items()}
+                    for symbol, opens in self.open_prices.items()
+                },
             },
             sort_keys=True,
         )
@@ -168,7 +207,13 @@ class MarketData:
     @classmethod
     def from_json(cls, raw: str) -> MarketData:
         data = json.loads(raw)
-        out = cls(report_prices={k: dict(v) for k, v in data.get("report_prices", {}).items()})
+        out = cls(
+            report_prices={k: dict(v) for k, v in data.get("report_prices", {}).items()},
+            open_prices={
+                symbol: {key: (date.fromisoformat(day), price) for key, (day, price) in v.items()}
+                for symbol, v in data.get("open_prices", {}).items()
+            },
+        )
         for q in data.get("quotes", []):
             out.quotes[q["symbol"]] = Quote(**{**q, "time": _when(q.get("time"))})
         events: dict[str, list[EarningsEvent]] = {}

@@ -46,7 +46,7 @@ from service.urgency import rank
 log = logging.getLogger(__name__)
 
 #: Variables that need a quote (the report move needs the price too).
-QUOTE_VARS = PRICE_VARS | {"move_since_report_pct", "price_at_report"}
+QUOTE_VARS = PRICE_VARS | {"move_since_report_pct", "price_at_report", "price_at_open", "gap_pct"}
 #: Symbols per quote request batch handed to the provider: a provider without batch
 #: quotes (Finnhub: one call per symbol, 60 a minute) takes ~25 s per chunk, and each
 #: chunk is evaluated as it arrives instead of after the whole list.

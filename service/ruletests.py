@@ -100,9 +100,9 @@ def run_test(test: RuleTest, rulesets: Sequence[RuleSet]) -> Outcome:
 def _quotes(test: RuleTest, step: int, now: datetime) -> dict[str, Quote]:
     quotes = {}
     for symbol in test.series:
-        price, prev_close, high, low = (test.value(symbol, f, step) for f in QUOTE_FIELDS)
+        price, prev_close, high, low, opened = (test.value(symbol, f, step) for f in QUOTE_FIELDS)
         if price is not None:
-            quotes[symbol] = Quote(symbol, price, prev_close, high, low, time=now)
+            quotes[symbol] = Quote(symbol, price, prev_close, high, low, time=now, open=opened)
     return quotes
 
 

@@ -224,6 +224,7 @@ def _quote(symbol: str, data: object) -> Quote | None:
         day_high=base.price(data.get("h")),
         day_low=base.price(data.get("l")),
         time=when,
+        open=base.price(data.get("o")),
     )
 
 

@@ -188,6 +188,7 @@ def _quote(row: object) -> Quote | None:
         day_high=base.price(row.get("dayHigh")),
         day_low=base.price(row.get("dayLow")),
         time=base.epoch(row.get("timestamp")),
+        open=base.price(row.get("open")),
     )
 
 

@@ -41,6 +41,7 @@ class PricePoint(_Model):
     prev_close: float | None = Field(None, gt=0)
     day_high: float | None = Field(None, gt=0)
     day_low: float | None = Field(None, gt=0)
+    open: float | None = Field(None, gt=0)  # the session's open, for price_at_open
     note: str = ""  # where the figure comes from, or "filled in"
 
 
@@ -152,6 +153,7 @@ class ReplayProvider:
                 day_high=point.day_high,
                 day_low=point.day_low,
                 time=point.at,
+                open=point.open,
             )
         return out
 

@@ -27,7 +27,7 @@ from service.rules.yamlpos import Document, Path, format_path, parse
 
 #: The variables a series may set: what a quote and the price targets carry. Everything
 #: else a rule reads is derived (`change_pct`) or comes from the `earnings` rows.
-QUOTE_FIELDS: Final = ("price", "prev_close", "day_high", "day_low")
+QUOTE_FIELDS: Final = ("price", "prev_close", "day_high", "day_low", "open")
 TARGET_FIELDS: Final = ("target_median", "target_mean", "target_high", "target_low")
 SERIES_VARS: Final = QUOTE_FIELDS + TARGET_FIELDS
 _PERIOD: Final = re.compile(r"^(\d{4})Q([1-4])$")

@@ -68,7 +68,10 @@ class FakeFinnhub:
                 if (r["symbol"], r["date"]) != (full["symbol"], full["date"])
             ] + [full]
 
-    def set_quote(self, symbol: str, price: float, prev_close: float, t: int) -> None:
+    def set_quote(
+        self, symbol: str, price: float, prev_close: float, t: int, open: float | None = None
+    ) -> None:
+        """The quote of `symbol`; its open (`o`) is `open`, else the previous close."""
         with self.lock:
             self.quotes[symbol] = {
                 "c": price,
@@ -76,7 +79,7 @@ class FakeFinnhub:
                 "dp": round((price - prev_close) / prev_close * 100, 4),
                 "h": max(price, prev_close),
                 "l": min(price, prev_close),
-                "o": prev_close,
+                "o": prev_close if open is None else open,
                 "pc": prev_close,
                 "t": t,
             }

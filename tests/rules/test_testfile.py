@@ -81,8 +81,8 @@ tests:
         "t.yaml:7:26: tests[0].series.LUMN.price: 'x' is not a value: write a number, _ "
         "(unknown) or VALUExN (the value N times, e.g. 7.5x3)",
         "t.yaml:7:30: tests[0].series.LUMN.volume: 'volume' cannot be given as a series; use "
-        "price, prev_close, day_high, day_low, target_median, target_mean, target_high, "
-        "target_low (earnings figures go in `earnings:`)",
+        "price, prev_close, day_high, day_low, open, target_median, target_mean, "
+        "target_high, target_low (earnings figures go in `earnings:`)",
         "t.yaml:13:5: tests[1].colour: unknown key 'colour'",
         "t.yaml:18:36: tests[1].earnings.LUMN[0].time: input should be 'bmo', 'amc', 'dmh' "
         "or 'unknown'",
