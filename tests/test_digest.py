@@ -73,6 +73,8 @@ def test_a_digest_with_when_a_bad_cron_or_a_bad_zone_is_an_error_at_its_line() -
     assert len(both) == 1 and both[0].startswith("7: a digest rule has no `when:`")
     cron = _problems(base.replace("0 8 * * mon", "0 8 * *"))
     assert len(cron) == 1 and cron[0].startswith("7: invalid cron expression '0 8 * *'")
+    weekday = _problems(base.replace("0 8 * * mon", "0 8 * * 1"))
+    assert len(weekday) == 1 and weekday[0].startswith("7: write the weekday of '0 8 * * 1' by")
     zone = _problems(base + "    tz: Mars/Olympus\n")
     assert zone == ["9: unknown time zone 'Mars/Olympus' (e.g. Europe/Berlin)"]
     neither = _problems(base.replace('    digest: "0 8 * * mon"\n', ""))

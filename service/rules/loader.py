@@ -322,6 +322,15 @@ class Loader:
             except Exception:
                 self.problem((*path, "tz"), f"unknown time zone {model.tz!r} (e.g. Europe/Berlin)")
                 return None
+        fields = model.digest.split()
+        if len(fields) == 5 and any(c.isdigit() for c in fields[4]):
+            # APScheduler counts weekday 0 as Monday, cron as Sunday: `1` would be Tuesday.
+            self.problem(
+                where,
+                f"write the weekday of {model.digest!r} by name (mon, tue, ..., sun, or a "
+                "range like mon-fri): a number's meaning differs between cron and APScheduler",
+            )
+            return None
         try:
             cron = CronTrigger.from_crontab(model.digest, timezone=tz)
         except Exception as exc:
