@@ -68,7 +68,7 @@ def in_window(rule: DigestRule, data: MarketData, firing: datetime) -> list[Earn
     return sorted(found, key=lambda e: (e.date, e.symbol))
 
 
-def _line(event: EarningsEvent, values: Mapping[str, Value]) -> str:
+def report_line(event: EarningsEvent, values: Mapping[str, Value]) -> str:
     parts = [
         f"{event.symbol} {event.date.isoformat()} ({event.date.strftime('%a')})",
         event.time.value,
@@ -94,7 +94,7 @@ def digest_alert(rule: DigestRule, firing: datetime, data: MarketData) -> Alert 
     ]
     for event in events:
         values = variables(data.snapshot(event.symbol), firing)
-        lines.append(_line(event, values))
+        lines.append(report_line(event, values))
     listed = tuple(dict.fromkeys(e.symbol for e in events))
     symbol = ",".join(listed)
     if len(symbol) > 100:

@@ -12,7 +12,7 @@ import pytest
 
 from service.clock import FakeClock
 from service.delivery import DeliveryWorker
-from service.digest import MAX_LATE, due_firing
+from service.digest import MAX_LATE, due_firing, report_line
 from service.errors import RuleFileError
 from service.health import HealthState
 from service.httpclient import TargetGuard, build_client
@@ -24,8 +24,10 @@ from service.notify.webhook import WebhookNotifier
 from service.pipeline import Pipeline
 from service.rules import RuleSet, load_rules
 from service.rules.schema import rule_file_schema
+from service.stages import Decision
 from service.store import Store, open_store
 from tests.servers import Receiver
+from tests.test_stages import Fixed
 
 RULES = """
 channels:
@@ -201,3 +203,48 @@ async def test_one_digest_on_monday_8_none_for_an_empty_week_none_twice_after_a_
         (entry,) = store.history(limit=5)
         store.close()
     assert entry.rule == "week-ahead"
+
+
+class _NoCalendar:
+    """A provider with an empty calendar: the market cycle's report-window polls."""
+
+    name = "stub"
+
+    async def earnings(self, start: date, end: date, symbols: list[str]) -> list[EarningsEvent]:
+        return []
+
+
+@pytest.mark.anyio
+async def test_the_market_cycle_sends_the_digest_through_the_stages(store: Store) -> None:
+    until = MONDAY_8.astimezone(UTC) + timedelta(hours=2)
+    stage = Fixed("quiet hours", Decision.defer(until, "quiet hours of hook until 10:00"))
+    ruleset = load(RULES.format(url="https://hooks.example/x"))
+    pipeline = Pipeline(
+        provider=_NoCalendar(),  # type: ignore[arg-type]
+        store=store,
+        data=_data(),
+        states={},
+        rules=lambda: ruleset,
+        metrics=Metrics(),
+        health=HealthState(stale_after=timedelta(hours=1)),
+        stages=[stage],
+    )
+    await pipeline.market_cycle(MONDAY_8.astimezone(UTC) - timedelta(seconds=5))
+    assert store.history(limit=5) == []
+    await pipeline.market_cycle(MONDAY_8.astimezone(UTC) + timedelta(seconds=5))
+    (entry,) = store.history(limit=5)
+    (delivery,) = entry.deliveries
+    assert (delivery.status, delivery.next_attempt_at) == ("deferred", until)
+    assert entry.rule == "week-ahead" and entry.symbol == "PLTR,LUMN"
+
+
+def test_a_moved_date_is_noted_when_the_date_lifecycle_says_so() -> None:
+    event = _data().events["LUMN"][0]
+    moved = {
+        "earnings_date": date(2026, 2, 3),
+        "earnings_date_changed": True,
+        "earnings_date_previous": date(2026, 2, 5),
+    }
+    assert report_line(event, moved).endswith(", moved from 2026-02-05")
+    assert "moved" not in report_line(event, {**moved, "earnings_date_changed": False})
+    assert "moved" not in report_line(event, {})  # no lifecycle variables: nothing to say
