@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from service.config import Settings
-from service.engine import Evaluation, RuleError, RuleState, Work, evaluate_work, plan
+from service.digest import digest_alert, due_firing
+from service.engine import (
+    Alert,
+    Evaluation,
+    RuleError,
+    RuleState,
+    Work,
+    evaluate_work,
+    plan,
+)
 from service.errors import (
     ProviderAuthError,
     ProviderDataError,
@@ -140,6 +149,9 @@ class Pipeline:
         self.earnings_polled: dict[str, datetime] = {}
         self._last_quotes: datetime | None = None
         self._last_evaluation: datetime | None = None
+        #: Per digest rule, up to when its firings were checked (memory only: a firing
+        #: recorded before a restart is deduplicated by the store).
+        self.digests_checked: dict[str, datetime] = {}
         self._evaluating = asyncio.Lock()
         self._errors_logged: set[tuple[str, str]] = set()
         self._errors_ruleset: RuleSet | None = None
@@ -209,6 +221,7 @@ class Pipeline:
         if changed or is_due(self._last_evaluation, now, TIME_EVALUATION):
             self._last_evaluation = now
             await self.evaluate(now, changed)
+        await self.send_digests(now)
         pending = await asyncio.to_thread(self.store.pending_count)
         self.metrics.set_outbox_pending(pending)
         if changed:
@@ -380,6 +393,30 @@ class Pipeline:
             pending = self._routed(ruleset, result, now)
             return await self.recorder.record(pending, result.states, now)
 
+    async def send_digests(self, now: datetime) -> list[str]:
+        """The digest rules' firings due since the last check (`service/digest.py`), each
+        one message through the stages and the outbox like any alert. Returns the ids of
+        the alerts newly stored (a firing already recorded is deduplicated by the store)."""
+        ruleset = self.rules()
+        if not ruleset.digests:
+            return []
+        alerts: list[Alert] = []
+        for rule in ruleset.digests:
+            firing = due_firing(rule, self.digests_checked.get(rule.name), now)
+            self.digests_checked[rule.name] = now
+            if firing is None:
+                continue
+            alert = digest_alert(rule, firing, self.data)
+            if alert is None:
+                log.info("digest %s at %s: no report in its window", rule.name, firing)
+                continue
+            alerts.append(alert)
+        if not alerts:
+            return []
+        async with self._evaluating:
+            await self._prepare_stages(now)
+            return await self.recorder.record(self._route(ruleset, alerts, now), {}, now)
+
     async def record_waiting(self, now: datetime) -> list[str]:
         """On a replica that no longer leads: store the alerts it fired while it led and
         could not store then (the new leader may never see their crossing). Their states
@@ -396,6 +433,9 @@ class Pipeline:
                 await stage.prepare(now)
 
     def _routed(self, ruleset: RuleSet, result: Evaluation, now: datetime) -> list[Pending]:
+        return self._route(ruleset, result.alerts, now)
+
+    def _route(self, ruleset: RuleSet, alerts: Sequence[Alert], now: datetime) -> list[Pending]:
         """Each alert with, per channel, what the stages decided (send, mute, defer)."""
         return [
             (
@@ -406,7 +446,7 @@ class Pipeline:
                     if (channel := ruleset.channels.get(name)) is not None
                 ),
             )
-            for alert in result.alerts
+            for alert in alerts
         ]
 
     def _rule_errors(self, ruleset: RuleSet, errors: list[RuleError]) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
@@ -83,6 +85,22 @@ class CompiledRule:
         return cap_message(text), failure
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class DigestRule:
+    """A digest rule (`digest:`), kept apart from the engine's condition rules: `cron` is
+    its APScheduler CronTrigger, in `tz` (see `service/digest.py`)."""
+
+    name: str
+    symbols: tuple[str, ...]
+    expression: str
+    tz: ZoneInfo
+    window: timedelta
+    channels: tuple[str, ...]
+    line: int
+    cron: Any
+    urgent: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     """A validated, compiled rule file."""
@@ -94,17 +112,22 @@ class RuleSet:
     by_symbol: Mapping[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
     #: What is valid but probably not meant (`rules: []`), for `check` to print.
     warnings: tuple[Problem, ...] = ()
+    #: Digest rules: not in `rules` or `by_symbol` (the engine never sees them), but their
+    #: symbols are watched (the calendar).
+    digests: tuple[DigestRule, ...] = ()
 
     @property
     def symbols(self) -> frozenset[str]:
-        return frozenset(self.by_symbol)
+        if not self.digests:
+            return frozenset(self.by_symbol)
+        return frozenset(self.by_symbol).union(*(d.symbols for d in self.digests))
 
     def rule(self, name: str) -> CompiledRule | None:
         return next((r for r in self.rules if r.name == name), None)
 
     def summary(self) -> str:
         parts = [
-            _count(len(self.rules), "rule"),
+            _count(len(self.rules) + len(self.digests), "rule"),
             _count(len(self.symbols), "symbol"),
             _count(len(self.channels), "channel"),
         ]

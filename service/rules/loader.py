@@ -9,12 +9,14 @@ import json
 from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ValidationError
 
 from service.errors import Problem
-from service.market import EARNINGS_VARS, TIME_VARS
-from service.rules import Channel, ChannelCheck, CompiledRule, RuleSet
+from service.market import EARNINGS_VARS, NEW_YORK, TIME_VARS
+from service.rules import Channel, ChannelCheck, CompiledRule, DigestRule, RuleSet
 from service.rules.checks import (
     EMPTY_RULES,
     NAME_HINT,
@@ -99,6 +101,7 @@ class Loader:
         defaults = top.defaults
         self.check_notify(defaults.notify, ("defaults", "notify"), channels)
         compiled: list[CompiledRule] = []
+        digests: list[DigestRule] = []
         disabled: list[str] = []
         seen: dict[str, int] = {}
         for index, raw in enumerate(raw_rules):
@@ -115,6 +118,8 @@ class Loader:
             seen[model.name] = index
             if not model.enabled:
                 disabled.append(model.name)
+            elif isinstance(built, DigestRule):
+                digests.append(built)
             elif built is not None:
                 compiled.append(built)
         if self.problems:
@@ -130,6 +135,7 @@ class Loader:
             disabled=tuple(disabled),
             by_symbol={s: tuple(rs) for s, rs in by_symbol.items()},
             warnings=warnings,
+            digests=tuple(digests),
         )
 
     def rules_key(self, data: dict[str, Any]) -> tuple[Problem, ...]:
@@ -222,7 +228,7 @@ class Loader:
         defaults: DefaultsModel,
         channels: Mapping[str, Channel],
         groups: Mapping[str, tuple[str, ...]],
-    ) -> tuple[RuleModel, CompiledRule | None] | None:
+    ) -> tuple[RuleModel, CompiledRule | DigestRule | None] | None:
         path: Path = ("rules", index)
         if not isinstance(raw, dict):
             self.problem(path, "a rule must be a mapping with name, symbols and when")
@@ -251,6 +257,17 @@ class Loader:
                     symbols.append(symbol)
         notify = model.notify if model.notify is not None else defaults.notify
         self.check_notify(model.notify, (*path, "notify"), channels)
+        if model.digest is not None:
+            digest = self.digest(model, path, symbols, notify)
+            return model, digest if len(self.problems) == before else None
+        for key in ("window", "tz"):
+            if getattr(model, key) is not None:
+                self.problem((*path, key), f"`{key}:` belongs to a digest rule (`digest:`)")
+        if model.when is None:
+            self.problem(
+                path, "a rule needs `when:` (a condition) or `digest:` (a cron expression)"
+            )
+            return model, None
         when = self.condition(model.when, (*path, "when"))
         clear = (
             self.condition(model.clear_when, (*path, "clear_when")) if model.clear_when else None
@@ -279,6 +296,64 @@ class Loader:
             line=self.doc.where(path).line,
             urgent=model.urgent,
             notify_resolved=model.notify_resolved,
+        )
+
+    def digest(
+        self, model: RuleModel, path: Path, symbols: list[str], notify: list[str] | None
+    ) -> DigestRule | None:
+        """A digest rule: a cron expression in `tz` (New York by default), no condition."""
+        assert model.digest is not None
+        where: Path = (*path, "digest")
+        for key in ("when", "clear_when", "for_", "cooldown", "message"):
+            if getattr(model, key) is not None:
+                shown = key.rstrip("_")
+                self.problem(
+                    where,
+                    f"a digest rule has no `{shown}:` (it lists the coming reports at each "
+                    "firing of `digest:`); use two rules",
+                    key=True,
+                )
+        if model.notify_resolved:
+            self.problem(where, "a digest rule has no `notify_resolved:`", key=True)
+        tz = NEW_YORK
+        if model.tz is not None:
+            try:
+                tz = ZoneInfo(model.tz)
+            except Exception:
+                self.problem((*path, "tz"), f"unknown time zone {model.tz!r} (e.g. Europe/Berlin)")
+                return None
+        fields = model.digest.split()
+        if len(fields) == 5 and any(c.isdigit() for c in fields[4]):
+            # APScheduler counts weekday 0 as Monday, cron as Sunday: `1` would be Tuesday.
+            self.problem(
+                where,
+                f"write the weekday of {model.digest!r} by name (mon, tue, ..., sun, or a "
+                "range like mon-fri): a number's meaning differs between cron and APScheduler",
+            )
+            return None
+        try:
+            cron = CronTrigger.from_crontab(model.digest, timezone=tz)
+        except Exception as exc:
+            self.problem(
+                where,
+                f"invalid cron expression {model.digest!r} (minute hour day month weekday, "
+                f"e.g. '0 8 * * mon'): {exc}",
+            )
+            return None
+        window = model.window if model.window is not None else timedelta(days=7)
+        if window <= timedelta(0):
+            self.problem((*path, "window"), "the window must be longer than zero")
+            return None
+        return DigestRule(
+            name=model.name,
+            symbols=tuple(dict.fromkeys(symbols)),
+            expression=model.digest,
+            tz=tz,
+            window=window,
+            channels=tuple(notify or ()),
+            line=self.doc.where(path).line,
+            cron=cron,
+            urgent=model.urgent,
         )
 
     def condition(self, text: str, path: Path) -> Compiled | None:

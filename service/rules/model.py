@@ -63,7 +63,9 @@ class RuleModel(_Strict):
 
     name: str = Field(pattern=NAME, description="unique name of the rule")
     symbols: Names = Field(min_length=1, description="symbols and/or group names")
-    when: str = Field(description="condition that fires the rule (edge-triggered)")
+    when: str | None = Field(
+        None, description="condition that fires the rule (edge-triggered); not with digest"
+    )
     clear_when: str | None = Field(None, description="condition that re-arms the rule")
     for_: Duration | None = Field(None, alias="for", description="hold this long before firing")
     cooldown: Duration | None = None
@@ -75,6 +77,17 @@ class RuleModel(_Strict):
     enabled: bool = Field(True, description="false keeps the rule in the file but idle")
     urgent: bool = Field(False, description="true ignores the channels' quiet hours")
     description: str | None = None
+    digest: str | None = Field(
+        None,
+        description="a cron expression (e.g. '0 8 * * mon'): the rule is a digest of its "
+        "symbols' coming reports, sent at each firing, instead of a condition",
+    )
+    window: Duration | None = Field(
+        None, description="for a digest: list the reports of this long ahead (default 7d)"
+    )
+    tz: str | None = Field(
+        None, description="for a digest: the cron's time zone (default America/New_York)"
+    )
 
     @field_validator("when", "clear_when")
     @classmethod
