@@ -29,7 +29,18 @@ DOMAIN_MODULES = (
     "service.ruletests",
 )
 #: Pure libraries the domain may use: validation, YAML, templates, the NYSE holidays.
-LIBRARIES = ("pydantic", "pydantic_core", "yaml", "jinja2", "markupsafe", "holidays")
+LIBRARIES = (
+    "pydantic",
+    "pydantic_core",
+    "yaml",
+    "jinja2",
+    "markupsafe",
+    "holidays",
+    # APScheduler's cron trigger alone, as the cron parser of digest rules (issue #13
+    # asks for it): pure date arithmetic, no scheduler, no IO. The scheduler itself stays
+    # in service/daemon.py.
+    "apscheduler.triggers.cron",
+)
 #: The standard library's own IO, refused too.
 STDLIB_IO = (
     "socket",
