@@ -131,30 +131,25 @@ class Notifier(Protocol):
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After value alone (no `Date` header to measure against):
-    `service.retry_after.retry_after` on just that header. Prefer passing the headers."""
-    return read_retry_after({"retry-after": value or ""}, now=now)
+def is_permanent(status: int) -> bool:
+    """A reply with this status fails for good (a retry would get the same answer): any
+    status below 500 that is not in RETRYABLE_STATUSES."""
+    return status < 500 and status not in RETRYABLE_STATUSES
 
 
 def classify_status(
     status: int,
     *,
-    headers: Mapping[str, str] | None = None,
-    retry_after: str | None = None,
+    headers: Mapping[str, str],
     detail: str = "",
     now: datetime | None = None,
 ) -> None:
     """Return for 2xx; raise the DeliveryError this status means otherwise, its
     `retry_after` read from the response's `headers` (Retry-After against its `Date`,
-    see service.retry_after), or from a bare `retry_after` header value."""
+    see service.retry_after)."""
     if 200 <= status < 300:
         return
-    permanent = status not in RETRYABLE_STATUSES and status < 500
+    permanent = is_permanent(status)
     message = f"HTTP {status}" + (f": {detail}" if detail else "")
-    wait = (
-        read_retry_after(headers, now=now)
-        if headers is not None
-        else parse_retry_after(retry_after, now)
-    )
+    wait = read_retry_after(headers, now=now)
     raise DeliveryError(message, permanent=permanent, retry_after=wait, status=status)

@@ -23,9 +23,9 @@ from pydantic import SecretStr, field_validator
 from service.errors import DeliveryError
 from service.figures import shown_values
 from service.notify.base import (
-    RETRYABLE_STATUSES,
     ChannelConfig,
     Message,
+    is_permanent,
 )
 from service.notify.http import (
     DETAIL_CHARS,
@@ -175,7 +175,7 @@ class DiscordNotifier:
         data = _reply_json(reply)
         raise DeliveryError(
             f"Discord HTTP {status} from {_host(url)}: {_why(reply, data, cfg)}",
-            permanent=status < 500 and status not in RETRYABLE_STATUSES,
+            permanent=is_permanent(status),
             retry_after=_retry_after(reply, data),
             status=status,
         )

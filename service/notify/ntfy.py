@@ -36,9 +36,9 @@ from service.errors import DeliveryError
 from service.figures import shown_values
 from service.httpclient import redact_url
 from service.notify.base import (
-    RETRYABLE_STATUSES,
     ChannelConfig,
     Message,
+    is_permanent,
 )
 from service.notify.http import (
     DETAIL_CHARS,
@@ -199,7 +199,7 @@ class NtfyNotifier:
         why = "redirect not followed" if 300 <= status < 400 else _why(reply, cfg)
         raise DeliveryError(
             f"{redact_url(url)}: HTTP {status}: {why}",
-            permanent=status < 500 and status not in RETRYABLE_STATUSES,
+            permanent=is_permanent(status),
             retry_after=retry_after(reply.headers, now=now),
             status=status,
         )

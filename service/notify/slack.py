@@ -20,7 +20,7 @@ from pydantic import SecretStr, field_validator
 
 from service.errors import DeliveryError
 from service.figures import shown_values
-from service.notify.base import RETRYABLE_STATUSES, ChannelConfig, Message
+from service.notify.base import ChannelConfig, Message, is_permanent
 from service.notify.http import detail, expect, http_url, post, url_destination
 from service.notify.pacing import Pacer
 from service.notify.plugin import ChannelType, NotifierContext
@@ -115,7 +115,7 @@ class SlackNotifier:
         wait = retry_after(response.headers)  # seconds or an HTTP-date, capped
         if status == 429 or wait is not None:
             self._pacer.hold(url, wait if wait is not None else 1.0)
-        permanent = status < 500 and status not in RETRYABLE_STATUSES
+        permanent = is_permanent(status)
         raise DeliveryError(
             f"Slack HTTP {status}: {detail(response, cfg) or '(empty body)'}",
             permanent=permanent,

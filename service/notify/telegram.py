@@ -30,9 +30,9 @@ from pydantic import SecretStr, StrictInt, StrictStr, field_validator
 from service.errors import DeliveryError
 from service.figures import shown_values
 from service.notify.base import (
-    RETRYABLE_STATUSES,
     ChannelConfig,
     Message,
+    is_permanent,
 )
 from service.notify.http import (
     DETAIL_CHARS,
@@ -224,7 +224,7 @@ class TelegramNotifier:
         wait = _retry_after(reply, answer)
         if status == 429 or wait is not None:
             self._pacer.hold(key, wait if wait is not None else 1.0)
-        permanent = status < 500 and status not in RETRYABLE_STATUSES
+        permanent = is_permanent(status)
         raise DeliveryError(
             f"Telegram {self.destination(cfg)}: HTTP {status}: {_why(reply, answer, cfg)}",
             permanent=permanent,
