@@ -67,6 +67,7 @@ def show_history(
                     "message": e.message.text,
                     "kind": e.message.kind,
                     "resolves": e.message.resolves,
+                    "amends": e.message.amends,
                     "deliveries": [
                         {
                             "channel": d.channel,

@@ -27,10 +27,10 @@ from service.market import (
 )
 from service.rules import CompiledRule, RuleSet
 from service.rules.expr import Compiled
-from service.rules.templates import resolved_message
+from service.rules.templates import amended_message, resolved_message
 
 RuleErrorKind = Literal["condition", "render"]
-AlertKind = Literal["fired", "resolved"]
+AlertKind = Literal["fired", "resolved", "amended"]
 #: What one step did: fired, re-armed by its condition (`clear_when`, or `when` false), or
 #: neither.
 StepOutcome = Literal["fired", "rearmed"] | None
@@ -48,6 +48,9 @@ class RuleState:
     alerts this state has produced (part of the dedup key of rules not tied to a report).
     Together they give back the dedup key of the last alert (`last_fired_key`), which a
     resolved alert (`notify_resolved`) extends: no column of its own is needed.
+    `eps_notified`, `revenue_notified` (rules with `notify_amended` only): the actual EPS
+    and revenue of `last_report` as last notified, by its alert or its last amended
+    message (or first known since), which the next correction is compared with.
     """
 
     fingerprint: str = ""
@@ -56,6 +59,8 @@ class RuleState:
     last_fired: datetime | None = None
     last_report: str | None = None
     fired: int = 0
+    eps_notified: float | None = None
+    revenue_notified: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,8 @@ class Alert:
     urgent: bool = False  # the rule's `urgent: true`: quiet hours do not hold it
     #: `resolved`: the rule re-armed after firing (`notify_resolved: true`); `resolves_key`
     #: is then the dedup key of the alert it resolves (the outbox finds its id).
+    #: `amended`: the actuals of the report it fired on were corrected (`notify_amended:
+    #: true`); `resolves_key` is then the dedup key of the alert it amends.
     kind: AlertKind = "fired"
     resolves_key: str | None = None
 
@@ -274,6 +281,66 @@ def resolved_alert(
     )
 
 
+AMENDED_SUFFIX: Final = "|amended"
+#: The report's figures a correction is about, as (variable, label in the message).
+FIGURES: Final = (("eps_actual", "EPS"), ("revenue_actual", "revenue"))
+
+
+def _figure(values: Mapping[str, Value], name: str) -> float | None:
+    value = values.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def amend(
+    rule: CompiledRule,
+    symbol: str,
+    state: RuleState,
+    fired: bool,
+    values: Mapping[str, Value],
+    now: datetime,
+) -> tuple[RuleState, Alert | None]:
+    """For a rule with `notify_amended`: the state with the report's figures tracked, and
+    the amended alert when a figure the rule notified changed (a provider's correction).
+
+    A firing records the figures it fired with. Afterwards, while the values describe the
+    report of the last firing, a known figure that now differs is a correction: one amended
+    alert (old and new figures; `resolves_key` the fired alert's key) and its figures become
+    the ones to compare with. A figure known for the first time (revenue after EPS) is
+    recorded without an alert, and one that disappears (unknown again) changes nothing.
+    Its dedup key is the fired alert's plus `|amended|<old>-><new>`: a restart or a
+    replica that derives it again sends nothing twice."""
+    new = tuple(_figure(values, name) for name, _ in FIGURES)
+    if fired:
+        return replace(state, eps_notified=new[0], revenue_notified=new[1]), None
+    key = last_fired_key(rule, symbol, state)
+    report = (state.last_report or "").split("|")[0]
+    if key is None or not report or report_key(values) != report:
+        return state, None
+    old = (state.eps_notified, state.revenue_notified)
+    now_known = tuple(o if n is None else n for o, n in zip(old, new, strict=True))
+    if now_known == old:
+        return state, None
+    state = replace(state, eps_notified=now_known[0], revenue_notified=now_known[1])
+    if all(o is None or o == n for o, n in zip(old, now_known, strict=True)):
+        return state, None  # only figures known for the first time: no correction
+    shown = [(label, o, n) for (_, label), o, n in zip(FIGURES, old, now_known, strict=True)]
+    change = ",".join(f"{o}->{n}" for _, o, n in shown)
+    previous = {f"{name}_previous": o for (name, _), o in zip(FIGURES, old, strict=True)}
+    return state, Alert(
+        rule=rule.name,
+        symbol=symbol,
+        dedup_key=f"{key}{AMENDED_SUFFIX}|{change}",
+        fired_at=now,
+        text=amended_message(rule.name, symbol, shown),
+        channels=rule.channels,
+        values={k: v for k, v in (dict(values) | previous).items() if v is not None},
+        report_key=report,
+        kind="amended",
+        resolves_key=key,
+        urgent=rule.urgent,
+    )
+
+
 #: (symbol, the rules to evaluate for it): one unit of an evaluation pass.
 Work = tuple[str, Iterable[CompiledRule]]
 
@@ -328,6 +395,10 @@ def evaluate_work(
             state, outcome, failed = advance(rule, old, values, now)
             if failed is not None:
                 errors.append(RuleError(rule.name, symbol, "condition", failed, rule.line))
+            if rule.notify_amended:
+                state, amended = amend(rule, symbol, state, outcome == "fired", values, now)
+                if amended is not None:
+                    alerts.append(amended)
             if state != old:
                 new_states[key] = state
             if outcome == "rearmed" and rule.notify_resolved and old is not None:

@@ -71,6 +71,12 @@ class Metrics:
             ["rule"],
             registry=r,
         )
+        self._amended = Counter(
+            "earnwatch_alerts_amended",
+            "Amended messages (notify_amended) written to the outbox, by rule.",
+            ["rule"],
+            registry=r,
+        )
         self._deliveries = Counter(
             "earnwatch_deliveries",
             "Delivery attempts, by channel kind and outcome.",
@@ -190,6 +196,10 @@ class Metrics:
     def alert_resolved(self, rule: str) -> None:
         """Rule `rule` re-armed after firing and wrote its resolved message."""
         self._resolved.labels(rule=self._rule_label(rule)).inc()
+
+    def alert_amended(self, rule: str) -> None:
+        """Rule `rule` wrote the amended message of a corrected report it fired on."""
+        self._amended.labels(rule=self._rule_label(rule)).inc()
 
     def rule_error(self, rule: str, kind: RuleErrorKind) -> None:
         """Rule `rule` failed for one symbol: its condition raised, or its message."""

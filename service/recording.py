@@ -109,6 +109,8 @@ class Recorder:
             if id(alert) in stored:
                 if alert.kind == "resolved":
                     self.metrics.alert_resolved(alert.rule)
+                elif alert.kind == "amended":
+                    self.metrics.alert_amended(alert.rule)
                 else:
                     self.metrics.alert_fired(alert.rule)
                 log.info("alert %s %s: %s", alert.rule, alert.symbol, alert.text)
@@ -116,9 +118,10 @@ class Recorder:
             else:
                 self.metrics.alert_deduplicated(alert.rule)
                 # A re-arm after an edge the cooldown or the report consumed derives the
-                # key of a resolved message already sent: expected, no warning.
+                # key of a resolved message already sent, and every pass after a correction
+                # the key of its amended message: expected, no warning.
                 log.log(
-                    logging.INFO if alert.kind == "resolved" else logging.WARNING,
+                    logging.INFO if alert.kind != "fired" else logging.WARNING,
                     "alert %s for %s already recorded (dedup key %s): not sent again",
                     alert.rule,
                     alert.symbol,

@@ -58,6 +58,8 @@ class Message:
     values: Mapping[str, Value] = field(default_factory=dict)
     kind: str = "fired"
     resolves: str | None = None
+    #: `amended` (`notify_amended`): the id of the alert whose figures were corrected.
+    amends: str | None = None
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -71,6 +73,8 @@ class Message:
         }
         if self.kind != "fired":  # a fired alert's row reads as it did before resolved ones
             data |= {"kind": self.kind, "resolves": self.resolves}
+        if self.kind == "amended":
+            data["amends"] = self.amends
         return json.dumps(
             data,
             sort_keys=True,
@@ -91,6 +95,7 @@ class Message:
             values=data["values"],
             kind=data.get("kind", "fired"),  # rows stored before resolved messages
             resolves=data.get("resolves"),
+            amends=data.get("amends"),
         )
 
 

@@ -22,6 +22,8 @@ def render(alert: Alert, alert_id: str) -> Message:
     title = title_of(alert.symbol, alert.rule)
     if alert.kind == "resolved":
         title += " resolved"
+    elif alert.kind == "amended":
+        title += " amended"
     return Message(
         id=alert_id,
         rule=alert.rule,

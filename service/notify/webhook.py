@@ -13,6 +13,11 @@ A rule with `notify_resolved: true` sends one more when it re-arms: the same key
 `"type": "alert.resolved"`, its own `alert_id`, `fired_at` (when it re-armed) and values
 (at that moment), and, last, `"resolves"`: the `alert_id` of the alert it resolves
 (`null` when that alert is no longer stored).
+
+A rule with `notify_amended: true` sends one more per correction of the actuals of a
+report it fired on: `"type": "alert.amended"`, the values then (with
+`eps_actual_previous`/`revenue_actual_previous`, the figures before the correction), and,
+last, `"amends"`: the `alert_id` of the alert whose figures changed.
 """
 
 from __future__ import annotations
@@ -105,9 +110,10 @@ def webhook_id(delivery_id: str) -> str:
 def payload(message: Message) -> bytes:
     """The request body: a pure function of the message (same bytes on every retry)."""
     resolved = message.kind == "resolved"
+    amended = message.kind == "amended"
     body: dict[str, object] = {
         "version": PAYLOAD_VERSION,
-        "type": "alert.resolved" if resolved else "alert.fired",
+        "type": "alert.resolved" if resolved else "alert.amended" if amended else "alert.fired",
         "alert_id": message.id,
         "rule": message.rule,
         "symbol": message.symbol,
@@ -119,6 +125,8 @@ def payload(message: Message) -> bytes:
     }
     if resolved:
         body["resolves"] = message.resolves
+    if amended:
+        body["amends"] = message.amends
     return json.dumps(
         body,
         ensure_ascii=False,

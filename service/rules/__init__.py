@@ -58,6 +58,9 @@ class CompiledRule:
     #: `notify_resolved: true`: a resolved message when it re-arms after firing. Not part
     #: of the fingerprint: turning it on keeps the state, so a standing alert resolves.
     notify_resolved: bool = False
+    #: `notify_amended: true`: a message when a report it fired on has its actuals
+    #: corrected. Not part of the fingerprint either.
+    notify_amended: bool = False
 
     def render(self, values: Mapping[str, Value], symbol: str, now: datetime) -> str:
         """The alert text (see render_checked)."""

@@ -281,6 +281,14 @@ class Loader:
         hold = model.for_ if model.for_ is not None else defaults.for_
         cooldown = model.cooldown if model.cooldown is not None else defaults.cooldown
         names = when.names | (clear.names if clear else frozenset())
+        if model.notify_amended and not names & EARNINGS_VARS:
+            self.problem(
+                (*path, "notify_amended"),
+                "`notify_amended:` needs a rule that fires on a report: its `when` or "
+                "`clear_when` must read an earnings variable (e.g. `reported`, `eps_actual`)",
+                key=True,
+            )
+            return model, None
         return model, CompiledRule(
             name=model.name,
             symbols=tuple(dict.fromkeys(symbols)),
@@ -296,6 +304,7 @@ class Loader:
             line=self.doc.where(path).line,
             urgent=model.urgent,
             notify_resolved=model.notify_resolved,
+            notify_amended=model.notify_amended,
         )
 
     def digest(
@@ -315,6 +324,8 @@ class Loader:
                 )
         if model.notify_resolved:
             self.problem(where, "a digest rule has no `notify_resolved:`", key=True)
+        if model.notify_amended:
+            self.problem(where, "a digest rule has no `notify_amended:`", key=True)
         tz = NEW_YORK
         if model.tz is not None:
             try:

@@ -74,6 +74,9 @@ class RuleModel(_Strict):
     notify_resolved: bool = Field(
         False, description="one more message when the rule re-arms after firing"
     )
+    notify_amended: bool = Field(
+        False, description="one more message when the reported figures are corrected"
+    )
     enabled: bool = Field(True, description="false keeps the rule in the file but idle")
     urgent: bool = Field(False, description="true ignores the channels' quiet hours")
     description: str | None = None

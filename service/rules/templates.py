@@ -13,7 +13,7 @@ than MESSAGE_CAP characters is cut, with TRUNCATED at its end.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, Final, cast
 
@@ -125,6 +125,22 @@ def resolved_message(
     return cap_message(f"{text} ({shown})" if shown else text)
 
 
+def amended_message(
+    rule: str, symbol: str, figures: Sequence[tuple[str, float | None, float | None]]
+) -> str:
+    """The message of a rule's amended alert (`notify_amended`): each figure as
+    (label, before, after); a changed one shows both, one unchanged or first known its value:
+    `AMENDED: LUMN: lumn-beat: EPS 0.23 -> 0.25, revenue 3.041B`."""
+    parts = [
+        f"{label} {format_value(before)} -> {format_value(after)}"
+        if before is not None and before != after
+        else f"{label} {format_value(after)}"
+        for label, before, after in figures
+        if after is not None
+    ]
+    return cap_message(f"AMENDED: {symbol}: {rule}: " + ", ".join(parts))
+
+
 __all__ = [
     "EXTRA_NAMES",
     "MESSAGE_CAP",
@@ -133,6 +149,7 @@ __all__ = [
     "TemplateError",
     "TemplateLimitError",
     "TemplateProblem",
+    "amended_message",
     "cap_message",
     "default_message",
     "format_pct",

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from service.engine import RESOLVED_SUFFIX, Alert
+from service.engine import AMENDED_SUFFIX, RESOLVED_SUFFIX, Alert
 from service.notify.base import Message
 from service.store.replica import dead_lease_holders
 from service.store.tables import (
@@ -80,6 +80,9 @@ def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) ->
         if alert.kind == "resolved":
             resolves = _resolved_alert_id(connection, alert)
             message = replace(message, kind="resolved", resolves=resolves)
+        elif alert.kind == "amended":
+            amends = _resolved_alert_id(connection, alert)
+            message = replace(message, kind="amended", amends=amends)
         statement = (
             dialect_insert(connection, ALERT)
             .values(
@@ -120,6 +123,7 @@ def _resolved_alert_id(connection: Connection, alert: Alert) -> str | None:
             a.rule == alert.rule,
             a.symbol == alert.symbol,
             a.dedup_key.not_like(f"%{RESOLVED_SUFFIX}"),
+            a.dedup_key.not_like(f"%{AMENDED_SUFFIX}%"),
             a.fired_at <= alert.fired_at,
         )
         .order_by(a.fired_at.desc(), a.id)

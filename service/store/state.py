@@ -43,6 +43,8 @@ def save_states(connection: Connection, states: Mapping[tuple[str, str], RuleSta
             "last_fired": state.last_fired,
             "last_report": state.last_report,
             "fired": state.fired,
+            "eps_notified": state.eps_notified,
+            "revenue_notified": state.revenue_notified,
         }
         for (rule, symbol), state in states.items()
     ]
@@ -59,6 +61,8 @@ def save_states(connection: Connection, states: Mapping[tuple[str, str], RuleSta
                 "last_fired",
                 "last_report",
                 "fired",
+                "eps_notified",
+                "revenue_notified",
             )
         },
     )
@@ -75,6 +79,8 @@ def load_states(connection: Connection) -> dict[tuple[str, str], RuleState]:
             last_fired=row.last_fired,
             last_report=row.last_report,
             fired=row.fired,
+            eps_notified=row.eps_notified,
+            revenue_notified=row.revenue_notified,
         )
         for row in connection.execute(select(RULE_STATE)).all()
     }

@@ -138,6 +138,9 @@ class RuleStateRow(SQLModel, table=True):
     last_fired: datetime | None = _when(nullable=True)
     last_report: str | None = Field(default=None, max_length=200)
     fired: int = Field(default=0)
+    #: the figures of `last_report` as last notified (`notify_amended`, r0005)
+    eps_notified: float | None = Field(default=None)
+    revenue_notified: float | None = Field(default=None)
 
 
 class MarketDataRow(SQLModel, table=True):
