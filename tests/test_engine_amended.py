@@ -235,3 +235,13 @@ def test_notify_amended_on_a_rule_that_reads_no_earnings_variable_is_refused() -
     text = str(caught.value)
     assert "notify_amended" in text and "earnings variable" in text
     assert rules(BEAT + AMENDED).rules[0].notify_amended is True
+
+
+def test_the_same_correction_seen_twice_is_sent_once() -> None:
+    # figures flipping between two rows: 0.23 -> 0.25 -> 0.23 -> 0.25; the third change
+    # derives the first one's key, which the store keeps once
+    feed = Feed(BEAT + AMENDED)
+    for value in (0.23, 0.25, 0.23, 0.25):
+        feed.feed(report(eps=value, revenue=3.041e9))
+    keys = [a.dedup_key for a in feed.of("amended")]
+    assert len(keys) == 3 and keys[0] == keys[2] and len(set(keys)) == 2
