@@ -11,6 +11,7 @@ count and log. Every other rule and symbol goes on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -287,8 +288,11 @@ FIGURES: Final = (("eps_actual", "EPS"), ("revenue_actual", "revenue"))
 
 
 def _figure(values: Mapping[str, Value], name: str) -> float | None:
+    """A reported figure, or None when unknown or not a finite number (never a correction)."""
     value = values.get(name)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def amend(

@@ -245,3 +245,12 @@ def test_the_same_correction_seen_twice_is_sent_once() -> None:
         feed.feed(report(eps=value, revenue=3.041e9))
     keys = [a.dedup_key for a in feed.of("amended")]
     assert len(keys) == 3 and keys[0] == keys[2] and len(set(keys)) == 2
+
+
+def test_a_figure_that_is_not_a_finite_number_is_unknown_never_a_correction() -> None:
+    run = Run(rules(BEAT + AMENDED))
+    times = iter(NOW + timedelta(minutes=i) for i in range(5))
+    assert run.feed(with_event(report(eps=0.23, revenue=3.041e9)), next(times)) == 1
+    for _ in range(2):
+        assert run.feed(with_event(report(eps=float("nan"), revenue=3.041e9)), next(times)) == 0
+    assert run.states[("beat", "LUMN")].eps_notified == 0.23
