@@ -118,8 +118,8 @@ class Recorder:
             else:
                 self.metrics.alert_deduplicated(alert.rule)
                 # A re-arm after an edge the cooldown or the report consumed derives the
-                # key of a resolved message already sent, and every pass after a correction
-                # the key of its amended message: expected, no warning.
+                # key of a resolved message already sent, and a correction seen again
+                # (figures flipping back and forth) its amended message's: expected.
                 log.log(
                     logging.INFO if alert.kind != "fired" else logging.WARNING,
                     "alert %s for %s already recorded (dedup key %s): not sent again",

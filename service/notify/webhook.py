@@ -17,7 +17,7 @@ A rule with `notify_resolved: true` sends one more when it re-arms: the same key
 A rule with `notify_amended: true` sends one more per correction of the actuals of a
 report it fired on: `"type": "alert.amended"`, the values then (with
 `eps_actual_previous`/`revenue_actual_previous`, the figures before the correction), and,
-last, `"amends"`: the `alert_id` of the alert whose figures changed.
+last, `"amends"`: the `alert_id` of the alert that fired on the report.
 """
 
 from __future__ import annotations
