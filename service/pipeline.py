@@ -343,6 +343,14 @@ class Pipeline:
             dates = [e.date for events in reports.values() for e in events]
             start, end = min(dates) - timedelta(days=1), max(dates) + timedelta(days=1)
             symbols = sorted(reports)
+            # While two disagree, either may correct itself: the first is re-read too.
+            suspect = [
+                s
+                for s in symbols
+                if any(self.data.reports[s][e.report_key].suspect for e in reports[s])
+            ]
+            if suspect:
+                changed |= await self._calendar(suspect, start, end, now, "earnings")
             try:
                 name, rows = await opinion.earnings_besides(source, start, end, symbols)
             except ProviderError as exc:
