@@ -301,6 +301,7 @@ class Pipeline:
         self._succeeded(kind, now)
         changed = self.data.apply_events(events, symbols, start, end)
         if self.second_opinion is not None and self.cadence.confirm_wait is not None:
+            # Who answered the call just awaited: set as it returned, with no await since.
             source = self.second_opinion.served.get(Capability.EARNINGS)
             wait = self.cadence.confirm_wait
             changed |= self.data.settle(now, wait, source=source, symbols=symbols)
