@@ -117,7 +117,9 @@ class App:
         log.info("rules %s: %s", rule_file.path, ruleset.summary())
         provider_built = provider is None  # a given provider (demo, replay) has no stream
         async with contextlib.AsyncExitStack() as exits:
-            provider = provider or parts.providers_for(settings, clock)
+            built = parts.providers_for(settings, clock) if provider is None else None
+            provider = provider or built
+            assert provider is not None
             exits.push_async_callback(provider.aclose)
             notifiers = parts.notifiers_for(settings)
             for notifier in notifiers.values():
@@ -161,6 +163,8 @@ class App:
                 source=str(rule_file.path),
                 cadence=Cadence.from_settings(settings),
                 stages=parts.stages_for(settings, store),
+                # EARNWATCH_CONFIRM=2 asks the providers built from the settings.
+                second_opinion=built,
             )
             await pipeline.resume()
             app = cls(

@@ -7,7 +7,8 @@ hours every EARNWATCH_OFF_HOURS_POLL, the calendar (yesterday to 90 days out) an
 targets every EARNWATCH_CALENDAR_REFRESH. The report-window polls come on top, a few calls
 per report (one per EARNWATCH_EARNINGS_POLL inside each window), and are not counted.
 Each provider listed is costed as if it served every call (the failover providers serve
-only while the first fails, but then they serve everything).
+only while the first fails, but then they serve everything). With EARNWATCH_CONFIRM=2 a
+line more counts the second provider's confirmation calls, per report.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from datetime import timedelta
 from typing import Final
 
 from service.config import Settings
+from service.confirm import SUSPECT_POLLING
 from service.market import PRICE_VARS, TARGET_VARS
-from service.providers import PROVIDERS, quote_refresh_period
+from service.providers import PROVIDERS, earnings_providers, quote_refresh_period
 from service.providers.plugin import Capability, ProviderType
 from service.rules import RuleSet
 
@@ -94,16 +96,69 @@ class ProviderBudget:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfirmationCost:
+    """The calls EARNWATCH_CONFIRM=2 makes of the second provider for one report: one
+    calendar read (the report's date, a day either side) per EARNWATCH_EARNINGS_POLL."""
+
+    first: str
+    second: str
+    per_poll: int
+    agreed: int  # the second agrees at its first answer
+    alone: int  # the second has no figures: asked until EARNWATCH_CONFIRM_WAIT ends
+    disagreed: int  # the two disagree: asked for SUSPECT_POLLING
+    wait: timedelta
+    poll: timedelta
+
+    def line(self) -> str:
+        return (
+            f"confirmation (EARNWATCH_CONFIRM=2): {self.second} is asked {self.agreed} "
+            f"call(s) per report when it agrees at once, up to {self.alone} while only "
+            f"{self.first} has figures (EARNWATCH_CONFIRM_WAIT {_duration(self.wait)}), up to "
+            f"{self.disagreed} while they disagree ({_duration(SUSPECT_POLLING)}); one read "
+            f"every EARNWATCH_EARNINGS_POLL ({_duration(self.poll)}), on top of the figures above"
+        )
+
+
+def confirmation_cost(settings: Settings) -> ConfirmationCost | None:
+    """The confirmation calls per report (None: EARNWATCH_CONFIRM off, or no second
+    provider carrying earnings figures)."""
+    wait, carrying = settings.confirm_wait_if_on, earnings_providers(settings)
+    if wait is None or len(carrying) < 2:
+        return None
+    ptype = PROVIDERS[carrying[1]]
+    per_poll = ptype.calendar_calls(3, 1) if ptype.calendar_calls else 1
+    poll = settings.earnings_poll
+
+    def polls(span: timedelta) -> int:
+        return max(1, math.ceil(span / poll))
+
+    return ConfirmationCost(
+        first=carrying[0],
+        second=carrying[1],
+        per_poll=per_poll,
+        agreed=per_poll,
+        alone=per_poll * polls(wait),
+        disagreed=per_poll * polls(SUSPECT_POLLING),
+        wait=wait,
+        poll=poll,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Budget:
     providers: tuple[ProviderBudget, ...]
     counts: Counts
     streamed: int  # symbols on the trade stream
     stream_limit: int
     polled_age: timedelta  # the worst price age of a polled symbol (README: the bound)
+    confirmation: ConfirmationCost | None = None
 
     def lines(self) -> list[str]:
-        """`check --budget`: one line per provider, then the price ages."""
+        """`check --budget`: one line per provider (and the confirmation calls), then the
+        price ages."""
         out = [p.line() for p in self.providers]
+        if self.confirmation is not None:
+            out.append(self.confirmation.line())
         polled = self.counts.price_symbols - self.streamed
         out.append(
             f"prices: {self.counts.price_symbols} symbol(s) read a price; {self.streamed} "
@@ -195,6 +250,7 @@ def rule_budget(settings: Settings, counts: Counts) -> Budget:
         # of a pass to the back of the next: two refresh periods, plus a call's deadline.
         polled_age=2 * quote_refresh_period(names, counts.price_symbols, settings.price_poll)
         + settings.http_timeout,
+        confirmation=confirmation_cost(settings),
     )
 
 

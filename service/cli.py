@@ -76,8 +76,12 @@ def check(
 ) -> None:
     """Validate a rule file: exit 0 with a summary, or 1 with every problem as PATH:LINE:COL."""
     from service.budget import counts_of, rule_budget
+    from service.providers import confirmation_problem
 
     settings = _settings()
+    if (problem := confirmation_problem(settings)) is not None:
+        typer.echo(f"earnwatch: {problem}", err=True)
+        raise typer.Exit(2)
     target = path or rules or settings.rules
     ruleset = read_rules(target, settings)
     for line in ruleset.warning_lines(str(target)):

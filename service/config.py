@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     finnhub_stream_url: str = Field("wss://ws.finnhub.io", validation_alias="FINNHUB_STREAM_URL")
     stream_symbols: int = Field(50, ge=0)
     stream_idle: timedelta = timedelta(seconds=60)
+    # Cross-provider confirmation (service/confirm.py): "2" asks a second provider for
+    # a report's actuals before they count as reported; "off" (default) does not.
+    confirm: Literal["off", "2"] = "off"
+    confirm_wait: timedelta = timedelta(minutes=10)
 
     # --- schedule --------------------------------------------------------------------
     calendar_refresh: timedelta = timedelta(hours=6)
@@ -118,6 +122,7 @@ class Settings(BaseSettings):
         "smtp_timeout",
         "heartbeat_interval",
         "stream_idle",
+        "confirm_wait",
         mode="before",
     )
     @classmethod
@@ -168,7 +173,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL with a host")
         return value
 
-    @field_validator("stream", mode="before")
+    @field_validator("stream", "confirm", mode="before")
     @classmethod
     def _stream(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -183,6 +188,11 @@ class Settings(BaseSettings):
     @property
     def provider_names(self) -> list[str]:
         return [p.strip().lower() for p in self.providers.split(",") if p.strip()]
+
+    @property
+    def confirm_wait_if_on(self) -> timedelta | None:
+        """EARNWATCH_CONFIRM_WAIT when EARNWATCH_CONFIRM=2, else None (confirmation off)."""
+        return self.confirm_wait if self.confirm == "2" else None
 
     @property
     def stream_provider(self) -> str | None:

@@ -73,6 +73,7 @@ def show_explain(
     finally:
         store.close()
     data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()
+    data.confirming = settings.confirm_wait_if_on is not None  # `reported` as the daemon sees it
     saved_at = saved.updated_at if saved is not None else None
     explained = [
         explain(

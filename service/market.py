@@ -159,6 +159,17 @@ class ReportHistory:
     eps_estimate: float | None = None
     revenue_estimate: float | None = None
     frozen: bool | None = None
+    #: Cross-provider confirmation (EARNWATCH_CONFIRM=2; `service/confirm.py`): when the
+    #: first provider's actuals were first seen, by which provider (`source`), the second
+    #: provider's name and figures once it has any, and the verdict last reached.
+    actuals_seen: datetime | None = None
+    source: str | None = None
+    second: str | None = None
+    second_eps: float | None = None
+    second_revenue: float | None = None
+    confirmed_by: int | None = None
+    suspect: bool = False
+    confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +189,8 @@ class Snapshot:
     reports: Mapping[str, ReportHistory] = field(default_factory=dict)
     #: report_key -> the open of the event's first regular session after publication.
     open_prices: Mapping[str, float] = field(default_factory=dict)
+    #: EARNWATCH_CONFIRM=2: `reported` waits for the providers' verdict (see `variables`).
+    confirming: bool = False
 
 
 PRICE_VARS: Final = frozenset({"price", "prev_close", "change_pct", "day_high", "day_low"})
@@ -209,6 +222,9 @@ EARNINGS_VARS: Final = frozenset(
         "earnings_time_changed",
         "price_at_open",
         "gap_pct",
+        "confirmed_by",
+        "data_suspect",
+        "figures_from",
     }
 )
 #: Variables of a report's schedule changes: a rule that reads one fires once per change
@@ -284,18 +300,23 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
     if event.reported and history is not None and history.frozen is not None:
         eps_estimate, revenue_estimate = history.eps_estimate, history.revenue_estimate
     price_at_open = snapshot.open_prices.get(event.report_key)
+    confirmation = _confirmation(event, history, snapshot.confirming)
+    reported = confirmation.pop("reported") is True
+    # Figures not confirmed yet are no figures a rule may compare: no beat or miss from them.
+    eps_actual = event.eps_actual if reported else None
+    revenue_actual = event.revenue_actual if reported else None
     out.update(
         earnings_date=event.date,
         earnings_time=event.time.value,
         hours_to_earnings=hours,
         days_to_earnings=(event.date - now.astimezone(NEW_YORK).date()).days,
-        reported=event.reported,
+        reported=reported,
         eps_estimate=eps_estimate,
-        eps_actual=event.eps_actual,
-        eps_surprise_pct=pct_change(event.eps_actual, eps_estimate),
+        eps_actual=eps_actual,
+        eps_surprise_pct=pct_change(eps_actual, eps_estimate),
         revenue_estimate=revenue_estimate,
-        revenue_actual=event.revenue_actual,
-        revenue_surprise_pct=pct_change(event.revenue_actual, revenue_estimate),
+        revenue_actual=revenue_actual,
+        revenue_surprise_pct=pct_change(revenue_actual, revenue_estimate),
         price_at_report=price_at_report,
         move_since_report_pct=pct_change(price, price_at_report) if event.reported else None,
         fiscal_period=event.fiscal_period,
@@ -304,8 +325,35 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         **_lifecycle(event, history),
         price_at_open=price_at_open,
         gap_pct=pct_change(price_at_open, price_at_report),
+        **confirmation,
     )
     return {name: _known(value) for name, value in out.items()}
+
+
+def _confirmation(
+    event: EarningsEvent, history: ReportHistory | None, confirming: bool
+) -> dict[str, Value]:
+    """`reported`, `confirmed_by`, `data_suspect` and `figures_from` of `event`. Without
+    confirmation `reported` is whether the provider has actuals and the other three are
+    unknown (no second provider is asked; an alert's values stay as they were before
+    confirmation existed). With it, `reported` is the providers' verdict
+    (`service/confirm.py`), kept in the report's history."""
+    if not confirming:
+        return {
+            "reported": event.reported,
+            "confirmed_by": None,
+            "data_suspect": None,
+            "figures_from": None,
+        }
+    if not event.reported or history is None or history.confirmed_by is None:
+        return {"reported": False, "confirmed_by": 0, "data_suspect": False, "figures_from": None}
+    names = [n for n in (history.source, history.second) if n]
+    return {
+        "reported": history.confirmed,
+        "confirmed_by": history.confirmed_by,
+        "data_suspect": history.suspect,
+        "figures_from": ",".join(names) or None,
+    }
 
 
 def _lifecycle(event: EarningsEvent, history: ReportHistory | None) -> dict[str, Value]:

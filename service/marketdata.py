@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from service.confirm import Figures, Verdict, asks_second, verdict
 from service.hours import next_trading_day, trading_day_on_or_after
 from service.market import (
     NEW_YORK,
@@ -40,6 +41,8 @@ class MarketData:
     reports: dict[str, dict[str, ReportHistory]] = field(default_factory=dict)
     #: symbol -> report_key -> (the day of the session it opened, its open).
     open_prices: dict[str, dict[str, tuple[date, float]]] = field(default_factory=dict)
+    #: EARNWATCH_CONFIRM=2 is on (set by the pipeline; not saved: it is a setting).
+    confirming: bool = False
 
     def snapshot(self, symbol: str) -> Snapshot:
         return Snapshot(
@@ -50,6 +53,7 @@ class MarketData:
             report_prices=self.report_prices.get(symbol, {}),
             reports=self.reports.get(symbol, {}),
             open_prices=self._open_prices(symbol),
+            confirming=self.confirming,
         )
 
     def _open_prices(self, symbol: str) -> dict[str, float]:
@@ -184,6 +188,82 @@ class MarketData:
                 if kept is None or kept[0] != day:
                     prices[event.report_key] = (day, quote.open)
 
+    # --- cross-provider confirmation (service/confirm.py) --------------------------------
+    def settle(
+        self,
+        now: datetime,
+        wait: timedelta,
+        *,
+        source: str | None = None,
+        symbols: Iterable[str] | None = None,
+    ) -> set[str]:
+        """Reach the verdict on every report with actuals (of `symbols`, else all) at `now`;
+        returns the symbols whose verdict changed. With `source` (the provider whose rows
+        were just merged) a report's actuals seen for the first time are dated `now` and
+        credited to it; without, only reports already dated are judged (the wait ending)."""
+        changed: set[str] = set()
+        for symbol in self.events if symbols is None else symbols:
+            histories = self.reports.get(symbol, {})
+            for event in self.events.get(symbol, ()):
+                history = histories.get(event.report_key)
+                if history is None or not event.reported:
+                    continue
+                if history.actuals_seen is None:
+                    if source is None:
+                        continue
+                    history = replace(history, actuals_seen=now, source=source)
+                new = _judged(event, history, now, wait)
+                if new != histories[event.report_key]:
+                    if _verdict_of(new) != _verdict_of(histories[event.report_key]):
+                        changed.add(symbol)
+                    histories[event.report_key] = new
+        return changed
+
+    def awaiting_second(self, now: datetime, wait: timedelta) -> dict[str, list[EarningsEvent]]:
+        """By symbol, the reports whose second provider is still to be asked at `now`."""
+        out: dict[str, list[EarningsEvent]] = {}
+        for symbol, events in self.events.items():
+            histories = self.reports.get(symbol, {})
+            for event in events:
+                history = histories.get(event.report_key)
+                if history is None or not event.reported or history.confirmed_by is None:
+                    continue
+                found = _verdict_of(history)
+                if asks_second(found, history.actuals_seen, now, wait):
+                    out.setdefault(symbol, []).append(event)
+        return out
+
+    def apply_second(
+        self,
+        provider: str,
+        rows: Sequence[EarningsEvent],
+        awaiting: Mapping[str, Sequence[EarningsEvent]],
+        now: datetime,
+        wait: timedelta,
+    ) -> set[str]:
+        """Take the second provider's rows for the `awaiting` reports (`awaiting_second`):
+        each report's counterpart (same symbol, dated within a day: providers label fiscal
+        periods differently, and FMP re-dates some rows a day forward) brings its actuals;
+        a counterpart without actuals keeps those already seen. Returns the symbols whose
+        verdict changed."""
+        by_symbol: dict[str, list[EarningsEvent]] = {}
+        for row in rows:
+            by_symbol.setdefault(row.symbol, []).append(row)
+        for symbol, events in awaiting.items():
+            histories = self.reports.get(symbol, {})
+            for event in events:
+                history = histories.get(event.report_key)
+                match = _counterpart(event, by_symbol.get(symbol, []))
+                if history is None or match is None or not match.reported:
+                    continue
+                histories[event.report_key] = replace(
+                    history,
+                    second=provider,
+                    second_eps=match.eps_actual,
+                    second_revenue=match.revenue_actual,
+                )
+        return self.settle(now, wait, symbols=list(awaiting))
+
     # --- persistence ---------------------------------------------------------------------
     def to_json(self) -> str:
         return json.dumps(
@@ -280,6 +360,32 @@ def _seen(event: EarningsEvent, old: ReportHistory | None) -> ReportHistory:
     return new
 
 
+def _judged(
+    event: EarningsEvent, history: ReportHistory, now: datetime, wait: timedelta
+) -> ReportHistory:
+    second = None
+    if history.second is not None:
+        second = Figures(history.second_eps, history.second_revenue)
+    found = verdict(
+        Figures(event.eps_actual, event.revenue_actual), second, history.actuals_seen, now, wait
+    )
+    return replace(
+        history, confirmed_by=found.confirmed_by, suspect=found.suspect, confirmed=found.reported
+    )
+
+
+def _verdict_of(history: ReportHistory) -> Verdict:
+    return Verdict(history.confirmed_by or 0, history.suspect, history.confirmed)
+
+
+def _counterpart(event: EarningsEvent, rows: Sequence[EarningsEvent]) -> EarningsEvent | None:
+    """The row of `rows` that is `event`'s report: dated within a day of it, the nearest
+    date first, a row with actuals before one without."""
+    near = [r for r in rows if abs((r.date - event.date).days) <= 1]
+    near.sort(key=lambda r: (abs((r.date - event.date).days), not r.reported))
+    return near[0] if near else None
+
+
 def _history(raw: dict[str, Any]) -> ReportHistory:
     def day(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
@@ -297,6 +403,14 @@ def _history(raw: dict[str, Any]) -> ReportHistory:
         eps_estimate=raw.get("eps_estimate"),
         revenue_estimate=raw.get("revenue_estimate"),
         frozen=raw.get("frozen"),
+        actuals_seen=_when(raw.get("actuals_seen")),
+        source=raw.get("source"),
+        second=raw.get("second"),
+        second_eps=raw.get("second_eps"),
+        second_revenue=raw.get("second_revenue"),
+        confirmed_by=raw.get("confirmed_by"),
+        suspect=bool(raw.get("suspect", False)),
+        confirmed=bool(raw.get("confirmed", False)),
     )
 
 

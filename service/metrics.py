@@ -25,7 +25,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-PollKind = Literal["quotes", "calendar", "earnings", "targets"]
+PollKind = Literal["quotes", "calendar", "earnings", "targets", "confirm"]
 ProviderErrorKind = Literal["auth", "rate_limited", "unavailable", "data", "unsupported"]
 DeliveryOutcome = Literal["delivered", "retry", "dead"]
 JobEvent = Literal["error", "missed", "max_instances"]

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from service.config import Settings
 from service.digest import digest_alert, due_firing
@@ -40,11 +41,12 @@ from service.errors import (
 )
 from service.health import HealthState
 from service.hours import is_market_open
-from service.market import NEW_YORK, PRICE_VARS, TARGET_VARS
+from service.market import NEW_YORK, PRICE_VARS, TARGET_VARS, EarningsEvent
 from service.marketdata import MarketData, SnapshotView
 from service.metrics import Metrics, PollKind, ProviderErrorKind
 from service.providers import prices_stale_after
 from service.providers.base import PartialQuotes, Provider
+from service.providers.plugin import Capability
 from service.recording import Pending, Recorder
 from service.rules import RuleSet
 from service.schedule import earnings_due, is_due, quote_interval
@@ -80,6 +82,8 @@ class Cadence:
     earnings_poll: timedelta = timedelta(seconds=30)
     call_deadline: timedelta = timedelta(seconds=10)
     provider_names: Sequence[str] = field(default_factory=lambda: ("finnhub",))
+    #: EARNWATCH_CONFIRM_WAIT with EARNWATCH_CONFIRM=2; None: confirmation off.
+    confirm_wait: timedelta | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cadence:
@@ -89,7 +93,20 @@ class Cadence:
             earnings_poll=settings.earnings_poll,
             call_deadline=settings.http_timeout,
             provider_names=tuple(settings.provider_names),
+            confirm_wait=settings.confirm_wait_if_on,
         )
+
+
+class SecondOpinion(Protocol):
+    """The providers as confirmation asks them (`FailoverProvider`): who answered the last
+    calendar call, and the calendar of another provider than that one."""
+
+    @property
+    def served(self) -> Mapping[Capability, str]: ...
+
+    async def earnings_besides(
+        self, source: str, start: date, end: date, symbols: Sequence[str]
+    ) -> tuple[str, list[EarningsEvent]]: ...
 
 
 def symbols_needing(ruleset: RuleSet, names: frozenset[str]) -> list[str]:
@@ -132,9 +149,12 @@ class Pipeline:
         source: str = "rule file",
         cadence: Cadence = Cadence(),
         stages: Sequence[Stage] = (),
+        second_opinion: SecondOpinion | None = None,
     ) -> None:
         """`stages` decide, in order, what becomes of each alert on each channel before it
-        is stored (`service/stages.py`); none: every alert is sent."""
+        is stored (`service/stages.py`); none: every alert is sent. With `second_opinion`
+        and `cadence.confirm_wait`, a report's actuals are confirmed by a second provider
+        before they count as reported (EARNWATCH_CONFIRM=2, `service/confirm.py`)."""
         self.provider = provider
         self.cadence = cadence
         self.stages = tuple(stages)
@@ -155,6 +175,9 @@ class Pipeline:
         self._evaluating = asyncio.Lock()
         self._errors_logged: set[tuple[str, str]] = set()
         self._errors_ruleset: RuleSet | None = None
+        self.second_opinion = second_opinion if cadence.confirm_wait is not None else None
+        self.confirm_polled: dict[str, datetime] = {}
+        self.data.confirming = self.second_opinion is not None
 
     @property
     def states(self) -> dict[tuple[str, str], RuleState]:
@@ -176,7 +199,9 @@ class Pipeline:
         saved = await asyncio.to_thread(self.store.load_market_data, "market")
         self.states = states
         self.data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()
+        self.data.confirming = self.second_opinion is not None
         self.earnings_polled.clear()
+        self.confirm_polled.clear()
         self._last_quotes = None
 
     async def calendar_cycle(self, now: datetime) -> None:
@@ -218,6 +243,7 @@ class Pipeline:
         TIME_EVALUATION, of the rules that move with the clock alone. Returns how many
         deliveries wait in the outbox."""
         changed = await self.poll_earnings(now, self.cadence.earnings_poll)
+        changed |= await self.confirm_reports(now)
         if changed or is_due(self._last_evaluation, now, TIME_EVALUATION):
             self._last_evaluation = now
             await self.evaluate(now, changed)
@@ -274,6 +300,11 @@ class Pipeline:
             return set()
         self._succeeded(kind, now)
         changed = self.data.apply_events(events, symbols, start, end)
+        if self.second_opinion is not None and self.cadence.confirm_wait is not None:
+            # Who answered the call just awaited: set as it returned, with no await since.
+            source = self.second_opinion.served.get(Capability.EARNINGS)
+            wait = self.cadence.confirm_wait
+            changed |= self.data.settle(now, wait, source=source, symbols=symbols)
         for symbol in sorted(changed):
             for event in self.data.events.get(symbol, ()):
                 if start <= event.date <= end:
@@ -285,6 +316,62 @@ class Pipeline:
                         event.fiscal_period or "",
                         " reported" if event.reported else "",
                     )
+        return changed
+
+    async def confirm_reports(self, now: datetime) -> set[str]:
+        """EARNWATCH_CONFIRM=2: the verdicts the wait changed, then, every
+        EARNWATCH_EARNINGS_POLL, the second provider's calendar for the reports still
+        awaiting it. Returns the symbols whose verdict changed."""
+        wait, opinion = self.cadence.confirm_wait, self.second_opinion
+        if wait is None or opinion is None:
+            return set()
+        changed = self.data.settle(now, wait)
+        awaiting = self.data.awaiting_second(now, wait)
+        watched = self.rules().symbols
+        interval = self.cadence.earnings_poll
+        due = {
+            s: events
+            for s, events in awaiting.items()
+            if s in watched and is_due(self.confirm_polled.get(s), now, interval)
+        }
+        by_source: dict[str, dict[str, list[EarningsEvent]]] = {}
+        for symbol, events in due.items():
+            self.confirm_polled[symbol] = now
+            for event in events:
+                history = self.data.reports[symbol][event.report_key]
+                by_source.setdefault(history.source or "", {}).setdefault(symbol, []).append(event)
+        for source, reports in by_source.items():
+            dates = [e.date for events in reports.values() for e in events]
+            start, end = min(dates) - timedelta(days=1), max(dates) + timedelta(days=1)
+            symbols = sorted(reports)
+            # While two disagree, either may correct itself: the first is re-read too.
+            suspect = [
+                s
+                for s in symbols
+                if any(self.data.reports[s][e.report_key].suspect for e in reports[s])
+            ]
+            if suspect:
+                changed |= await self._calendar(suspect, start, end, now, "earnings")
+            try:
+                name, rows = await opinion.earnings_besides(source, start, end, symbols)
+            except ProviderError as exc:
+                self._failed(f"confirmation of {len(symbols)} symbol(s)", exc, now)
+                continue
+            self._succeeded("confirm", now)
+            verdicts = self.data.apply_second(name, rows, reports, now, wait)
+            for symbol in sorted(verdicts):
+                for event in reports[symbol]:
+                    h = self.data.reports[symbol][event.report_key]
+                    log.info(
+                        "confirmation %s %s: %s and %s, confirmed by %d%s",
+                        symbol,
+                        event.report_key,
+                        h.source,
+                        h.second or f"{name} (no figures yet)",
+                        h.confirmed_by or 0,
+                        ", figures disagree" if h.suspect else "",
+                    )
+            changed |= verdicts
         return changed
 
     async def poll_quotes(

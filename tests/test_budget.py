@@ -96,3 +96,21 @@ def test_counts_of_a_rule_set() -> None:
         "  - {name: c, symbols: [AAPL], when: price > target_median}\n"
     )
     assert counts_of(ruleset) == Counts(symbols=3, price_symbols=2, target_symbols=1)
+
+
+def test_confirmation_calls_are_counted_per_report_on_the_second_provider() -> None:
+    on = settings(providers="finnhub,fmp", confirm="2", earnings_poll=timedelta(seconds=30))
+    plan = rule_budget(on, Counts(10, 10, 0))
+    assert plan.confirmation is not None
+    cost = plan.confirmation
+    assert (cost.first, cost.second) == ("finnhub", "fmp")
+    # FMP: one page per 7-day window; 10 min at 30 s: 20 reads; 2 h of disagreement: 240
+    assert (cost.agreed, cost.alone, cost.disagreed) == (1, 20, 240)
+    line = next(x for x in plan.lines() if x.startswith("confirmation"))
+    assert "fmp is asked 1 call(s) per report" in line and "up to 20 while only finnhub" in line
+    nasdaq = rule_budget(settings(providers="fmp,nasdaq", confirm="2"), Counts(10, 10, 0))
+    assert nasdaq.confirmation is not None and nasdaq.confirmation.per_poll == 3  # 3 days
+    assert rule_budget(settings(providers="finnhub,fmp"), Counts(10, 10, 0)).confirmation is None
+    assert not any(
+        x.startswith("confirmation") for x in rule_budget(settings(), Counts(1, 1, 0)).lines()
+    )

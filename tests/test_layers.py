@@ -24,6 +24,7 @@ DOMAIN_MODULES = (
     "service.stages",
     "service.quiet",
     "service.figures",
+    "service.confirm",
     "service.explain",
     "service.rules",
     "service.ruletests",

@@ -20,7 +20,7 @@ from service.errors import ConfigError
 from service.providers import finnhub, fmp, nasdaq, replay
 from service.providers.base import Provider
 from service.providers.failover import FailoverProvider
-from service.providers.plugin import ProviderType, declaration_problems
+from service.providers.plugin import Capability, ProviderType, declaration_problems
 
 #: Every provider by name, in the order `known providers` lists them: one line per module.
 
@@ -55,6 +55,7 @@ __all__ = [
     "Provider",
     "ProviderType",
     "build_providers",
+    "confirmation_problem",
     "prices_stale_after",
     "quote_refresh_period",
 ]
@@ -101,6 +102,8 @@ def build_providers(settings: Settings, *, clock: Clock | None = None) -> Failov
         known = ", ".join(PROVIDERS)
         what = f"unknown provider {unknown[0]!r}" if unknown else "no provider listed"
         raise ConfigError(f"EARNWATCH_PROVIDERS: {what}; known providers: {known}")
+    if (problem := confirmation_problem(settings)) is not None:
+        raise ConfigError(problem)
     types = [PROVIDERS[name] for name in dict.fromkeys(names)]
     # Keys are checked before any client is built, so a ConfigError leaves none open.
     for ptype in types:
@@ -109,3 +112,24 @@ def build_providers(settings: Settings, *, clock: Clock | None = None) -> Failov
     built = [ptype.factory(settings, clock) for ptype in types]
     serves = {ptype.name: ptype.capabilities for ptype in types}
     return FailoverProvider(built, clock=clock, serves=serves)
+
+
+def earnings_providers(settings: Settings) -> list[str]:
+    """The providers of EARNWATCH_PROVIDERS that carry earnings figures, in order."""
+    names = [n for n in dict.fromkeys(settings.provider_names) if n in PROVIDERS]
+    return [n for n in names if Capability.EARNINGS in PROVIDERS[n].capabilities]
+
+
+def confirmation_problem(settings: Settings) -> str | None:
+    """The one-line error of EARNWATCH_CONFIRM=2 with fewer than two providers carrying
+    earnings figures (`check` and startup print it), or None."""
+    if settings.confirm_wait_if_on is None:
+        return None
+    carrying = earnings_providers(settings)
+    if len(carrying) >= 2:
+        return None
+    listed = ", ".join(carrying) or "none"
+    return (
+        "EARNWATCH_CONFIRM=2: needs at least two providers with earnings figures in "
+        f"EARNWATCH_PROVIDERS (e.g. finnhub,fmp); it lists {listed}"
+    )

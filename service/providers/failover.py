@@ -68,6 +68,8 @@ class FailoverProvider:
         self._clock = clock or SystemClock()
         self._health = [_Health() for _ in self.providers]
         self._serves = dict(serves or {})
+        #: By call, the name of the provider that answered it last (for confirmation).
+        self.served: dict[Capability, str] = {}
 
     async def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """The first provider's full answer; when none answers in full, the first
@@ -94,6 +96,21 @@ class FailoverProvider:
     async def price_targets(self, symbol: str) -> PriceTargets | None:
         return await self._first(Capability.PRICE_TARGETS, lambda p: p.price_targets(symbol))
 
+    async def earnings_besides(
+        self, source: str, start: date, end: date, symbols: Sequence[str]
+    ) -> tuple[str, list[EarningsEvent]]:
+        """The calendar from the first provider serving earnings other than `source` (a
+        second opinion on `source`'s actuals, EARNWATCH_CONFIRM=2), with its name; each
+        call is counted by that provider's own limiter. Raises like `earnings`."""
+        served: list[str] = []
+
+        async def ask(provider: Provider) -> list[EarningsEvent]:
+            served.append(provider.name)
+            return await provider.earnings(start, end, symbols)
+
+        events = await self._first(Capability.EARNINGS, ask, skip=source, record=False)
+        return served[-1], events
+
     async def aclose(self) -> None:
         for provider in self.providers:
             await provider.aclose()
@@ -107,9 +124,18 @@ class FailoverProvider:
             if h.until is not None and h.until > moment
         ]
 
-    async def _first(self, call: Capability, run: Callable[[Provider], Awaitable[T]]) -> T:
+    async def _first(
+        self,
+        call: Capability,
+        run: Callable[[Provider], Awaitable[T]],
+        *,
+        skip: str | None = None,
+        record: bool = True,
+    ) -> T:
         last: ProviderError | None = None
         for provider, health in zip(self.providers, self._health, strict=True):
+            if provider.name == skip:
+                continue
             if call not in self._serves.get(provider.name, (call,)):
                 log.debug("%s does not serve %s; skipped", provider.name, call)
                 last = ProviderUnsupported(provider.name, f"does not serve {call}")
@@ -129,6 +155,8 @@ class FailoverProvider:
             if health.failures:
                 log.info("%s recovered", provider.name)
             health.failures, health.until, health.last_error = 0, None, None
+            if record:
+                self.served[call] = provider.name
             return result
         if last is None:
             last = ProviderUnavailable(self.name, f"no provider could serve {call}")

@@ -46,6 +46,8 @@ VARIABLE_TYPES: Final[Mapping[str, str]] = {
     "session": STR,
     "reported": BOOL,
     "consensus_frozen": BOOL,
+    "data_suspect": BOOL,
+    "figures_from": STR,
     "earnings_date_previous": DATE,
     "earnings_date_changed": BOOL,
     "earnings_time_previous": STR,

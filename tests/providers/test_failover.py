@@ -198,3 +198,26 @@ async def test_build_providers_passes_the_declared_capabilities(monkeypatch, clo
         targets = await chain.price_targets("LUMN")
     await chain.aclose()
     assert targets is not None and asked == []
+
+
+@pytest.mark.anyio
+async def test_a_second_opinion_comes_from_another_provider_than_the_source(chain):
+    """EARNWATCH_CONFIRM=2: `served` names who answered the calendar, and
+    `earnings_besides` asks the next provider serving earnings, never the source."""
+    with respx.mock(assert_all_mocked=True) as router:
+        finnhub = router.get(f"{FINNHUB}/calendar/earnings").mock(
+            return_value=httpx.Response(200, json={"earningsCalendar": []})
+        )
+        fmp = router.get(f"{FMP}/earnings-calendar").mock(return_value=httpx.Response(200, json=[]))
+        await chain.earnings(date(2026, 11, 2), date(2026, 11, 4), ["LUMN"])
+        assert chain.served[Capability.EARNINGS] == "finnhub"
+        name, rows = await chain.earnings_besides(
+            "finnhub", date(2026, 11, 2), date(2026, 11, 4), ["LUMN"]
+        )
+        assert (name, rows) == ("fmp", [])
+        assert chain.served[Capability.EARNINGS] == "finnhub"  # a second opinion is not recorded
+        # the source failing over to FMP: the second opinion is Finnhub's
+        name, _rows = await chain.earnings_besides(
+            "fmp", date(2026, 11, 2), date(2026, 11, 4), ["LUMN"]
+        )
+    assert name == "finnhub" and (finnhub.call_count, fmp.call_count) == (2, 1)
