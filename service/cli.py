@@ -286,6 +286,41 @@ def demo(
 
 
 @app.command()
+def replay(
+    scenario: Annotated[
+        str, typer.Argument(help="a scenario file (JSON), or a bundled one: lumn-q4-2025")
+    ],
+    rules: Annotated[
+        Path | None,
+        typer.Option("--rules", help="rule file (default: the scenario's bundled rules)"),
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option("--speed", help="N times real time (default: ~40 s in all)")
+    ] = None,
+    instant: Annotated[bool, typer.Option("--instant", help="as fast as possible")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="draw the run into FILE (.png or .svg)")
+    ] = None,
+) -> None:
+    """Run rules over a recorded scenario on a simulated clock and print each alert as it
+    fires (no network, nothing sent); --plot draws the prices, levels and alerts."""
+    from service.replay import replay_command
+
+    code = asyncio.run(
+        replay_command(
+            scenario,
+            rules=rules,
+            speed=speed,
+            instant=instant,
+            plot=plot,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(f"earnwatch {__version__}")

@@ -131,4 +131,10 @@ async def run_demo(*, seconds: float = DEMO_SECONDS, out: TextIO = sys.stdout) -
             file=out,
             flush=True,
         )
+        print(
+            f"Draw this run: earnwatch replay {scenario.name} --instant --plot "
+            f"{scenario.name.split('-')[0]}.png  (needs pip install 'earnwatch[plot]')",
+            file=out,
+            flush=True,
+        )
         return code if len(receiver.received) == len(history) else 1

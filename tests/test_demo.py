@@ -35,4 +35,5 @@ def test_the_demo_alerts_the_reminder_the_miss_the_drop_and_the_target(tmp_path:
     assert "($8.46 before it" in out
     assert "fell through the $7.56 median analyst target" in out
     assert "4 alert(s) fired, 4 delivered" in out
+    assert "Draw this run: earnwatch replay lumn-q4-2025 --instant --plot lumn.png" in out
     assert "Traceback" not in result.stderr

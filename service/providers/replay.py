@@ -11,13 +11,14 @@ It makes no network call and never fails for lack of a key.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import ClassVar, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from service.clock import Clock, SystemClock
 from service.config import Settings
@@ -27,6 +28,8 @@ from service.providers import base
 from service.providers.plugin import Capability, ProviderType
 
 DEFAULT_SCENARIO = "lumn-q4-2025.json"
+#: The rule file each bundled scenario ships with, under `service/data/demo/`.
+BUNDLED_RULES: Final[Mapping[str, str]] = {"lumn-q4-2025": "rules.yaml"}
 
 
 class _Model(BaseModel):
@@ -86,20 +89,86 @@ class Scenario(_Model):
     notes: tuple[str, ...] = ()
     symbols: dict[str, SymbolData]
 
+    @model_validator(mode="after")
+    def _span(self) -> Scenario:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a path: `symbols.LUMN.prices[3].price`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def scenario_problems(exc: ValidationError) -> list[str]:
+    """One `FIELD: what is wrong` per problem pydantic found."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = _field(tuple(error["loc"]))
+        lines.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    return lines
+
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; ConfigError names the file on any problem."""
+    """Read and validate a scenario file. ConfigError on any problem, one line that names
+    the file and the field (`FILE: symbols.LUMN.prices[3].price: Input should be greater
+    than 0`), with how many more problems there are."""
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the scenario: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the scenario is not UTF-8 text") from None
+    try:
         return Scenario.model_validate_json(text)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"replay scenario {path}: {type(exc).__name__}") from exc
+    except ValidationError as exc:
+        problems = scenario_problems(exc)
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ConfigError(f"{path}: {problems[0]}{more}") from None
+
+
+def _bundled(file: str) -> Traversable:
+    return resources.files("service") / "data" / "replay" / file
+
+
+def bundled_scenarios() -> tuple[str, ...]:
+    """The names of the scenarios shipped with Earnwatch."""
+    folder = resources.files("service") / "data" / "replay"
+    return tuple(
+        sorted(
+            entry.name.removesuffix(".json")
+            for entry in folder.iterdir()
+            if entry.name.endswith(".json")
+        )
+    )
+
+
+def bundled_scenario(name: str) -> Scenario:
+    """A shipped scenario by name (`lumn-q4-2025`); ConfigError names the ones there are."""
+    if name not in bundled_scenarios():
+        raise ConfigError(
+            f"no bundled scenario {name!r} (bundled: {', '.join(bundled_scenarios())}); "
+            "or give the path of a scenario file"
+        )
+    return Scenario.model_validate_json(_bundled(f"{name}.json").read_text(encoding="utf-8"))
+
+
+def bundled_rules(name: str) -> str | None:
+    """The rule file shipped for a bundled scenario (its `${DEMO_WEBHOOK_URL}` still to
+    be filled in), or None when it has none."""
+    file = BUNDLED_RULES.get(name)
+    if file is None:
+        return None
+    return (resources.files("service") / "data" / "demo" / file).read_text(encoding="utf-8")
 
 
 def default_scenario() -> Scenario:
     """The shipped scenario: LUMN's Q4 2025 report (after the close on 2026-02-03)."""
-    source = resources.files("service") / "data" / "replay" / DEFAULT_SCENARIO
-    return Scenario.model_validate_json(source.read_text(encoding="utf-8"))
+    return bundled_scenario(DEFAULT_SCENARIO.removesuffix(".json"))
 
 
 def _build(settings: Settings, clock: Clock | None) -> ReplayProvider:
