@@ -278,17 +278,32 @@ def demo(
     seconds: Annotated[
         float, typer.Option("--seconds", min=5, help="how long the replay takes")
     ] = 40.0,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario", help="a bundled scenario: lumn-q4-2025, or synthetic-moves (invented)"
+        ),
+    ] = "lumn-q4-2025",
 ) -> None:
-    """Run the real daemon offline on LUMN's Q4 2025 report, replayed on a fast clock."""
+    """Run the real daemon offline on LUMN's Q4 2025 report (or --scenario), replayed on a
+    fast clock."""
     from service.demo import run_demo
 
-    raise typer.Exit(asyncio.run(run_demo(seconds=seconds)))
+    try:
+        code = asyncio.run(run_demo(seconds=seconds, scenario_name=scenario))
+    except ConfigError as exc:
+        typer.echo(f"earnwatch demo: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 @app.command()
 def replay(
     scenario: Annotated[
-        str, typer.Argument(help="a scenario file (JSON), or a bundled one: lumn-q4-2025")
+        str,
+        typer.Argument(
+            help="a scenario file (JSON), or a bundled one: lumn-q4-2025, synthetic-moves"
+        ),
     ],
     rules: Annotated[
         Path | None,

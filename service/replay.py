@@ -39,6 +39,8 @@ from service.rules import RuleSet
 
 #: Simulated time between two steps: every poll the settings below make due is run.
 STEP = timedelta(minutes=1)
+#: The calendar refresh of a replay (EARNWATCH_CALENDAR_REFRESH: 6 h by default).
+REPLAY_CALENDAR_REFRESH = timedelta(minutes=30)
 #: Without --speed or --instant a replay takes about this long, as the demo does.
 DEFAULT_SECONDS = 40.0
 #: The bundled rules' webhook: never called (no notifier is built), only validated.
@@ -70,7 +72,11 @@ def find_scenario(name_or_path: str) -> tuple[Scenario, str | None]:
     path = Path(name_or_path)
     if path.suffix == ".json" or path.exists() or "/" in name_or_path:
         return load_scenario(path), None
-    return bundled_scenario(name_or_path), bundled_rules(name_or_path)
+    try:
+        scenario = bundled_scenario(name_or_path)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; or give the path of a scenario file (.json)") from None
+    return scenario, bundled_rules(name_or_path)
 
 
 def replay_settings(database_url: str, **overrides: object) -> Settings:
@@ -80,6 +86,9 @@ def replay_settings(database_url: str, **overrides: object) -> Settings:
         "database_url": database_url,
         "providers": "replay",
         "http": "off",
+        # Every half hour (the daemon: 6 h): a change made after a report, when its
+        # report-window polls have stopped, is seen within half an hour.
+        "calendar_refresh": REPLAY_CALENDAR_REFRESH,
         "allow_private_targets": True,
         "price_poll": "1m",
         "off_hours_poll": "1m",

@@ -191,7 +191,10 @@ def build_figure(run: ReplayRun) -> Any:
                 )
                 first = False
             day += timedelta(days=1)
-        illustrative = " (illustrative figures)" if data.illustrative else ""
+        if scenario.synthetic:
+            illustrative = " (SYNTHETIC: invented figures)"
+        else:
+            illustrative = " (illustrative figures)" if data.illustrative else ""
         ax.set_title(f"{symbol}{illustrative}: replay of {scenario.name}", fontsize=12)
         ax.set_ylabel("price (USD)")
         ax.set_xlabel("time (New York, ET)")

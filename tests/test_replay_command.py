@@ -302,3 +302,36 @@ rules:
     rows = [line for line in out.getvalue().splitlines() if "  ACME  " in line]
     assert [row.split()[4] for row in rows] == ["eps-miss", "gap-down"]
     assert rows[0].startswith("Tue 2026-10-27 16:05 EDT")
+
+
+SYNTHETIC = [
+    (
+        "Mon 2026-02-09 12:00 EST",
+        "date-moved",
+        "moved its 2025Q4 report from 2026-02-11 to 2026-02-12 (bmo)",
+    ),
+    ("Tue 2026-02-10 11:00 EST", "time-changed", "now reports 2025Q4 amc on 2026-02-12 (was bmo)"),
+    ("Wed 2026-02-11 16:00 EST", "earnings-tomorrow", "amc on 2026-02-12 (in 24 h)"),
+    ("Thu 2026-02-12 16:05 EST", "eps-beat", "beat: EPS 1.25 vs 1.1 (+13.6%)"),
+    ("Thu 2026-02-12 17:00 EST", "consensus-revised", "1.3 now; the surprise still uses 1.1"),
+    ("Thu 2026-02-12 17:30 EST", "eps-miss", "EPS now reads 1.05 vs 1.1 (-4.5%)"),
+    (
+        "Fri 2026-02-13 09:30 EST",
+        "gap-down",
+        "opened -4.7% from its report price ($51.00 -> $48.60)",
+    ),
+    ("Fri 2026-02-13 12:00 EST", "under-48-50", "fell under $48.50: $48.10"),
+]
+
+
+def test_replay_of_the_synthetic_scenario_tells_the_moving_report(tmp_path: Path) -> None:
+    """The date moves (one alert, and the reminder for the new date and time only), the
+    time flips, the consensus is revised after the report (the surprise keeps the frozen
+    one), the EPS is corrected an hour later (the miss it becomes)."""
+    result = earnwatch("replay", "synthetic-moves", "--instant", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if "  SYNTH  " in line]
+    assert len(rows) == len(SYNTHETIC)
+    for row, (when, rule, text) in zip(rows, SYNTHETIC, strict=True):
+        assert row.startswith(when) and f"  {rule}  " in row and text in row, row
+    assert "8 alert(s) fired; nothing was sent." in result.stdout
