@@ -282,11 +282,61 @@ def demo(
     seconds: Annotated[
         float, typer.Option("--seconds", min=5, help="how long the replay takes")
     ] = 40.0,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario", help="a bundled scenario: lumn-q4-2025, or synthetic-moves (invented)"
+        ),
+    ] = "lumn-q4-2025",
 ) -> None:
-    """Run the real daemon offline on LUMN's Q4 2025 report, replayed on a fast clock."""
+    """Run the real daemon offline on LUMN's Q4 2025 report (or --scenario), replayed on a
+    fast clock."""
     from service.demo import run_demo
 
-    raise typer.Exit(asyncio.run(run_demo(seconds=seconds)))
+    try:
+        code = asyncio.run(run_demo(seconds=seconds, scenario_name=scenario))
+    except ConfigError as exc:
+        typer.echo(f"earnwatch demo: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def replay(
+    scenario: Annotated[
+        str,
+        typer.Argument(
+            help="a scenario file (JSON), or a bundled one: lumn-q4-2025, synthetic-moves"
+        ),
+    ],
+    rules: Annotated[
+        Path | None,
+        typer.Option("--rules", help="rule file (default: the scenario's bundled rules)"),
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option("--speed", help="N times real time (default: ~40 s in all)")
+    ] = None,
+    instant: Annotated[bool, typer.Option("--instant", help="as fast as possible")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="draw the run into FILE (.png or .svg)")
+    ] = None,
+) -> None:
+    """Run rules over a recorded scenario on a simulated clock and print each alert as it
+    fires (no network, nothing sent); --plot draws the prices, levels and alerts."""
+    from service.replay import replay_command
+
+    code = asyncio.run(
+        replay_command(
+            scenario,
+            rules=rules,
+            speed=speed,
+            instant=instant,
+            plot=plot,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    )
+    raise typer.Exit(code)
 
 
 @app.command()

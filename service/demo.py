@@ -14,15 +14,22 @@ import sys
 import tempfile
 import time
 from datetime import UTC
-from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
+import yaml
+
 from service.clock import FakeClock
-from service.config import load_settings
 from service.daemon import Daemon
+from service.errors import ConfigError
 from service.logs import setup_logging
-from service.providers.replay import ReplayProvider, default_scenario
+from service.providers.replay import (
+    DEFAULT_SCENARIO,
+    ReplayProvider,
+    bundled_rules,
+    bundled_scenario,
+)
+from service.replay import REPLAY_CALENDAR_REFRESH, replay_settings
 from service.store import open_store
 
 DEMO_SECONDS = 40.0
@@ -71,37 +78,43 @@ class Receiver:
             writer.close()
 
 
-async def run_demo(*, seconds: float = DEMO_SECONDS, out: TextIO = sys.stdout) -> int:
-    scenario = default_scenario()
+async def run_demo(
+    *,
+    seconds: float = DEMO_SECONDS,
+    out: TextIO = sys.stdout,
+    scenario_name: str = DEFAULT_SCENARIO.removesuffix(".json"),
+) -> int:
+    """The demo on a bundled scenario (ConfigError for one that is not bundled or has no
+    bundled rules)."""
+    scenario = bundled_scenario(scenario_name)
+    template = bundled_rules(scenario_name)
+    if template is None:
+        raise ConfigError(f"the bundled scenario {scenario_name!r} has no demo rules")
     span = (scenario.end - scenario.start).total_seconds()
-    clock = FakeClock(scenario.start, speed=span / seconds)
+    speed = span / seconds
+    clock = FakeClock(scenario.start, speed=speed)
     setup_logging(fmt="text", level="WARNING", secrets=())
     logging.getLogger("service.daemon").setLevel(logging.WARNING)
     receiver = Receiver(clock, out)
     url = await receiver.start()
     with tempfile.TemporaryDirectory(prefix="earnwatch-demo-") as folder:
         rules = Path(folder) / "rules.yaml"
-        template = resources.files("service").joinpath("data/demo/rules.yaml").read_text()
         rules.write_text(template.replace("${DEMO_WEBHOOK_URL}", url))
         database = Path(folder) / "earnwatch.db"
-        settings = load_settings(
-            env_file=None,
-            database_url=f"sqlite:///{database}",
-            providers="replay",
-            http="off",
-            allow_private_targets=True,
-            price_poll="1m",
-            off_hours_poll="1m",
-            earnings_poll="1m",
-            # The clock runs hundreds of times faster than real time: a lease of minutes
-            # would run out in a fraction of a second and a slow send would be re-sent.
-            delivery_lease="30d",
-        )
+        # The daemon's jobs run on the wall clock: the calendar every 30 simulated
+        # minutes, as `earnwatch replay` polls it.
+        refresh = (REPLAY_CALENDAR_REFRESH / speed).total_seconds()
+        settings = replay_settings(f"sqlite:///{database}", calendar_refresh=f"{refresh:.3f}s")
+        if scenario_name == DEFAULT_SCENARIO.removesuffix(".json"):
+            bundled = "reminder, revenue miss, target, post-earnings drop"
+        else:
+            names = [rule["name"] for rule in yaml.safe_load(template).get("rules", [])]
+            bundled = ", ".join(names)
         print(
             f"Earnwatch demo: {scenario.description}\n"
             f"Replaying {scenario.start:%Y-%m-%d %H:%MZ} to {scenario.end:%Y-%m-%d %H:%MZ} "
             f"in about {seconds:.0f} s ({span / seconds / 60:.0f} simulated minutes a second).\n"
-            f"Rules: {rules.name} (bundled: reminder, revenue miss, target, post-earnings drop); "
+            f"Rules: {rules.name} (bundled: {bundled}); "
             f"alerts go to a local webhook receiver:",
             file=out,
             flush=True,
@@ -128,6 +141,12 @@ async def run_demo(*, seconds: float = DEMO_SECONDS, out: TextIO = sys.stdout) -
             f"\nDone in {time.monotonic() - started:.0f} s: {len(history)} alert(s) fired, "
             f"{delivered} delivered. Go live: put FINNHUB_API_KEY in .env, write rules.yaml, "
             "run `earnwatch check` then `earnwatch run`.",
+            file=out,
+            flush=True,
+        )
+        print(
+            f"Draw this run: earnwatch replay {scenario.name} --instant --plot "
+            f"{scenario.name.split('-')[0]}.png  (needs pip install 'earnwatch[plot]')",
             file=out,
             flush=True,
         )

@@ -35,4 +35,55 @@ def test_the_demo_alerts_the_reminder_the_miss_the_drop_and_the_target(tmp_path:
     assert "($8.46 before it" in out
     assert "fell through the $7.56 median analyst target" in out
     assert "4 alert(s) fired, 4 delivered" in out
+    assert "Draw this run: earnwatch replay lumn-q4-2025 --instant --plot lumn.png" in out
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_demo_of_the_synthetic_scenario_shows_each_alert(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "demo",
+            "--seconds",
+            "8",
+            "--scenario",
+            "synthetic-moves",
+        ],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert out.startswith("Earnwatch demo: SYNTHETIC, invented")
+    rules = ["date-moved", "time-changed", "earnings-tomorrow", "eps-beat"]
+    after = ["consensus-revised", "eps-miss"]  # may be seen in the same pass: either order
+    last = ["gap-down", "under-48-50"]
+    at = {rule: out.index(f"SYNTH · {rule}") for rule in rules + after + last}
+    assert [at[r] for r in rules] == sorted(at[r] for r in rules)
+    assert at[rules[-1]] < min(at[r] for r in after) < max(at[r] for r in after) < at[last[0]]
+    assert at[last[0]] < at[last[1]]
+    assert "moved its 2025Q4 report from 2026-02-11 to 2026-02-12" in out
+    assert "the surprise still uses 1.1, the consensus before the figures" in out
+    assert "8 alert(s) fired, 8 delivered" in out
+    assert "Draw this run: earnwatch replay synthetic-moves --instant" in out
+
+
+def test_the_demo_refuses_a_scenario_that_is_not_bundled(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "demo", "--scenario", "nope"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "earnwatch demo: no bundled scenario 'nope' (bundled: lumn-q4-2025, synthetic-moves)"
+    ]

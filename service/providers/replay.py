@@ -4,20 +4,23 @@ events, and tests.
 A scenario is a JSON file (see `service/data/replay/lumn-q4-2025.json`) holding, per
 symbol, a price path, calendar rows and price targets. `ReplayProvider` answers as the
 world looked at `clock.now()`: the last price point at or before it, calendar rows with
-their actuals hidden (None) until their `published_at`, and targets once `updated`.
+their actuals hidden (None) until their `published_at` and each row's `changes` applied
+from their `at` on (a moved date, a flipped time, a revised consensus, corrected actuals),
+and targets once `updated`. The format is documented in the README ("The scenario format").
 It makes no network call and never fails for lack of a key.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
-from datetime import date
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import ClassVar, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from service.clock import Clock, SystemClock
 from service.config import Settings
@@ -27,6 +30,11 @@ from service.providers import base
 from service.providers.plugin import Capability, ProviderType
 
 DEFAULT_SCENARIO = "lumn-q4-2025.json"
+#: The rule file each bundled scenario ships with, under `service/data/demo/`.
+BUNDLED_RULES: Final[Mapping[str, str]] = {
+    "lumn-q4-2025": "rules.yaml",
+    "synthetic-moves": "synthetic-moves.rules.yaml",
+}
 
 
 class _Model(BaseModel):
@@ -45,8 +53,37 @@ class PricePoint(_Model):
     note: str = ""  # where the figure comes from, or "filled in"
 
 
+_Date = date
+
+
+class RowChange(_Model):
+    """From `at` on, the calendar row reads these fields instead (those left out keep
+    their value): a date that moves, a time that flips, a revised consensus, corrected
+    actuals. Actuals still show only from the row's `published_at` on."""
+
+    at: AwareDatetime
+    date: _Date | None = None  # (`date` is this field's name inside the class)
+    time: ReportTime | None = None
+    eps_estimate: float | None = None
+    eps_actual: float | None = None
+    revenue_estimate: float | None = None
+    revenue_actual: float | None = None
+    note: str = ""
+
+
+_CHANGEABLE: Final = (
+    "date",
+    "time",
+    "eps_estimate",
+    "eps_actual",
+    "revenue_estimate",
+    "revenue_actual",
+)
+
+
 class CalendarRow(_Model):
-    """One report; its actuals are reported from `published_at` on."""
+    """One report; its actuals are reported from `published_at` on, and `changes` change
+    its fields at given times."""
 
     date: date
     time: ReportTime = ReportTime.UNKNOWN
@@ -57,7 +94,29 @@ class CalendarRow(_Model):
     revenue_estimate: float | None = None
     revenue_actual: float | None = None
     published_at: AwareDatetime | None = None
+    changes: tuple[RowChange, ...] = ()
     note: str = ""
+
+    @model_validator(mode="after")
+    def _changes_change(self) -> CalendarRow:
+        for i, change in enumerate(self.changes):
+            if all(getattr(change, name) is None for name in _CHANGEABLE):
+                raise ValueError(
+                    f"changes[{i}] changes nothing: give one of {', '.join(_CHANGEABLE)}"
+                )
+        return self
+
+    def as_of(self, now: datetime) -> CalendarRow:
+        """The row as it reads at `now`: every change made at or before it applied, in
+        the order of their times."""
+        update: dict[str, object] = {}
+        for change in sorted(self.changes, key=lambda c: c.at):
+            if change.at > now:
+                break
+            update.update(
+                {n: getattr(change, n) for n in _CHANGEABLE if getattr(change, n) is not None}
+            )
+        return self.model_copy(update=update) if update else self
 
 
 class Targets(_Model):
@@ -77,29 +136,96 @@ class SymbolData(_Model):
 
 
 class Scenario(_Model):
-    """A recorded scenario: `start`..`end` is the span its data covers."""
+    """A recorded scenario: `start`..`end` is the span its data covers. `synthetic`: the
+    whole scenario is invented (to show behaviour), not a recording."""
 
     name: str
     description: str = ""
+    synthetic: bool = False
     start: AwareDatetime
     end: AwareDatetime
     notes: tuple[str, ...] = ()
     symbols: dict[str, SymbolData]
 
+    @model_validator(mode="after")
+    def _span(self) -> Scenario:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a path: `symbols.LUMN.prices[3].price`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def scenario_problems(exc: ValidationError) -> list[str]:
+    """One `FIELD: what is wrong` per problem pydantic found."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = _field(tuple(error["loc"]))
+        lines.append(f"{where}: {error['msg']}" if where else str(error["msg"]))
+    return lines
+
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; ConfigError names the file on any problem."""
+    """Read and validate a scenario file. ConfigError on any problem, one line that names
+    the file and the field (`FILE: symbols.LUMN.prices[3].price: Input should be greater
+    than 0`), with how many more problems there are."""
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the scenario: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the scenario is not UTF-8 text") from None
+    try:
         return Scenario.model_validate_json(text)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"replay scenario {path}: {type(exc).__name__}") from exc
+    except ValidationError as exc:
+        problems = scenario_problems(exc)
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise ConfigError(f"{path}: {problems[0]}{more}") from None
+
+
+def _bundled(file: str) -> Traversable:
+    return resources.files("service") / "data" / "replay" / file
+
+
+def bundled_scenarios() -> tuple[str, ...]:
+    """The names of the scenarios shipped with Earnwatch."""
+    folder = resources.files("service") / "data" / "replay"
+    return tuple(
+        sorted(
+            entry.name.removesuffix(".json")
+            for entry in folder.iterdir()
+            if entry.name.endswith(".json")
+        )
+    )
+
+
+def bundled_scenario(name: str) -> Scenario:
+    """A shipped scenario by name (`lumn-q4-2025`); ConfigError names the ones there are."""
+    if name not in bundled_scenarios():
+        raise ConfigError(
+            f"no bundled scenario {name!r} (bundled: {', '.join(bundled_scenarios())})"
+        )
+    return Scenario.model_validate_json(_bundled(f"{name}.json").read_text(encoding="utf-8"))
+
+
+def bundled_rules(name: str) -> str | None:
+    """The rule file shipped for a bundled scenario (its `${DEMO_WEBHOOK_URL}` still to
+    be filled in), or None when it has none."""
+    file = BUNDLED_RULES.get(name)
+    if file is None:
+        return None
+    return (resources.files("service") / "data" / "demo" / file).read_text(encoding="utf-8")
 
 
 def default_scenario() -> Scenario:
     """The shipped scenario: LUMN's Q4 2025 report (after the close on 2026-02-03)."""
-    source = resources.files("service") / "data" / "replay" / DEFAULT_SCENARIO
-    return Scenario.model_validate_json(source.read_text(encoding="utf-8"))
+    return bundled_scenario(DEFAULT_SCENARIO.removesuffix(".json"))
 
 
 def _build(settings: Settings, clock: Clock | None) -> ReplayProvider:
@@ -163,7 +289,8 @@ class ReplayProvider:
         events: list[EarningsEvent] = []
         for symbol in sorted(keep):
             data = self._data(symbol)
-            for row in data.calendar if data else ():
+            for recorded in data.calendar if data else ():
+                row = recorded.as_of(now)
                 if not start <= row.date <= end:
                     continue
                 out = row.published_at is not None and row.published_at <= now

@@ -11,7 +11,12 @@ import pytest
 from service.clock import FakeClock
 from service.errors import ConfigError
 from service.market import ReportTime, pct_change
-from service.providers.replay import ReplayProvider, default_scenario, load_scenario
+from service.providers.replay import (
+    ReplayProvider,
+    bundled_scenario,
+    default_scenario,
+    load_scenario,
+)
 
 FEB = date(2026, 2, 1), date(2026, 2, 28)
 
@@ -107,3 +112,54 @@ def test_a_bad_scenario_file_is_a_config_error(tmp_path: Path):
     good = tmp_path / "good.json"
     good.write_text(default_scenario().model_dump_json())
     assert load_scenario(good) == default_scenario()
+
+
+# --- calendar rows that change over time (the synthetic scenario) -----------------------
+
+
+@pytest.mark.anyio
+async def test_a_rows_changes_apply_from_their_time_and_actuals_stay_hidden_until_published():
+    scenario = bundled_scenario("synthetic-moves")
+    assert scenario.synthetic and "synthetic" in scenario.name
+    assert scenario.description.startswith("SYNTHETIC")
+
+    async def row(moment: str) -> tuple[object, ...]:
+        (event,) = await ReplayProvider(scenario, at(moment)).earnings(*FEB, ["SYNTH"])
+        return (event.date, event.time, event.eps_estimate, event.eps_actual)
+
+    assert await row("2026-02-09T16:59:00") == (date(2026, 2, 11), ReportTime.BMO, 1.10, None)
+    assert await row("2026-02-09T17:00:00") == (date(2026, 2, 12), ReportTime.BMO, 1.10, None)
+    assert await row("2026-02-10T16:00:00") == (date(2026, 2, 12), ReportTime.AMC, 1.10, None)
+    assert await row("2026-02-12T21:05:00") == (date(2026, 2, 12), ReportTime.AMC, 1.10, 1.25)
+    assert await row("2026-02-12T21:40:00") == (date(2026, 2, 12), ReportTime.AMC, 1.30, 1.25)
+    assert await row("2026-02-12T22:05:00") == (date(2026, 2, 12), ReportTime.AMC, 1.30, 1.05)
+
+
+def test_a_change_that_changes_nothing_is_refused_naming_the_field(tmp_path: Path):
+    data = json.loads(bundled_scenario("synthetic-moves").model_dump_json())
+    data["symbols"]["SYNTH"]["calendar"][0]["changes"].append({"at": "2026-02-10T00:00:00Z"})
+    bad = tmp_path / "moves.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(bad)
+    assert str(caught.value) == (
+        f"{bad}: symbols.SYNTH.calendar[0]: Value error, changes[4] changes nothing: give one "
+        "of date, time, eps_estimate, eps_actual, revenue_estimate, revenue_actual"
+    )
+    data["symbols"]["SYNTH"]["calendar"][0]["changes"][4] = {"at": "2026-02-10", "date": "x"}
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"calendar\[0\]\.changes\[4\]\.at: .*\(and 1 more"):
+        load_scenario(bad)
+
+
+def test_a_scenario_without_changes_or_synthetic_still_loads(tmp_path: Path):
+    """Backward compatible: the fields added for the synthetic scenario are optional."""
+    data = json.loads(default_scenario().model_dump_json())
+    for symbol in data["symbols"].values():
+        for row in symbol["calendar"]:
+            del row["changes"]
+    del data["synthetic"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    assert load_scenario(old) == default_scenario()
+    assert not default_scenario().synthetic
