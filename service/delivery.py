@@ -65,7 +65,7 @@ from service.store import AttemptRecord, ClaimedDelivery, Finished, Outcome, Sto
 logger = logging.getLogger(__name__)
 
 #: Sends in flight by default (EARNWATCH_DELIVERY_CONCURRENCY's default).
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = 16
 
 #: What a finished attempt did to its delivery, as metrics count it.
 Result = Literal["delivered", "retry", "dead"]
