@@ -260,7 +260,7 @@ class DeliveryWorker:
         if gate is not None:
             gate.release()
             if self._claims.sent(delivery):
-                self.wake()  # nothing claimed ahead for this host: claim the next batch
+                self.wake()  # the host was skipped by claims, and no longer is
 
     async def _attempt(self, delivery: ClaimedDelivery) -> None:
         started = self._clock.now()

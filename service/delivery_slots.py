@@ -81,14 +81,14 @@ class Claims:
     def sent(self, delivery: ClaimedDelivery) -> bool:
         """The delivery's send ended (its record may still be on its way): it no longer
         counts against its host, still held (its lease renewed, never claimed again).
-        True when its host has no claimed-ahead delivery left (a claim may take more)."""
+        True when this ends its host's cap (a claim skipped it, and may take more now)."""
         bound = self._bound.get(delivery.id)
         if bound is None or bound.destination is None:
             return False
         destination, bound.destination = bound.destination, None
         self._leave(destination)
         host = self._hosts.get(destination)
-        return host is None or host.load <= self.per_host
+        return host is not None and host.load == self.per_host
 
     def unbind(self, delivery: ClaimedDelivery) -> None:
         """The delivery's task ended (sent, failed, refused or cancelled)."""
