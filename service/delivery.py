@@ -170,7 +170,10 @@ class DeliveryWorker:
                             logger.error("delivery: cannot claim: %s", exc)
                             wait = self._idle_wait
                         due_at = loop.time() + wait
-                    timeout = None if due_at is None else max(0.0, due_at - loop.time())
+                    # no free slot: wait for a send to end (or a wake), never spin on a due time
+                    timeout = None
+                    if due_at is not None and free > 0:
+                        timeout = max(0.0, due_at - loop.time())
                     wake_wait = asyncio.ensure_future(self._wake.wait())
                     try:
                         done, _ = await asyncio.wait(
