@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     rules_watch: timedelta = timedelta(seconds=1)
 
     # --- delivery --------------------------------------------------------------------
-    delivery_concurrency: int = Field(8, ge=1)
+    delivery_concurrency: int = Field(16, ge=1)  # = delivery.DEFAULT_CONCURRENCY
     delivery_max_attempts: int = Field(12, ge=1)
     delivery_max_age: timedelta = timedelta(hours=24)
     delivery_lease: timedelta = timedelta(minutes=2)

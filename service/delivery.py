@@ -5,11 +5,14 @@ Promises:
   `backoff.compute_backoff` (exponential, ±50 % jitter, capped; never sooner than the
   receiver's Retry-After; both capped at `RETRY_AFTER_CAP`, 300 s, by default).
 - Every attempt is recorded with its time, outcome, HTTP status and error, together with
-  the delivery's new state, in one transaction. The error is scrubbed of the channel's
-  secrets (its URL's path and query too: a 404 body may quote them) and passed through the
-  process's secret mask before it is stored or logged. A delivery becomes `delivered`
-  only after the notifier returned, `dead` on a permanent error, after `max_attempts`, or
-  past `max_age`.
+  the delivery's new state, in one transaction; the attempts of concurrent deliveries that
+  finish within a few milliseconds share that transaction (`delivery_records.py`, a group
+  commit: one durable commit for the group). A send keeps its worker slot until its record
+  is committed, so a crash resends at most `concurrency` deliveries, with the same id.
+  The error is scrubbed of the channel's secrets (its URL's path and query too: a 404
+  body may quote them) and passed through the process's secret mask before it is stored
+  or logged. A delivery becomes `delivered` only after the notifier returned, `dead` on a
+  permanent error, after `max_attempts`, or past `max_age`.
 - Every send has a total deadline, the notifier's `deadline` (connect, request and the
   whole reply): a receiver that drips its reply cannot hold a send longer. A miss is a
   retryable attempt. The lease is always longer than the longest deadline (raised, with
@@ -17,7 +20,9 @@ Promises:
   for a host slot) goes on, so a delivery this process still works on is never claimed
   again, here or by another replica; if this process dies, the lease runs out.
 - At most `per_host` sends in flight per destination host (see `delivery_slots.py`): one
-  slow host cannot take every slot, and its surplus is left unclaimed in the database.
+  slow host cannot take every slot, and its surplus (beyond `per_host` more claimed
+  ahead) is left unclaimed in the database. A host's slot is freed when the send ends,
+  before the attempt is recorded.
 - A delivery whose channel is missing from the rule file (an edit in progress, a bad
   edit) waits for it: handed back untried, no attempt counted, the channel skipped by
   claims and looked at again each `channel_recheck`, until `max_age`.
@@ -34,7 +39,6 @@ Promises:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -44,6 +48,7 @@ from typing import Literal
 
 from service.backoff import RetryPolicy
 from service.clock import Clock
+from service.delivery_records import MAX_BATCH, MAX_WAIT, GroupCommit
 from service.delivery_slots import (
     Claims,
     destination_of,
@@ -55,9 +60,12 @@ from service.errors import DeliveryError, StoreError
 from service.notify.base import ChannelConfig, Notifier
 from service.notify.http import scrub
 from service.retry_after import RETRY_AFTER_CAP
-from service.store import AttemptRecord, ClaimedDelivery, Outcome, Store
+from service.store import AttemptRecord, ClaimedDelivery, Finished, Outcome, Store
 
 logger = logging.getLogger(__name__)
+
+#: Sends in flight by default (EARNWATCH_DELIVERY_CONCURRENCY's default).
+DEFAULT_CONCURRENCY = 16
 
 #: What a finished attempt did to its delivery, as metrics count it.
 Result = Literal["delivered", "retry", "dead"]
@@ -74,7 +82,7 @@ class DeliveryWorker:
         *,
         clock: Clock,
         rng: random.Random,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         per_host: int = 4,
         max_attempts: int = 12,
         max_age: timedelta = timedelta(hours=24),
@@ -87,6 +95,8 @@ class DeliveryWorker:
         renew_every: float | None = None,
         mask: Callable[[str], str] | None = None,
         on_outcome: Callable[[str, Result], None] | None = None,
+        record_batch: int = MAX_BATCH,
+        record_wait: float = MAX_WAIT,
     ) -> None:
         if concurrency < 1 or max_attempts < 1:
             raise ValueError("concurrency and max_attempts must be at least 1")
@@ -106,6 +116,8 @@ class DeliveryWorker:
         self._mask = mask or (lambda text: text)
         self._on_outcome = on_outcome  # (channel kind, delivered|retry|dead), for metrics
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._host_slots: dict[str, asyncio.Semaphore] = {}  # held while a send runs
+        self._records = GroupCommit(store, max_batch=record_batch, max_wait=record_wait)
         self._wake = asyncio.Event()
         # the recheck runs on our clock, so a FakeClock drives it in tests
         self._claims = Claims(
@@ -137,37 +149,61 @@ class DeliveryWorker:
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
             async with self._renewing():
+                loop = asyncio.get_running_loop()
+                claim_now = True  # at the start, after a wake(), at the due time
+                saturated = False  # the last claim took all it could: more may be due
+                due_at: float | None = None
                 while not stop.is_set():
                     self._wake.clear()  # a wake() from here on is not lost
                     # deliveries waiting for a host slot hold no worker slot
                     free = self._concurrency - (len(inflight) - self._claims.waiting())
-                    timeout: float | None = None
-                    if free > 0:
+                    if free > 0 and claim_now:
+                        claim_now = False
                         try:
-                            for delivery in await self._claim(free):
+                            claimed = await self._claim(free)
+                            for delivery in claimed:
                                 inflight.add(asyncio.create_task(self._deliver(delivery)))
-                            timeout = await self._seconds_until_due()
+                            # a full claim: more may be due; the next end of a send claims
+                            saturated = len(claimed) == free
+                            wait = self._idle_wait if saturated else await self._seconds_until_due()
                         except StoreError as exc:
                             logger.error("delivery: cannot claim: %s", exc)
-                            timeout = self._idle_wait
+                            wait = self._idle_wait
+                        due_at = loop.time() + wait
+                    # no free slot: wait for a send to end (or a wake), never spin on a due time
+                    timeout = None
+                    if due_at is not None and free > 0:
+                        timeout = max(0.0, due_at - loop.time())
                     wake_wait = asyncio.ensure_future(self._wake.wait())
                     try:
-                        await asyncio.wait(
+                        done, _ = await asyncio.wait(
                             {*inflight, wake_wait, stop_wait},
                             timeout=timeout,
                             return_when=asyncio.FIRST_COMPLETED,
                         )
                     finally:
                         wake_wait.cancel()
+                    ended = any(task in done for task in inflight)
                     inflight = {task for task in inflight if not task.done()}
+                    # a send that ends frees a worker slot: worth a claim only if the last
+                    # claim was cut short by the slots (else nothing more was due then)
+                    claim_now = (
+                        claim_now
+                        or self._wake.is_set()
+                        or (due_at is not None and loop.time() >= due_at)
+                        or (ended and saturated)
+                    )
                 if inflight:
                     await asyncio.gather(*inflight)
         finally:
             stop_wait.cancel()
+            crashed = any(not task.done() for task in inflight)
             for task in inflight:
                 task.cancel()  # only when run() itself was cancelled: a crash
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)
+            if crashed:
+                self._records.abandon()
 
     # --- claims, leases and host slots ---------------------------------------------------
 
@@ -206,7 +242,11 @@ class DeliveryWorker:
         try:
             gate = self._claims.gate(delivery)
             # the host's slot first: a delivery waiting for it holds no worker slot
-            async with gate if gate is not None else contextlib.nullcontext(), self._semaphore:
+            if gate is not None:
+                await gate.acquire()
+                self._host_slots[delivery.id] = gate
+            # the worker slot is kept until the attempt is recorded (see the docstring)
+            async with self._semaphore:
                 await self._attempt(delivery)
         except StoreError as exc:
             # the send may have happened; the lease will bring the row back
@@ -214,7 +254,16 @@ class DeliveryWorker:
         except Exception:
             logger.exception("delivery %s: internal error; retried after the lease", delivery.id)
         finally:
+            self._sent(delivery)
             self._claims.unbind(delivery)
+
+    def _sent(self, delivery: ClaimedDelivery) -> None:
+        """The send is over (or never happens): free the host's slot for the next one."""
+        gate = self._host_slots.pop(delivery.id, None)
+        if gate is not None:
+            gate.release()
+            if self._claims.sent(delivery):
+                self.wake()  # the host was skipped by claims, and no longer is
 
     async def _attempt(self, delivery: ClaimedDelivery) -> None:
         started = self._clock.now()
@@ -308,9 +357,9 @@ class DeliveryWorker:
             status_code=status_code,
             error=error,
         )
-        moved = await asyncio.to_thread(
-            self._store.finish, delivery.id, record, new_status, next_at
-        )
+        self._sent(delivery)
+        # recorded with the other attempts finishing now, in one transaction
+        moved = await self._records.record(Finished(delivery.id, record, new_status, next_at))
         if moved and self._on_outcome is not None:
             result: Result = "retry" if new_status == "pending" else new_status
             self._on_outcome(delivery.kind, result)

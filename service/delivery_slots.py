@@ -3,14 +3,18 @@ sends in flight per destination host, and which channels the next claim must ski
 
 Promises:
 - A claimed delivery is *bound* to its destination (`host:port`, from its notifier) until
-  its task ends. At most `per_host` bound deliveries of one destination send at a time;
+  its send ends. At most `per_host` bound deliveries of one destination send at a time;
   the others wait for that host's slot, still claimed (their lease is renewed with the
   rest), and hold no worker slot, so `waiting()` is not counted against `concurrency`.
+- A delivery stops counting against its host when its send ends (`sent()`), before its
+  attempt is recorded: the host's next send need not wait for our commit.
 - `excluded()` names the channels the next claim skips: those whose destination already
-  has `per_host` deliveries bound (so a host at its cap stays unclaimed in the database,
-  never claimed in a loop), and channels recently found missing from the rule file
-  (their deliveries wait for the channel; each is looked at again after `recheck`
-  seconds, so one that outlives its max age is still given up).
+  has more than `per_host` deliveries bound (each slot sending, and at least one claimed
+  ahead, waiting for a slot: claims come in batches, not one per finished send), so a
+  host at its cap stays unclaimed in the database, never claimed in a loop; and the
+  channels recently found missing from the rule file (their deliveries wait for the
+  channel; each is looked at again after `recheck` seconds, so one that outlives its max
+  age is still given up).
 - `renewing()` renews the lease of every delivery held, every third of a lease, for as
   long as its block runs.
 - Not thread-safe: used from the worker's event loop only.
@@ -74,15 +78,29 @@ class Claims:
                 host = self._hosts[destination] = _Host(asyncio.Semaphore(self.per_host))
             host.load += 1
 
+    def sent(self, delivery: ClaimedDelivery) -> bool:
+        """The delivery's send ended (its record may still be on its way): it no longer
+        counts against its host, still held (its lease renewed, never claimed again).
+        True when this ends its host's cap (a claim skipped it, and may take more now)."""
+        bound = self._bound.get(delivery.id)
+        if bound is None or bound.destination is None:
+            return False
+        destination, bound.destination = bound.destination, None
+        self._leave(destination)
+        host = self._hosts.get(destination)
+        return host is not None and host.load == self.per_host
+
     def unbind(self, delivery: ClaimedDelivery) -> None:
         """The delivery's task ended (sent, failed, refused or cancelled)."""
         bound = self._bound.pop(delivery.id, None)
-        if bound is None or bound.destination is None:
-            return
-        host = self._hosts[bound.destination]
+        if bound is not None and bound.destination is not None:
+            self._leave(bound.destination)
+
+    def _leave(self, destination: str) -> None:
+        host = self._hosts[destination]
         host.load -= 1
         if host.load <= 0:
-            del self._hosts[bound.destination]
+            del self._hosts[destination]
 
     def gate(self, delivery: ClaimedDelivery) -> asyncio.Semaphore | None:
         """The host slot this delivery must hold while it sends, if it sends anywhere."""
@@ -100,8 +118,10 @@ class Claims:
         return sum(max(0, host.load - self.per_host) for host in self._hosts.values())
 
     def full(self) -> set[str]:
-        """Destinations with `per_host` or more deliveries bound."""
-        return {name for name, host in self._hosts.items() if host.load >= self.per_host}
+        """Destinations with more than `per_host` deliveries bound: all their slots
+        sending and some claimed ahead (a slot that frees starts the next one without a
+        claim; the next claim, for the whole batch, comes when none is left waiting)."""
+        return {name for name, host in self._hosts.items() if host.load > self.per_host}
 
     def channel_missing(self, channel: str) -> bool:
         """Note that `channel` is not in the rule file; True the first time (to log it)."""

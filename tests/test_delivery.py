@@ -473,3 +473,106 @@ async def test_every_finished_attempt_is_reported_for_metrics(
         clock,
     )
     assert sorted(outcomes) == [("webhook", "dead"), ("webhook", "delivered"), ("webhook", "retry")]
+
+
+# --- group commit of finished attempts -------------------------------------------------
+
+
+def failing_flush(monkeypatch: pytest.MonkeyPatch, *, times: int | None) -> list[int]:
+    """Make the database fail inside the group commit's transaction, after its statements
+    ran (so a rollback must undo them): the first `times` groups (None: every group).
+    Returns the sizes of the groups that failed."""
+    from sqlalchemy.exc import OperationalError
+
+    from service.store import outbox
+
+    real = outbox.finish_many
+    failed: list[int] = []
+
+    def finish_many(connection: Any, finished: Sequence[Any]) -> list[bool]:
+        moved = real(connection, finished)
+        if times is None or len(failed) < times:
+            failed.append(len(finished))
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+        return moved
+
+    monkeypatch.setattr(outbox, "finish_many", finish_many)
+    return failed
+
+
+def backend_url(backend: str, request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return sqlite_url if backend == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+async def test_attempts_finishing_together_are_recorded_in_one_transaction(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(store, 8)
+    groups: list[int] = []
+    real = store.finish_many
+    monkeypatch.setattr(store, "finish_many", lambda items: groups.append(len(items)) or real(items))
+    notifier = FakeNotifier()
+    assert await make_worker(store, notifier, clock, concurrency=8, per_host=8).run_once() == 8
+    assert sum(groups) == 8 and max(groups) > 1  # grouped, each attempt once
+    assert delivered_count(store) == 8
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_failed_group_commit_loses_no_record_and_records_each_attempt_once(
+    backend: str,
+    request: pytest.FixtureRequest,
+    sqlite_url: str,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = open_store(backend_url(backend, request, sqlite_url))
+    record(store, 20)
+    failed = failing_flush(monkeypatch, times=1)
+    receiver = Receiver()
+    worker = make_worker(store, FakeNotifier(receiver), clock, concurrency=8, per_host=8)
+    assert await worker.run_once(limit=20) == 20
+    assert failed and failed[0] > 1  # a whole group's transaction failed
+    # its records were written again one by one: every delivery delivered, one attempt each
+    assert delivered_count(store) == 20 and store.pending_count() == 0
+    for entry in store.history(limit=50):
+        [delivery] = entry.deliveries
+        assert [a.outcome for a in store.attempts(delivery.id)] == ["ok"]
+    assert len(receiver.receipts) == len(set(receiver.ids())) == 20
+    store.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_sends_whose_records_cannot_be_committed_are_resent_with_their_ids_later(
+    backend: str,
+    request: pytest.FixtureRequest,
+    sqlite_url: str,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = backend_url(backend, request, sqlite_url)
+    store = open_store(url)
+    record(store, 20)
+    failing_flush(monkeypatch, times=None)  # the database takes no record at all
+    receiver = Receiver()
+    first = FakeNotifier(receiver, script=[http_error(500)] * 5)  # 5 refused, 15 acked
+    assert await make_worker(store, first, clock, concurrency=8, per_host=8).run_once(20) == 20
+    assert len(receiver.receipts) == 15
+    # nothing is marked delivered, nor moved on: all 20 are still claimed, under the lease
+    assert delivered_count(store) == 0 and store.pending_count() == 20
+    monkeypatch.undo()
+
+    clock.advance(LEASE + timedelta(seconds=1))  # the leases run out: claimed again
+    await drain(store, make_worker(store, FakeNotifier(receiver), clock), clock)
+    assert delivered_count(store) == 20 and store.pending_count() == 0
+    ids = receiver.ids()
+    assert len(set(ids)) == 20  # 0 lost; the 15 acked before are resent with the same id
+    assert len(ids) == 35 and all(ids.count(i) <= 2 for i in ids)
+    refused = set(first.calls[:5])
+    assert all(ids.count(i) == 1 for i in refused)  # delivered only after their 2xx
+    for entry in store.history(limit=50):
+        [delivery] = entry.deliveries
+        assert [(a.number, a.outcome) for a in store.attempts(delivery.id)] == [(2, "ok")]
+    store.close()

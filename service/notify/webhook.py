@@ -173,6 +173,8 @@ class WebhookNotifier:
             headers["webhook-signature"] = sign(key, msg_id, timestamp, body)
         response = await post(self._client, cfg.url.get_secret_value(), body, headers)
         status = response.status_code
+        if 200 <= status < 300:
+            return  # the reply body is read (keep-alive) but needs no scrubbing
         if 300 <= status < 400:
             why = "redirect not followed"
         elif status == 410:

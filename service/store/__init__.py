@@ -18,12 +18,13 @@ holder, so a holder that died loses them at once (`replica.py`).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.engine import RuleState
@@ -47,6 +48,7 @@ from service.store.types import (
     AttemptRecord,
     ClaimedDelivery,
     DeliverySummary,
+    Finished,
     HistoryEntry,
     NewAlert,
     Outcome,
@@ -67,6 +69,7 @@ __all__ = [
     "AttemptRecord",
     "ClaimedDelivery",
     "DeliverySummary",
+    "Finished",
     "HistoryEntry",
     "MarketData",
     "NewAlert",
@@ -135,11 +138,25 @@ class Store:
         self._replica_lock: ReplicaLock | None = None
         #: This process's identity as a lease holder (see `replica.py`).
         self.replica_id = new_replica_id()
+        # SQLite has one writer at a time: our own threads queue here (woken at once)
+        # rather than in SQLite's busy handler, which sleeps and polls (1 ms, then 2, 5,
+        # 10 ...). Other processes still meet the busy timeout.
+        self._write_lock = threading.Lock() if self.backend == "sqlite" else None
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (`db.write_tx`), after this process's other SQLite writers."""
+        if self._write_lock is None:
+            with write_tx(self._engine) as connection:
+                yield connection
+            return
+        with self._write_lock, write_tx(self._engine) as connection:
+            yield connection
 
     def _start(self, url: str, failover: timedelta) -> None:
         """The daemon's start (see `open_store`). Raises StoreError or SQLAlchemyError."""
         try:
-            with write_tx(self._engine) as connection:
+            with self._write() as connection:
                 probe_write(connection, self.replica_id, datetime.now(UTC))
                 voided = 0
                 if self.backend == "sqlite":
@@ -189,7 +206,7 @@ class Store:
     ) -> list[str]:
         """In one transaction: insert each new alert with one delivery per (channel, kind),
         skip alerts whose dedup key exists, and upsert `states`. Returns the new alert ids."""
-        with self._errors("record"), write_tx(self._engine) as connection:
+        with self._errors("record"), self._write() as connection:
             inserted = outbox.record(connection, alerts, now)
             state.save_states(connection, states)
             return inserted
@@ -208,7 +225,7 @@ class Store:
         if limit <= 0:
             return []
         holder = self._lease_holder()
-        with self._errors("claim"), write_tx(self._engine) as connection:
+        with self._errors("claim"), self._write() as connection:
             return outbox.claim(connection, now, limit, lease, holder, exclude, held)
 
     def finish(
@@ -220,8 +237,16 @@ class Store:
     ) -> bool:
         """Record the attempt and move the delivery (pending needs `next_attempt_at`).
         Returns False when the delivery had moved on (delivered, or claimed again)."""
-        with self._errors("finish"), write_tx(self._engine) as connection:
+        with self._errors("finish"), self._write() as connection:
             return outbox.finish(connection, delivery_id, attempt, new_status, next_attempt_at)
+
+    def finish_many(self, finished: Sequence[Finished]) -> list[bool]:
+        """`finish()` of every item in one transaction (one durable commit for the group);
+        whether each delivery moved. All or nothing: on StoreError none is recorded."""
+        if not finished:
+            return []
+        with self._errors("finish"), self._write() as connection:
+            return outbox.finish_many(connection, finished)
 
     def attempts(self, delivery_id: str) -> list[AttemptRecord]:
         """The recorded attempts of one delivery, oldest first."""
@@ -257,17 +282,17 @@ class Store:
 
     def save_states(self, states: Mapping[tuple[str, str], RuleState]) -> None:
         """Upsert rule states without alerts (e.g. a `for` delay started)."""
-        with self._errors("save_states"), write_tx(self._engine) as connection:
+        with self._errors("save_states"), self._write() as connection:
             state.save_states(connection, states)
 
     def delete_states(self, keys: Sequence[tuple[str, str]]) -> None:
         """Forget the state of (rule, symbol) pairs that left the rule file."""
-        with self._errors("delete_states"), write_tx(self._engine) as connection:
+        with self._errors("delete_states"), self._write() as connection:
             state.delete_states(connection, list(keys))
 
     def save_market_data(self, key: str, data_json: str, now: datetime) -> None:
         """Keep `data_json` under `key` (replacing what was there)."""
-        with self._errors("save_market_data"), write_tx(self._engine) as connection:
+        with self._errors("save_market_data"), self._write() as connection:
             state.save_market_data(connection, key, data_json, now)
 
     def load_market_data(self, key: str) -> MarketData | None:
@@ -289,7 +314,7 @@ class Store:
     ) -> Silence:
         """Store a new silence of `rule` and/or `symbol` from `starts_at` (default `now`)
         until `ends_at`, and return it. Raises ValueError when it names neither."""
-        with self._errors("add_silence"), write_tx(self._engine) as connection:
+        with self._errors("add_silence"), self._write() as connection:
             return silence_rows.add(
                 connection,
                 rule=rule,
@@ -307,7 +332,7 @@ class Store:
 
     def expire_silence(self, silence_id: str, now: datetime) -> Silence | None:
         """End a silence at `now` and return it; None when no silence of that id holds."""
-        with self._errors("expire_silence"), write_tx(self._engine) as connection:
+        with self._errors("expire_silence"), self._write() as connection:
             return silence_rows.expire(connection, silence_id, now)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -332,12 +357,12 @@ class Store:
 
     def renew(self, ids: Sequence[str], until: datetime) -> int:
         """Extend the leases of these deliveries, still `sending`, to `until`."""
-        with self._errors("renew"), write_tx(self._engine) as connection:
+        with self._errors("renew"), self._write() as connection:
             return leases.renew(connection, ids, until)
 
     def release(
         self, delivery_id: str, attempt_number: int, next_attempt_at: datetime, reason: str
     ) -> bool:
         """Hand a claim back untried (pending again, the attempt uncounted)."""
-        with self._errors("release"), write_tx(self._engine) as connection:
+        with self._errors("release"), self._write() as connection:
             return leases.release(connection, delivery_id, attempt_number, next_attempt_at, reason)

@@ -11,7 +11,9 @@ Promises:
   `sending` row whose lease ran out (its worker died) is due again, and so is one whose
   holder is known to be gone (`replica.py`), at once. Each claim counts one attempt, so a
   delivery that keeps crashing its worker still reaches `max_attempts`.
-- `finish()` records the attempt and moves the delivery in one transaction. `delivered` is
+- `finish()` records the attempt and moves the delivery in one transaction;
+  `finish_many()` does it for a group of finished attempts in one transaction (the
+  worker's group commit: one durable commit for many deliveries). `delivered` is
   final. A non-delivered outcome applies only while the caller still holds the claim (its
   attempt number matches and the row is `sending`), so a slow worker whose lease ran out
   cannot overwrite a newer claim.
@@ -48,6 +50,7 @@ from service.store.types import (
     AttemptRecord,
     ClaimedDelivery,
     DeliverySummary,
+    Finished,
     HistoryEntry,
     NewAlert,
     Route,
@@ -254,34 +257,52 @@ def finish(
 ) -> bool:
     """Record `attempt` and move the delivery to `new_status`. False when the delivery was
     not moved (already delivered, or claimed again by someone else since)."""
-    if new_status not in (PENDING, DELIVERED, DEAD):
-        raise ValueError(f"finish() cannot set status {new_status!r}")
-    if new_status == PENDING and next_attempt_at is None:
-        raise ValueError("a pending delivery needs next_attempt_at")
-    error = attempt.error[:MAX_ERROR_CHARS] if attempt.error else None
+    [moved] = finish_many(connection, [Finished(delivery_id, attempt, new_status, next_attempt_at)])
+    return moved
+
+
+def finish_many(connection: Connection, finished: Sequence[Finished]) -> list[bool]:
+    """`finish()` of each item, in the caller's one transaction (a group commit): one
+    INSERT of every attempt, then one guarded UPDATE per delivery. Whether each moved."""
+    for item in finished:
+        if item.new_status not in (PENDING, DELIVERED, DEAD):
+            raise ValueError(f"finish() cannot set status {item.new_status!r}")
+        if item.new_status == PENDING and item.next_attempt_at is None:
+            raise ValueError("a pending delivery needs next_attempt_at")
+    if not finished:
+        return []
+    errors = [(item.attempt.error or "")[:MAX_ERROR_CHARS] or None for item in finished]
     connection.execute(
-        ATTEMPT.insert().values(
-            delivery_id=delivery_id,
-            number=attempt.number,
-            started_at=attempt.started_at,
-            finished_at=attempt.finished_at,
-            outcome=attempt.outcome,
-            status_code=attempt.status_code,
-            error=error,
-            duration_ms=attempt.duration_ms,
-        )
+        ATTEMPT.insert(),
+        [
+            {
+                "delivery_id": item.delivery_id,
+                "number": item.attempt.number,
+                "started_at": item.attempt.started_at,
+                "finished_at": item.attempt.finished_at,
+                "outcome": item.attempt.outcome,
+                "status_code": item.attempt.status_code,
+                "error": error,
+                "duration_ms": item.attempt.duration_ms,
+            }
+            for item, error in zip(finished, errors, strict=True)
+        ],
     )
+    return [_move(connection, item, error) for item, error in zip(finished, errors, strict=True)]
+
+
+def _move(connection: Connection, item: Finished, error: str | None) -> bool:
     c = DELIVERY.c
-    conditions = [c.id == delivery_id, c.status != DELIVERED]
-    if new_status != DELIVERED:
-        conditions += [c.status == SENDING, c.attempts == attempt.number]
-    values: dict[str, object] = {"status": new_status, "lease_until": None}
+    conditions = [c.id == item.delivery_id, c.status != DELIVERED]
+    if item.new_status != DELIVERED:
+        conditions += [c.status == SENDING, c.attempts == item.attempt.number]
+    values: dict[str, object] = {"status": item.new_status, "lease_until": None}
     if error is not None:
         values["last_error"] = error
-    if next_attempt_at is not None:
-        values["next_attempt_at"] = next_attempt_at
-    if new_status == DELIVERED:
-        values["delivered_at"] = attempt.finished_at
+    if item.next_attempt_at is not None:
+        values["next_attempt_at"] = item.next_attempt_at
+    if item.new_status == DELIVERED:
+        values["delivered_at"] = item.attempt.finished_at
     result = connection.execute(update(DELIVERY).where(*conditions).values(**values))
     return result.rowcount == 1
 

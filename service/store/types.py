@@ -52,6 +52,17 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Finished:
+    """One finished attempt to record with `Store.finish_many()`: the attempt, and the
+    state it moves its delivery to (`pending` needs `next_attempt_at`)."""
+
+    delivery_id: str
+    attempt: AttemptRecord
+    new_status: Status
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeliverySummary:
     """Where one channel of an alert stands."""
 
