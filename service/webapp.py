@@ -389,6 +389,8 @@ async def serve(
         h11_max_incomplete_event_size=web.MAX_REQUEST_LINE,
     )
     config.load()
+    # uvicorn says "Shutting down" and the like at INFO under the name uvicorn.error.
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)
     sock = await asyncio.to_thread(_bind, host, port)
