@@ -17,8 +17,9 @@ the data known) and `armed`, in that order of precedence; `detail` says it in wo
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -345,15 +346,31 @@ async def read_status(app: App) -> dict[str, Any]:
         stream=stream,
         budget=rule_budget(app.settings, counts_of(ruleset)),
     )
-    snapshot = status_snapshot(
-        ruleset=ruleset,
-        states=app.pipeline.states,
-        data=app.pipeline.data,
-        silences=silences,
-        alerts=alerts,
-        replica=replica,
-        now=now,
-        source=str(app.rule_file.path),
-        store_error=store_error,
+    # The snapshot of a large rule file takes a while (bench/status_page.py): it is built in
+    # a thread, from copies taken here on the loop, so the daemon goes on meanwhile.
+    return await asyncio.to_thread(
+        functools.partial(
+            status_snapshot,
+            ruleset=ruleset,
+            states=dict(app.pipeline.states),
+            data=_copy(app.pipeline.data),
+            silences=silences,
+            alerts=alerts,
+            replica=replica,
+            now=now,
+            source=str(app.rule_file.path),
+            store_error=store_error,
+        )
     )
-    return snapshot
+
+
+def _copy(data: MarketData) -> MarketData:
+    """A copy the loop's later merges cannot change: every field's dict, and the dicts in
+    it, copied (the values themselves are frozen)."""
+    copied: dict[str, Any] = {}
+    for f in fields(data):
+        value = getattr(data, f.name)
+        if isinstance(value, dict):
+            value = {k: dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+        copied[f.name] = value
+    return MarketData(**copied)

@@ -120,6 +120,7 @@ class Routes:
         self._token = token.encode() if token else None
         self._session = session_value(token).encode() if token else None
         self._templates = _templates() if status is not None else None
+        self._building = asyncio.Lock()
 
     # --- access ------------------------------------------------------------------------
     def _authorized(self, request: Request, *, cookie: bool = True) -> bool:
@@ -172,7 +173,8 @@ class Routes:
     async def _snapshot(self) -> dict[str, Any] | None:
         assert self._status is not None
         try:
-            return _jsonable(await self._status())  # type: ignore[no-any-return]
+            async with self._building:  # one at a time: many open tabs do not pile up
+                return _jsonable(await self._status())  # type: ignore[no-any-return]
         except Exception:
             log.exception("web: reading the status failed")
             return None
@@ -184,10 +186,9 @@ class Routes:
         if snapshot is None:
             return _text(500, "status unavailable\n")
         assert self._templates is not None
-        try:
-            body = self._templates.get_template("status.html").render(
-                s=snapshot, refresh=REFRESH_SECONDS
-            )
+        template = self._templates.get_template("status.html")
+        try:  # in a thread: a page of thousands of rules takes a while to render
+            body = await asyncio.to_thread(template.render, s=snapshot, refresh=REFRESH_SECONDS)
         except Exception:
             log.exception("web: rendering the status page failed")
             return _text(500, "status unavailable\n")
@@ -199,7 +200,7 @@ class Routes:
         snapshot = await self._snapshot()
         if snapshot is None:
             return _text(500, "status unavailable\n")
-        body = json.dumps(snapshot, indent=1, allow_nan=False, default=str)
+        body = await asyncio.to_thread(json.dumps, snapshot, allow_nan=False, default=str)
         return Response(body, 200, media_type="application/json")
 
     async def login(self, request: Request) -> Response:

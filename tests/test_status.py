@@ -221,3 +221,14 @@ def test_the_replica_part_and_the_whole_snapshot_is_json() -> None:
     assert s["stream"] == {"connected": False, "down_since": None}
     assert s["budget"] is None
     json.dumps(s, allow_nan=False)
+
+
+def test_the_copy_read_in_a_thread_is_not_changed_by_later_merges() -> None:
+    from service.status import _copy
+
+    data = market()
+    copy = _copy(data)
+    assert copy == data
+    data.apply_quotes({"LUMN": Quote("LUMN", 9.9, 8.46, time=T0 + timedelta(seconds=1))}, T0)
+    data.reports["LUMN"].clear()
+    assert copy.quotes["LUMN"].price == 8.5 and copy.reports["LUMN"]
