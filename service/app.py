@@ -26,7 +26,7 @@ from service import parts
 from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.delivery import DeliveryWorker
-from service.errors import RuleFileError
+from service.errors import ConfigError, RuleFileError
 from service.health import HealthState
 from service.heartbeat import Heartbeat, build_heartbeat
 from service.logs import SecretMask
@@ -47,7 +47,7 @@ from service.rulefile import RuleFile
 from service.rules import RuleSet
 from service.store import Store
 from service.store.leader import Leader, leadership_for
-from service.web import WebServer, start_web
+from service.web import WebServer, refusal, start_web
 
 log = logging.getLogger(__name__)
 
@@ -251,14 +251,33 @@ class App:
         return self.rule_file.current
 
     async def start_http(self) -> WebServer | None:
-        """`/healthz` and `/metrics` on EARNWATCH_HTTP (None when it is off), closed with
-        the App. Raises OSError when the address cannot be listened on."""
+        """`/healthz`, `/metrics` and the status page (`/`, `/api/status`) on EARNWATCH_HTTP
+        (None when it is off), closed with the App. Raises ConfigError for a non-loopback
+        address without EARNWATCH_HTTP_TOKEN, OSError when the address cannot be listened
+        on."""
         if self.settings.http in ("", "off"):
             return None
+        from service.status import read_status
+
         host, port = self.settings.http_host_port
-        web = await start_web(host, port, lambda: self.health.check(self.clock.now()), self.metrics)
+        secret = self.settings.http_token
+        token = secret.get_secret_value() if secret is not None else None
+        refused = refusal(host, token)
+        if refused is not None:
+            raise ConfigError(refused)
+        web = await start_web(
+            host,
+            port,
+            lambda: self.health.check(self.clock.now()),
+            self.metrics,
+            status=lambda: read_status(self),
+            token=token,
+        )
         self._exits.push_async_callback(web.aclose)
-        log.info("health and metrics on http://%s", address(web.host, web.port))
+        access = "token required" if token else "open: loopback, no token"
+        log.info(
+            "status page, health and metrics on http://%s (%s)", address(web.host, web.port), access
+        )
         return web
 
     # --- leadership --------------------------------------------------------------------

@@ -103,7 +103,7 @@ def show_history(
                     f"{d.channel} ({d.kind})",
                     d.status,
                     str(d.attempts),
-                    _short(_note(d), 40),
+                    _short(delivery_note(d), 40),
                     _short(e.message.text) if i == 0 else "",
                 ]
             )
@@ -111,7 +111,7 @@ def show_history(
     return 0, format_table(headers, rows)
 
 
-def _note(delivery: DeliverySummary) -> str:
+def delivery_note(delivery: DeliverySummary) -> str:
     """The LAST ERROR cell: the error, or for a muted or deferred delivery the stage's
     reason (and when a deferred one goes)."""
     if delivery.status == "deferred":

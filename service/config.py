@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     rules_max_bytes: int = Field(DEFAULT_RULES_MAX_BYTES, ge=1)
     database_url: str = "sqlite:///earnwatch.db"
     http: str = "127.0.0.1:8787"
+    #: Needed to serve the status page on a non-loopback EARNWATCH_HTTP (service/web.py).
+    http_token: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     shutdown_grace: timedelta = timedelta(seconds=10)
@@ -151,6 +153,15 @@ class Settings(BaseSettings):
         if value.lower() in ("", "off"):
             return value.lower()
         parse_host_port(value)
+        return value
+
+    @field_validator("http_token")
+    @classmethod
+    def _http_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # empty: no token
+        if any(c.isspace() or not c.isprintable() for c in value.get_secret_value()):
+            raise ValueError("must be printable, without spaces (it is sent in a header)")
         return value
 
     @field_validator("log_level")

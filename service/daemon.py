@@ -139,6 +139,9 @@ class Daemon:
             except OSError as exc:
                 log.error("cannot start: %s", listen_error(self.settings, exc))
                 return 2
+            except ConfigError as exc:  # a non-loopback EARNWATCH_HTTP without its token
+                log.error("cannot start: %s", exc)
+                return 2
             await self._serve(app)
             return 0
         finally:

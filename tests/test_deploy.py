@@ -187,3 +187,40 @@ async def test_the_image_and_compose_healthchecks_pass_on_200_and_fail_on_503() 
         assert await run_healthcheck(compose_argv, web.port) != 0
     finally:
         await web.aclose()
+
+
+def test_compose_starts_the_replicas_with_a_token_it_does_not_hold() -> None:
+    text = COMPOSE.read_text()
+    for name in ("earnwatch-a", "earnwatch-b"):
+        env = compose()["services"][name]["environment"]
+        assert env["EARNWATCH_HTTP"] == "0.0.0.0:8787"  # not loopback: a token is required
+        assert env["EARNWATCH_HTTP_TOKEN"].startswith("${EARNWATCH_HTTP_TOKEN:?")
+    assert not re.search(r"EARNWATCH_HTTP_TOKEN:\s*['\"]?[A-Za-z0-9]", text)
+
+
+def test_the_image_and_the_env_example_say_where_the_token_comes_from() -> None:
+    assert "EARNWATCH_HTTP_TOKEN" in DOCKERFILE.read_text()
+    example = (DEPLOY.parent / ".env.example").read_text()
+    assert re.search(r"^EARNWATCH_HTTP_TOKEN=$", example, re.MULTILINE)  # empty: no default
+    readme = (DEPLOY / "README.md").read_text()
+    assert "EARNWATCH_HTTP_TOKEN" in readme
+
+
+@pytest.mark.anyio
+async def test_the_healthchecks_need_no_token_on_a_server_that_has_one() -> None:
+    healthcheck = dict(dockerfile_instructions(DOCKERFILE.read_text()))["HEALTHCHECK"]
+    image_argv = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
+    compose_test = compose()["services"]["earnwatch-a"]["healthcheck"]["test"]
+
+    async def status() -> dict[str, Any]:
+        return {}
+
+    web = await start_web(
+        "127.0.0.1", 0, lambda: (True, "ok"), Metrics(), status=status, token="t0ken-x"
+    )
+    try:
+        compose_argv = [a.replace("8787", str(web.port)) for a in compose_test[1:]]
+        assert await run_healthcheck(image_argv, web.port) == 0
+        assert await run_healthcheck(compose_argv, web.port) == 0
+    finally:
+        await web.aclose()
