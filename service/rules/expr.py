@@ -28,11 +28,12 @@ from service.rules.evaluation import (
     Vars,
     all_known,
     arithmetic,
+    compare_variable,
     comparison,
     finite,
     kleene_and,
     kleene_or,
-    number,
+    variable_number,
 )
 
 NUM, BOOL, STR, DATE = "number", "true/false", "string", "date"
@@ -258,7 +259,7 @@ class _Compiler:
             raise _at(node, f"unknown name {name!r}{suffix}")
         self.names.add(name)
         if VARIABLE_TYPES[name] == NUM:
-            return (lambda v, n=name: number(v.get(n))), NUM
+            return variable_number(name), NUM
         return (lambda v, n=name: v.get(n)), VARIABLE_TYPES[name]
 
     # --- logic -----------------------------------------------------------------------
@@ -290,6 +291,7 @@ class _Compiler:
     # --- comparisons -----------------------------------------------------------------
     def _Compare(self, node: ast.Compare) -> tuple[Fn, str]:
         left_fn, left_kind = self.node(node.left)
+        left_node: ast.expr = node.left
         if len(node.ops) > 1 and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
             raise _at(node, "`in` cannot be chained with other comparisons: join them with `and`")
         links: list[Fn] = []
@@ -305,7 +307,12 @@ class _Compiler:
                 raise _at(right, f"cannot compare a {left_kind} with a {right_kind}")
             if left_kind in (BOOL, STR) and isinstance(op, _ORDERED):
                 raise _at(right, f"a {left_kind} can only be compared with == or !=")
-            links.append(comparison(compare, left_fn, right_fn))
+            constant = _number(right) if isinstance(right, ast.Constant) else None
+            if isinstance(left_node, ast.Name) and left_kind == NUM and constant is not None:
+                links.append(compare_variable(compare, left_node.id, right.value))  # type: ignore[attr-defined]
+            else:
+                links.append(comparison(compare, left_fn, right_fn))
+            left_node = right
             left_fn, left_kind = right_fn, right_kind
         return (links[0] if len(links) == 1 else kleene_and(links)), BOOL
 
