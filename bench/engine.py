@@ -11,6 +11,7 @@ of the symbols have new data, and how many rules the idle time-only pass evaluat
 from __future__ import annotations
 
 import argparse
+import inspect
 import random
 import resource
 import statistics
@@ -27,9 +28,9 @@ from service.market import EarningsEvent, Quote, ReportTime, Snapshot
 from service.notify import CHANNEL_CONFIGS
 from service.rules import RuleSet, load_rules
 
-try:  # the wakes of time-only rules (issue #16); absent from older trees, for a "before"
+if "wakes" in inspect.signature(evaluate).parameters:  # issue #16; a "before" tree has none
     from service.wakes import Wakes
-except ImportError:  # pragma: no cover
+else:  # pragma: no cover
     Wakes = None  # type: ignore[assignment,misc]
 
 CONDITIONS = [
@@ -148,6 +149,11 @@ def main() -> None:
         idle.append(result.evaluated)
     idle_s = time.perf_counter() - started
 
+    day_ahead = ""
+    if wakes is not None:  # how many evaluations the next 24 h of idle ticks will make
+        horizon = (tick + timedelta(days=1)).timestamp()
+        woken = sum(1 for w in wakes.at.values() if w <= horizon)
+        day_ahead = f"; {woken:,} pairs wake within 24 h"
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = [
         ("rules / symbols", f"{len(ruleset.rules):,} / {len(ruleset.symbols):,}"),
@@ -178,7 +184,7 @@ def main() -> None:
         (
             f"idle 10 s ticks ({IDLE_TICKS}: 15 min)",
             f"{statistics.mean(idle):,.0f} evals/tick mean, {max(idle):,} max,"
-            f" {idle_s / IDLE_TICKS * 1000:.1f} ms/tick",
+            f" {idle_s / IDLE_TICKS * 1000:.1f} ms/tick{day_ahead}",
         ),
         ("peak RSS", f"{peak_mib:.0f} MiB"),
     ]
