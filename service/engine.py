@@ -29,6 +29,7 @@ from service.market import (
 from service.rules import CompiledRule, RuleSet
 from service.rules.expr import Compiled
 from service.rules.templates import amended_message, resolved_message
+from service.wakes import Key, Wakes, next_midnight, next_wake
 
 RuleErrorKind = Literal["condition", "render"]
 AlertKind = Literal["fired", "resolved", "amended"]
@@ -109,6 +110,9 @@ class Evaluation:
     states: dict[tuple[str, str], RuleState]
     evaluated: int  # rule x symbol pairs evaluated
     errors: list[RuleError] = field(default_factory=list)
+    #: The next wake (`service/wakes.py`) of each evaluated pair whose rule moves with
+    #: the clock (a clock variable, a `for`), for `Wakes.update`.
+    wakes: dict[Key, float] = field(default_factory=dict)
 
 
 def report_key(values: Mapping[str, Value]) -> str | None:
@@ -136,9 +140,12 @@ def event_key(rule: CompiledRule, values: Mapping[str, Value]) -> str | None:
     report = report_key(values)
     if report is None:
         return None
+    date_moved = values.get("earnings_date_changed") is True
+    if not date_moved and values.get("earnings_time_changed") is not True:
+        return report  # the common case, without the names below
     names = rule.when.names | (rule.clear_when.names if rule.clear_when else frozenset())
     when = values.get("earnings_date")
-    if names & _FOLLOWS_DATE and values.get("earnings_date_changed") is True:
+    if names & _FOLLOWS_DATE and date_moved:
         report += f"|date:{when.isoformat() if isinstance(when, date) else when}"
     if names & TIME_CHANGE_VARS and values.get("earnings_time_changed") is True:
         report += f"|time:{values.get('earnings_time')}"
@@ -356,26 +363,34 @@ def evaluate(
     now: datetime,
     *,
     changed: Iterable[str] | None = None,
+    wakes: Wakes | None = None,
 ) -> Evaluation:
     """Evaluate the rules against the snapshots at `now`.
 
     With `changed`, only the rules of those symbols are evaluated in full; for other
     symbols only the rules whose result can move with the clock alone (time-dependent
-    variables, a running `for`) are. Without it, everything is evaluated.
+    variables, a running `for`) are, and with `wakes` only those of them whose wake has
+    come (the caller records the result's `wakes` in it). Without `changed`, everything
+    is evaluated.
     """
-    return evaluate_work(plan(ruleset, states, changed), snapshots, states, now)
+    return evaluate_work(plan(ruleset, states, changed, wakes, now), snapshots, states, now)
 
 
 def plan(
     ruleset: RuleSet,
     states: Mapping[tuple[str, str], RuleState],
     changed: Iterable[str] | None = None,
+    wakes: Wakes | None = None,
+    now: datetime | None = None,
 ) -> list[Work]:
     """What `evaluate` would evaluate, symbol by symbol, so a caller can evaluate a big
     pass in slices (`evaluate_work` on each) and let other work run between them."""
     if changed is None:
         return list(ruleset.by_symbol.items())
-    return list(_due(ruleset, states, set(changed)))
+    due = wakes.due(ruleset, now) if wakes is not None and now is not None else None
+    if due is None:
+        return list(_due(ruleset, states, set(changed)))
+    return list(_woken(ruleset, set(changed), due))
 
 
 def evaluate_work(
@@ -388,7 +403,9 @@ def evaluate_work(
     alerts: list[Alert] = []
     new_states: dict[tuple[str, str], RuleState] = {}
     errors: list[RuleError] = []
+    wakes: dict[Key, float] = {}
     evaluated = 0
+    moment, midnight = now.timestamp(), next_midnight(now)
     for symbol, rules in work:
         snapshot = snapshots.get(symbol)
         values = variables(snapshot, now) if snapshot is not None else UNKNOWN
@@ -403,8 +420,10 @@ def evaluate_work(
                 state, amended = amend(rule, symbol, state, outcome == "fired", values, now)
                 if amended is not None:
                     alerts.append(amended)
-            if state != old:
+            if state is not old and state != old:
                 new_states[key] = state
+            if rule.time_dependent or rule.hold is not None:
+                wakes[key] = next_wake(rule, values, state, moment, midnight)
             if outcome == "rearmed" and rule.notify_resolved and old is not None:
                 resolved = resolved_alert(rule, symbol, old, values, now)
                 if resolved is not None:
@@ -427,7 +446,9 @@ def evaluate_work(
                         urgent=rule.urgent,
                     )
                 )
-    return Evaluation(alerts=alerts, states=new_states, evaluated=evaluated, errors=errors)
+    return Evaluation(
+        alerts=alerts, states=new_states, evaluated=evaluated, errors=errors, wakes=wakes
+    )
 
 
 def _due(
@@ -441,6 +462,22 @@ def _due(
         due = [r for r in rules if r.time_dependent or (r.name, symbol) in pending]
         if due:
             yield symbol, due
+
+
+def _woken(
+    ruleset: RuleSet, changed: set[str], due: set[Key]
+) -> Iterator[tuple[str, Iterable[CompiledRule]]]:
+    """The rules of the changed symbols, and the pairs whose wake has come."""
+    names_of: dict[str, set[str]] = {}
+    for name, symbol in due:
+        names_of.setdefault(symbol, set()).add(name)
+    for symbol, rules in ruleset.by_symbol.items():
+        if symbol in changed:
+            yield symbol, rules
+            continue
+        names = names_of.get(symbol)
+        if names:
+            yield symbol, [r for r in rules if r.name in names]
 
 
 UNKNOWN: Final[Mapping[str, Value]] = MappingProxyType(dict.fromkeys(VARIABLES))

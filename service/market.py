@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
@@ -87,6 +88,22 @@ class PriceTargets:
     updated: datetime | None = None
 
 
+@lru_cache(maxsize=4096)
+def _published_at(day: date, when: ReportTime) -> datetime:
+    """See EarningsEvent.published_at (a pure function of the two: every evaluation pass
+    asks it of every symbol)."""
+    local = datetime.combine(day, REPORT_CLOCK[when], tzinfo=NEW_YORK)
+    if when is ReportTime.AMC and is_early_close(day):
+        local = datetime.combine(day, EARLY_CLOSE, tzinfo=NEW_YORK)
+    return local.astimezone(UTC)
+
+
+@lru_cache(maxsize=8)
+def _session_at(now: datetime) -> str:
+    """session_name(now), asked of every symbol of one evaluation pass with one `now`."""
+    return session_name(now)
+
+
 @dataclass(frozen=True, slots=True)
 class EarningsEvent:
     """One scheduled or published earnings report.
@@ -124,10 +141,7 @@ class EarningsEvent:
     def published_at(self) -> datetime:
         """The moment the report counts as published (UTC), from its date and time of day;
         an amc report on an early-close day (13:00) counts from that close."""
-        local = datetime.combine(self.date, REPORT_CLOCK[self.time], tzinfo=NEW_YORK)
-        if self.time is ReportTime.AMC and is_early_close(self.date):
-            local = datetime.combine(self.date, EARLY_CLOSE, tzinfo=NEW_YORK)
-        return local.astimezone(UTC)
+        return _published_at(self.date, self.time)
 
     @property
     def first_open(self) -> datetime:
@@ -287,12 +301,12 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         "target_mean": targets.mean if targets else None,
         "target_high": targets.high if targets else None,
         "target_low": targets.low if targets else None,
-        "session": session_name(now),
+        "session": _session_at(now),
     }
     event = select_event(snapshot.events, now)
     if event is None:
         out.update(dict.fromkeys(EARNINGS_VARS))
-        return {name: _known(value) for name, value in out.items()}
+        return _all_known(out)
     hours = (event.published_at - now).total_seconds() / 3600.0
     price_at_report = snapshot.report_prices.get(event.report_key)
     history = snapshot.reports.get(event.report_key)
@@ -327,7 +341,17 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         gap_pct=pct_change(price_at_open, price_at_report),
         **confirmation,
     )
-    return {name: _known(value) for name, value in out.items()}
+    return _all_known(out)
+
+
+def _all_known(out: dict[str, Value]) -> dict[str, Value]:
+    """`out` with `_known` applied to each value (inlined: it runs for every variable of
+    every symbol of every pass)."""
+    isfinite = math.isfinite
+    return {
+        name: None if isinstance(value, float) and not isfinite(value) else value
+        for name, value in out.items()
+    }
 
 
 def _confirmation(

@@ -53,6 +53,7 @@ from service.schedule import earnings_due, is_due, quote_interval
 from service.stages import PreparedStage, Stage, route
 from service.store import Store
 from service.urgency import rank
+from service.wakes import Wakes
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,9 @@ class Pipeline:
         self.health = health
         self.source = source  # where rules come from, to name the place in a rule error
         self.recorder = Recorder(store, metrics, health, on_alerts)
+        #: When each rule that moves with the clock must next be evaluated, so the
+        #: TIME_EVALUATION pass evaluates only those whose moment came (`service/wakes.py`).
+        self.wakes = Wakes()
         self.states = states
         self.earnings_polled: dict[str, datetime] = {}
         self._last_quotes: datetime | None = None
@@ -190,6 +194,7 @@ class Pipeline:
         # the store must not overwrite them. Waiting alerts are stored all the same.
         self._states = states
         self.recorder.forget_states()
+        self.wakes.reset()  # the wakes were computed from the states replaced
 
     # --- the cycle --------------------------------------------------------------------
     async def resume(self) -> None:
@@ -456,7 +461,8 @@ class Pipeline:
             # between them, so deliveries, polls and the leader's renewal are not held up.
             # The slices cover disjoint symbols, so their states never overlap.
             parts: list[Evaluation] = []
-            for part in _slices(plan(ruleset, self.states, changed), EVALUATION_SLICE):
+            work = plan(ruleset, self.states, changed, self.wakes, now)
+            for part in _slices(work, EVALUATION_SLICE):
                 if parts:
                     await asyncio.sleep(0)
                 parts.append(evaluate_work(part, view, self.states, now))
@@ -465,7 +471,9 @@ class Pipeline:
                 states={k: v for p in parts for k, v in p.states.items()},
                 evaluated=sum(p.evaluated for p in parts),
                 errors=[e for p in parts for e in p.errors],
+                wakes={k: v for p in parts for k, v in p.wakes.items()},
             )
+            self.wakes.update(ruleset, result.wakes)
             self.metrics.observe_evaluation(time.perf_counter() - started)
             self.health.mark_evaluated(now)
             self._rule_errors(ruleset, result.errors)

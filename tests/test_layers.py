@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent / "service"
 DOMAIN_MODULES = (
     "service.market",
     "service.engine",
+    "service.wakes",
     "service.clock",
     "service.errors",
     "service.durations",

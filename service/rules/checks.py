@@ -78,6 +78,8 @@ def is_name(text: str) -> bool:
 def non_ascii(text: str) -> tuple[int, int] | None:
     """The 1-based line and 0-based column in the stripped `text` of its first character
     that is not printable ASCII, or None."""
+    if text.isascii() and text.isprintable():  # the common case, at C speed
+        return None
     stripped = text.strip()
     for offset, char in enumerate(stripped):
         if not char.isascii() or (not char.isprintable() and char not in "\n\t"):

@@ -18,6 +18,20 @@ Fn = Callable[[Vars], Value]
 
 
 def kleene_and(parts: Sequence[Fn]) -> Fn:
+    if len(parts) == 2:  # the common case, unrolled (same order, same short cut)
+        first, second = parts
+
+        def both(v: Vars) -> Value:
+            x = first(v)
+            if x is False:
+                return False
+            y = second(v)
+            if y is False:
+                return False
+            return None if x is None or y is None else True
+
+        return both
+
     def fn(v: Vars) -> Value:
         unknown = False
         for part in parts:
@@ -32,6 +46,20 @@ def kleene_and(parts: Sequence[Fn]) -> Fn:
 
 
 def kleene_or(parts: Sequence[Fn]) -> Fn:
+    if len(parts) == 2:  # the common case, unrolled (same order, same short cut)
+        first, second = parts
+
+        def either(v: Vars) -> Value:
+            x = first(v)
+            if x is True:
+                return True
+            y = second(v)
+            if y is True:
+                return True
+            return None if x is None or y is None else False
+
+        return either
+
     def fn(v: Vars) -> Value:
         unknown = False
         for part in parts:
@@ -54,6 +82,36 @@ def comparison(compare: Callable[[Any, Any], bool], left: Fn, right: Fn) -> Fn:
         if b is None:
             return None
         return compare(a, b)
+
+    return fn
+
+
+def compare_variable(compare: Callable[[Any, Any], bool], name: str, constant: Value) -> Fn:
+    """`comparison(compare, <the number variable name>, <constant>)` as one closure: the
+    commonest part of a condition (`price > 5`), read as `number(v.get(name))` reads it."""
+    isfinite = math.isfinite
+
+    def fn(v: Vars) -> Value:
+        a = v.get(name)
+        if a is None:
+            return None
+        if a.__class__ is float:
+            return compare(a, constant) if isfinite(a) else None
+        a = number(a)
+        return None if a is None else compare(a, constant)
+
+    return fn
+
+
+def variable_number(name: str) -> Fn:
+    """`number(v.get(name))`, with the commonest case (a finite float) first."""
+    isfinite = math.isfinite
+
+    def fn(v: Vars) -> Value:
+        a = v.get(name)
+        if a.__class__ is float:
+            return a if isfinite(a) else None
+        return number(a)
 
     return fn
 

@@ -28,11 +28,12 @@ from service.rules.evaluation import (
     Vars,
     all_known,
     arithmetic,
+    compare_variable,
     comparison,
     finite,
     kleene_and,
     kleene_or,
-    number,
+    variable_number,
 )
 
 NUM, BOOL, STR, DATE = "number", "true/false", "string", "date"
@@ -59,6 +60,10 @@ FUNCTIONS: Final = ("date", "abs", "min", "max")
 MAX_SOURCE: Final = 10_000
 MAX_DEPTH: Final = 100
 _HUGE_NUMBER: Final = re.compile(r"\d{4000,}")
+#: A text this short cannot nest MAX_DEPTH deep: each level of an expression spans at least
+#: one character more than the one it holds (an operator, a paren, a name), and below the
+#: last expression are at most two more nodes (a name's context, a comparison's operator).
+_SHALLOW: Final = MAX_DEPTH // 2
 
 _COMPARE: Final[Mapping[type[ast.cmpop], Callable[[Any, Any], bool]]] = {
     ast.Lt: operator.lt,
@@ -94,6 +99,11 @@ class Compiled:
     source: str
     fn: Fn
     names: frozenset[str]
+    #: The constants `hours_to_earnings` is compared with (`hours_to_earnings <= 24`: 24):
+    #: its result can change only when the clock crosses one of them (or by the day).
+    #: None: a variable of the clock is read some other way (`session`, arithmetic on
+    #: the hours, a comparison with another variable): it may change at any moment.
+    clock: tuple[float, ...] | None = ()
 
     def __call__(self, values: Vars) -> Value:
         return self.fn(values)
@@ -119,12 +129,61 @@ def compile_condition(source: str) -> Compiled:
         raise ExprError(f"the condition is nested more than {MAX_DEPTH} levels deep") from None
     except ValueError:  # a NUL character
         raise ExprError("the condition holds a character that is not allowed") from None
-    _check_depth(tree.body)
+    if len(text) > _SHALLOW:
+        _check_depth(tree.body)
     compiler = _Compiler()
     fn, kind = compiler.node(tree.body)
     if kind != BOOL:
         raise _at(tree.body, f"a condition must be true or false, but this is a {kind}")
-    return Compiled(source=text, fn=fn, names=frozenset(compiler.names))
+    names = frozenset(compiler.names)
+    clock = _clock_thresholds(tree.body) if names & _CLOCK else ()
+    return Compiled(source=text, fn=fn, names=names, clock=clock)
+
+
+#: Variables that move with the clock between data changes: the hours to the report
+#: continuously, the days to it at midnight, the session at its boundaries.
+_CLOCK: Final = frozenset({"hours_to_earnings", "days_to_earnings", "session"})
+
+
+def _clock_thresholds(root: ast.expr) -> tuple[float, ...] | None:
+    """What `Compiled.clock` says of a condition that compiled: the constants each
+    `hours_to_earnings` is compared with directly, or None when a clock variable is read
+    in any other way. `days_to_earnings` changes only at midnight, whatever is done
+    with it; `session` at boundaries not computed here."""
+    thresholds: list[float] = []
+    compared: set[int] = set()  # ids of the Name nodes read as `hours <op> constant`
+    for node in ast.walk(root):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for op, left, right in zip(node.ops, operands, operands[1:], strict=False):
+            if isinstance(op, ast.In | ast.NotIn):
+                continue
+            for name, other in ((left, right), (right, left)):
+                if isinstance(name, ast.Name) and name.id == "hours_to_earnings":
+                    constant = _number(other)
+                    if constant is not None:
+                        thresholds.append(constant)
+                        compared.add(id(name))
+    for node in ast.walk(root):
+        if isinstance(node, ast.Name):
+            if node.id == "session":
+                return None
+            if node.id == "hours_to_earnings" and id(node) not in compared:
+                return None
+    return tuple(sorted(set(thresholds)))
+
+
+def _number(node: ast.expr) -> float | None:
+    """The value of a numeric constant (`24`, `-1.5`), or None."""
+    sign = 1.0
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        sign = -sign if isinstance(node.op, ast.USub) else sign
+        node = node.operand
+    value = node.value if isinstance(node, ast.Constant) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return sign * float(value)
+    return None
 
 
 def compile_part(node: ast.expr) -> Fn:
@@ -202,7 +261,7 @@ class _Compiler:
             raise _at(node, f"unknown name {name!r}{suffix}")
         self.names.add(name)
         if VARIABLE_TYPES[name] == NUM:
-            return (lambda v, n=name: number(v.get(n))), NUM
+            return variable_number(name), NUM
         return (lambda v, n=name: v.get(n)), VARIABLE_TYPES[name]
 
     # --- logic -----------------------------------------------------------------------
@@ -234,6 +293,7 @@ class _Compiler:
     # --- comparisons -----------------------------------------------------------------
     def _Compare(self, node: ast.Compare) -> tuple[Fn, str]:
         left_fn, left_kind = self.node(node.left)
+        left_node: ast.expr = node.left
         if len(node.ops) > 1 and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
             raise _at(node, "`in` cannot be chained with other comparisons: join them with `and`")
         links: list[Fn] = []
@@ -249,7 +309,12 @@ class _Compiler:
                 raise _at(right, f"cannot compare a {left_kind} with a {right_kind}")
             if left_kind in (BOOL, STR) and isinstance(op, _ORDERED):
                 raise _at(right, f"a {left_kind} can only be compared with == or !=")
-            links.append(comparison(compare, left_fn, right_fn))
+            constant = _number(right) if isinstance(right, ast.Constant) else None
+            if isinstance(left_node, ast.Name) and left_kind == NUM and constant is not None:
+                links.append(compare_variable(compare, left_node.id, right.value))  # type: ignore[attr-defined]
+            else:
+                links.append(comparison(compare, left_fn, right_fn))
+            left_node = right
             left_fn, left_kind = right_fn, right_kind
         return (links[0] if len(links) == 1 else kleene_and(links)), BOOL
 

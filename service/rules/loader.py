@@ -27,7 +27,14 @@ from service.rules.checks import (
     restore_text,
 )
 from service.rules.expr import Compiled, ExprError, compile_condition
-from service.rules.model import SYMBOL, DefaultsModel, FileModel, RuleModel
+from service.rules.model import (
+    SYMBOL,
+    DefaultsModel,
+    FileModel,
+    RuleFields,
+    RuleModel,
+    plain_rule,
+)
 from service.rules.places import in_expression, in_template
 from service.rules.templates import MessageTemplate, TemplateProblem, make_environment
 from service.rules.yamlpos import Document, Path, format_path, parse
@@ -50,6 +57,12 @@ class Loader:
         self.problems: list[Problem] = list(self.doc.problems)
         self.channel_configs = channel_configs
         self.jinja = make_environment()
+        #: Conditions compiled so far, by their text: rules whose `when` reads the same
+        #: share one compiled condition (a failed one is compiled again where written,
+        #: so each place reports its problem).
+        self.compiled: dict[str, Compiled] = {}
+        self.fingerprints: dict[tuple[str, str | None, Any, Any], str] = {}
+        self.symbols: dict[str, str] = {}  # symbols written as valid, upper-case, text
 
     # --- reporting -------------------------------------------------------------------
     def problem(self, path: Path, message: str, *, key: bool = False) -> None:
@@ -192,6 +205,17 @@ class Loader:
         return out
 
     def symbol(self, text: str, path: Path, groups: Mapping[str, Any] | None = None) -> str | None:
+        known = self.symbols.get(text)
+        if known is not None:
+            return known
+        symbol = self.check_symbol(text, path, groups)
+        if symbol is not None and symbol == text:
+            self.symbols[text] = symbol  # valid as written, whatever the groups
+        return symbol
+
+    def check_symbol(
+        self, text: str, path: Path, groups: Mapping[str, Any] | None = None
+    ) -> str | None:
         if non_ascii(text):  # before upper(): "\u0131bm".upper() is "IBM"
             self.problem(path, f"{text!r} is not a symbol: use A-Z 0-9 . - in ASCII")
             return None
@@ -228,24 +252,14 @@ class Loader:
         defaults: DefaultsModel,
         channels: Mapping[str, Channel],
         groups: Mapping[str, tuple[str, ...]],
-    ) -> tuple[RuleModel, CompiledRule | DigestRule | None] | None:
+    ) -> tuple[RuleFields, CompiledRule | DigestRule | None] | None:
         path: Path = ("rules", index)
         if not isinstance(raw, dict):
             self.problem(path, "a rule must be a mapping with name, symbols and when")
             return None
         before = len(self.problems)
-        try:
-            model = RuleModel.model_validate(raw)
-        except ValidationError as exc:
-            self.pydantic_problems(exc, path)
-            # Check the rest of the rule too, so one run names every mistake.
-            bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
-            try:
-                model = RuleModel.model_validate({k: v for k, v in raw.items() if k not in bad})
-            except Exception:
-                return None
-        except Exception as exc:
-            self.problem(path, f"invalid rule ({type(exc).__name__})")
+        model = plain_rule(raw) or self.rule_model(raw, path)
+        if model is None:
             return None
         symbols: list[str] = []
         for i, item in enumerate(model.symbols):
@@ -298,17 +312,34 @@ class Loader:
             cooldown=cooldown or None,
             channels=tuple(notify or ()),
             template=template,
-            fingerprint=_fingerprint(when, clear, hold, cooldown),
+            fingerprint=self.fingerprint(when, clear, hold, cooldown),
             uses_earnings=bool(names & EARNINGS_VARS),
             time_dependent=bool(names & TIME_VARS),
-            line=self.doc.where(path).line,
+            line=self.doc.line(path),
             urgent=model.urgent,
             notify_resolved=model.notify_resolved,
             notify_amended=model.notify_amended,
         )
 
+    def rule_model(self, raw: dict[str, Any], path: Path) -> RuleFields | None:
+        """A rule's fields as RuleModel validates them, its problems reported."""
+        try:
+            return RuleFields.of(RuleModel.model_validate(raw))
+        except ValidationError as exc:
+            self.pydantic_problems(exc, path)
+            # Check the rest of the rule too, so one run names every mistake.
+            bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+            try:
+                rest = RuleModel.model_validate({k: v for k, v in raw.items() if k not in bad})
+            except Exception:
+                return None
+            return RuleFields.of(rest)
+        except Exception as exc:
+            self.problem(path, f"invalid rule ({type(exc).__name__})")
+            return None
+
     def digest(
-        self, model: RuleModel, path: Path, symbols: list[str], notify: list[str] | None
+        self, model: RuleFields, path: Path, symbols: list[str], notify: list[str] | None
     ) -> DigestRule | None:
         """A digest rule: a cron expression in `tz` (New York by default), no condition."""
         assert model.digest is not None
@@ -362,24 +393,41 @@ class Loader:
             tz=tz,
             window=window,
             channels=tuple(notify or ()),
-            line=self.doc.where(path).line,
+            line=self.doc.line(path),
             cron=cron,
             urgent=model.urgent,
         )
 
     def condition(self, text: str, path: Path) -> Compiled | None:
+        known = self.compiled.get(text)
+        if known is not None:
+            return known
         try:
             # Before Python's parser, which NFKC-normalises names (a fullwidth p is p).
             where = non_ascii(text)
             if where:
                 raise ExprError("a condition is written in ASCII", *where)
-            return compile_condition(text)
+            compiled = self.compiled[text] = compile_condition(text)
+            return compiled
         except ExprError as exc:
             line, col = in_expression(self.doc.where(path), self.lines, text, exc.line, exc.col)
             self.problems.append(Problem(line, col, format_path(path), exc.message))
         except Exception as exc:  # the compiler's own limits (RecursionError), never a crash
             self.problem(path, f"the condition cannot be compiled ({type(exc).__name__})")
         return None
+
+    def fingerprint(
+        self,
+        when: Compiled,
+        clear: Compiled | None,
+        hold: timedelta | None,
+        cooldown: timedelta | None,
+    ) -> str:
+        key = (when.source, clear.source if clear else None, hold, cooldown)
+        found = self.fingerprints.get(key)
+        if found is None:
+            found = self.fingerprints[key] = _fingerprint(when, clear, hold, cooldown)
+        return found
 
     def template(self, text: str | None, path: Path) -> MessageTemplate | None:
         if text is None:

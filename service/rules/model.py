@@ -4,6 +4,7 @@ ignored. Cross-references (channels, groups) are checked in `rules/__init__.py`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
@@ -98,6 +99,86 @@ class RuleModel(_Strict):
         if value is not None and not value.strip():
             raise ValueError("the condition is empty")
         return value
+
+
+@dataclass(slots=True)
+class RuleFields:
+    """A valid rule's fields (those of RuleModel), as the loader reads them: what
+    `plain_rule` builds without pydantic, or `of` takes from a validated RuleModel."""
+
+    name: str
+    symbols: list[str]
+    when: str | None = None
+    clear_when: str | None = None
+    for_: timedelta | None = None
+    cooldown: timedelta | None = None
+    notify: list[str] | None = None
+    message: str | None = None
+    notify_resolved: bool = False
+    notify_amended: bool = False
+    enabled: bool = True
+    urgent: bool = False
+    description: str | None = None
+    digest: str | None = None
+    window: timedelta | None = None
+    tz: str | None = None
+
+    @classmethod
+    def of(cls, model: RuleModel) -> RuleFields:
+        return cls(**{name: getattr(model, name) for name in RuleModel.model_fields})
+
+
+_NAME_TEXT: Final = re.compile(NAME.removeprefix("^").removesuffix("$"))
+_CONDITIONS: Final = frozenset({"when", "clear_when"})
+_TEXTS: Final = frozenset({"message", "description", "digest", "tz"})
+_FLAGS: Final = frozenset({"notify_resolved", "notify_amended", "enabled", "urgent"})
+_DURATIONS: Final = {"for": "for_", "cooldown": "cooldown", "window": "window"}
+
+
+def plain_rule(raw: dict[str, Any]) -> RuleFields | None:
+    """The fields of a rule written the plain way (each value of the type its field
+    holds: text, true/false, a list of texts, a duration's text), as RuleModel would
+    validate them, or None for anything else: RuleModel then validates it (and words
+    what is wrong). A file's every rule is checked, so this is the loader's fast path."""
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _CONDITIONS or key in _TEXTS:
+            if value is not None and (
+                type(value) is not str or (key in _CONDITIONS and not value.strip())
+            ):
+                return None
+            fields[key] = value
+        elif key == "name":
+            if type(value) is not str or _NAME_TEXT.fullmatch(value) is None:
+                return None
+            fields[key] = value
+        elif key == "symbols" or key == "notify":
+            if type(value) is str:
+                fields[key] = [value]
+            elif type(value) is list and all(type(item) is str for item in value):
+                if key == "symbols" and not value:
+                    return None
+                fields[key] = list(value)
+            elif value is None and key == "notify":
+                fields[key] = None
+            else:
+                return None
+        elif key in _FLAGS:
+            if type(value) is not bool:
+                return None
+            fields[key] = value
+        elif key in _DURATIONS:
+            if value is not None:
+                try:
+                    value = _duration(value)
+                except Exception:
+                    return None
+            fields[_DURATIONS[key]] = value
+        else:
+            return None  # unknown (or `for_`, which pydantic also takes)
+    if "name" not in fields or "symbols" not in fields:
+        return None
+    return RuleFields(**fields)
 
 
 class ChannelModel(BaseModel):

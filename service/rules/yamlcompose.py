@@ -143,6 +143,14 @@ def compose(text: str) -> yaml.Node | None:
         loader.dispose()
 
 
+def event_parser(text: str) -> Any:
+    """libyaml's event parser of `text` (its `get_event()` gives the events one by one;
+    `dispose()` when done), or None when PyYAML was built without libyaml. No limit of
+    this module applies to it: its reader (`yamlpos._fast_parse`) refuses aliases and
+    nesting past MAX_DEPTH itself."""
+    return _CParser(text) if _CParser is not None else None
+
+
 def reader_error_position(text: str, exc: yaml.reader.ReaderError) -> tuple[int, int]:
     """The 1-based line and column of a character the YAML reader refused. libyaml counts
     the offset in UTF-8 bytes, PyYAML's own reader in characters."""

@@ -9,15 +9,23 @@ scalars only, after parsing, so an environment value can never inject YAML.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import yaml
+from yaml.resolver import Resolver
 
 from service.errors import Problem
-from service.rules.yamlcompose import AliasNode, LimitExceeded, compose, reader_error_position
+from service.rules.yamlcompose import (
+    MAX_DEPTH,
+    AliasNode,
+    LimitExceeded,
+    compose,
+    event_parser,
+    reader_error_position,
+)
 
 Path = tuple[str | int, ...]
 
@@ -46,14 +54,29 @@ class Document:
     plain: dict[Path, str] = field(default_factory=dict)
     #: The text could not be read as plain YAML: nothing past its problems is checked.
     fatal: bool = False
+    #: The line of shallow paths (the top level, each rule), when the position tables are
+    #: built only on demand (`positions`): a valid file needs no other position.
+    lines: dict[Path, int] = field(default_factory=dict)
+    #: Builds the position tables (`values`, `keys`) by parsing the text again: set by the
+    #: fast parse, called at the first `where` (a problem to report), then cleared.
+    positions: Callable[[], Document] | None = None
 
     def stop(self, problem: Problem) -> Document:
         self.problems.append(problem)
         self.fatal = True
         return self
 
+    def line(self, path: Path) -> int:
+        """The line of `path` (see `where`), without building the position tables when a
+        shallow path's line is known."""
+        found = self.lines.get(path)
+        return found if found is not None else self.where(path).line
+
     def where(self, path: Path, *, key: bool = False) -> Position:
         """The position of `path`, or of its nearest ancestor that has one."""
+        if self.positions is not None:
+            full, self.positions = self.positions(), None
+            self.values, self.keys = full.values, full.keys
         table = self.keys if key else self.values
         probe = path
         while probe:
@@ -109,7 +132,23 @@ def parse(text: str, env: Mapping[str, str] | None, reserved: Collection[str] = 
     """Parse `text`. Invalid YAML, a text past a limit of `yamlcompose`, a tag other than
     YAML's standard ones (`!!python/...`) or a value PyYAML cannot build stop the load
     here (`fatal`). `${NAME}` for a NAME in `reserved` is a problem at its place. With
-    `env` None, strings are taken as written (no `${VAR}` substitution: a rule test file)."""
+    `env` None, strings are taken as written (no `${VAR}` substitution: a rule test file).
+
+    A plain file (no anchor, alias, tag, merge key, duplicate key or problem) is read by
+    `_fast_parse`, which keeps no position table; the tables are built by parsing again
+    (`parse_with_positions`) only when a position is asked for, i.e. a problem found
+    later. Anything else is read by `parse_with_positions` at once."""
+    fast = _fast_parse(text, env, reserved)
+    if fast is not None:
+        fast.positions = lambda: parse_with_positions(text, env, reserved)
+        return fast
+    return parse_with_positions(text, env, reserved)
+
+
+def parse_with_positions(
+    text: str, env: Mapping[str, str] | None, reserved: Collection[str] = ()
+) -> Document:
+    """`parse`, keeping the position of every value and key (bounded by `yamlcompose`)."""
     doc = Document(data=None)
     try:
         root = compose(text)
@@ -145,6 +184,156 @@ _STR: Final = _STANDARD + "str"
 _MERGE: Final = _STANDARD + "merge"
 _SCALARS: Final = frozenset(_STANDARD + t for t in ("str", "null", "bool", "int", "float"))
 _TIMESTAMP: Final = _STANDARD + "timestamp"
+#: YAML 1.1's implicit types by the first character of a plain scalar (PyYAML's table).
+_RESOLVERS: Final = Resolver.yaml_implicit_resolvers
+
+
+class _Bail(Exception):
+    """The fast parse met something it leaves to `parse_with_positions`."""
+
+
+def _fast_parse(
+    text: str, env: Mapping[str, str] | None, reserved: Collection[str]
+) -> Document | None:
+    """The data of a plain rule file straight from libyaml's events, with no node tree
+    and no position table: None when the text holds anything `parse_with_positions` must
+    judge or report (an anchor or alias, a tag, a merge key, a duplicate or non-scalar
+    key, nesting past MAX_DEPTH, an unset `${VAR}`, a value that cannot be built, invalid
+    YAML, more than one document). Where it returns data, it is the data
+    `parse_with_positions` builds."""
+    parser = event_parser(text)
+    if parser is None or None in _RESOLVERS:
+        return None
+    try:
+        return _FastBuilder(env, reserved).run(parser.get_event)
+    except Exception:  # _Bail, or any YAML error: the full parse says what it is
+        return None
+    finally:
+        parser.dispose()
+
+
+class _FastBuilder:
+    def __init__(self, env: Mapping[str, str] | None, reserved: Collection[str]) -> None:
+        self.env = env
+        self.reserved = reserved
+        self.constructor = yaml.constructor.SafeConstructor()
+        self.resolver = Resolver()
+        self.tags: dict[str, str] = {}  # plain scalar text -> its resolved tag
+        self.doc = Document(data=None)
+
+    def run(self, next_event: Callable[[], Any]) -> Document:
+        doc = self.doc
+        lines = doc.lines
+        if type(next_event()) is not yaml.StreamStartEvent:
+            raise _Bail
+        if type(next_event()) is not yaml.DocumentStartEvent:
+            raise _Bail  # no document: the full parse's (cheap) business
+        scalar_event, mapping_start, sequence_start = (
+            yaml.ScalarEvent,
+            yaml.MappingStartEvent,
+            yaml.SequenceStartEvent,
+        )
+        mapping_end, sequence_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+        env = self.env
+        # The open collection, whether it is a mapping, the key awaiting its value, its
+        # path; the collections it is in, outermost first.
+        container: Any = None
+        is_dict = False
+        key: str | None = None
+        path: Path = ()
+        stack: list[tuple[Any, bool, Path]] = []
+        root: Any = None
+        inner: Path
+        while True:
+            event = next_event()
+            kind = type(event)
+            if kind is scalar_event:
+                if event.anchor is not None or event.tag is not None or container is None:
+                    raise _Bail  # a root scalar too: not a rule file, the full parse says so
+                value = event.value
+                typed = event.implicit[0] and value[:1] in _RESOLVERS
+                if is_dict and key is None:
+                    if value in container or (typed and self.tag(event) not in _SCALARS):
+                        raise _Bail  # a duplicate, `<<` or a key YAML reads as a date
+                    key = value
+                    continue
+                slot: str | int = key if is_dict and key is not None else len(container)
+                if typed:
+                    value = self.typed(event, (*path, slot))
+                elif env is not None and "$" in value:
+                    value = self.text(value)
+                if len(path) < 2:
+                    lines[(*path, slot)] = event.start_mark.line + 1
+                if is_dict:
+                    container[key] = value
+                    key = None
+                else:
+                    container.append(value)
+            elif kind is mapping_start or kind is sequence_start:
+                if event.anchor is not None or event.tag is not None:
+                    raise _Bail
+                new: Any = {} if kind is mapping_start else []
+                if container is None:
+                    if root is not None:
+                        raise _Bail
+                    root, inner = new, ()
+                else:
+                    slot = key if is_dict and key is not None else len(container)
+                    inner = (*path, slot)
+                    if is_dict:
+                        container[key] = new
+                        key = None
+                    else:
+                        container.append(new)
+                    stack.append((container, is_dict, path))
+                if len(inner) + 1 >= MAX_DEPTH:
+                    raise _Bail  # its items would pass the limit: the full parse says where
+                if len(inner) <= 2:
+                    lines[inner] = event.start_mark.line + 1
+                container, is_dict, key, path = new, kind is mapping_start, None, inner
+            elif kind is mapping_end or kind is sequence_end:
+                if not stack:
+                    break
+                container, is_dict, path = stack.pop()
+            else:
+                raise _Bail  # an alias, or an event no plain document holds here
+        if type(next_event()) is not yaml.DocumentEndEvent:
+            raise _Bail
+        if type(next_event()) is not yaml.StreamEndEvent:
+            raise _Bail  # a second document: the full parse refuses it
+        doc.data = root
+        return doc
+
+    def tag(self, event: Any) -> str:
+        # Only a plain scalar comes here, so its tag depends on its text alone.
+        tag = self.tags.get(event.value)
+        if tag is None:
+            tag = self.tags[event.value] = self.resolver.resolve(  # type: ignore[no-untyped-call]
+                yaml.ScalarNode, event.value, event.implicit
+            )
+        return tag
+
+    def text(self, value: str) -> str:
+        assert self.env is not None
+        value, missing, refused = substitute(value, self.env, self.reserved)
+        if missing or refused:
+            raise _Bail  # a problem to report where it is
+        return value
+
+    def typed(self, event: Any, path: Path) -> Any:
+        """A plain scalar whose first character may start something other than text."""
+        tag = self.tag(event)
+        value = event.value
+        if tag == _STR:
+            return self.text(value) if self.env is not None and "$" in value else value
+        if tag == _MERGE:
+            return value
+        if tag not in _SCALARS and tag != _TIMESTAMP:
+            raise _Bail
+        self.doc.plain[path] = value
+        node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
+        # What construct_object calls, without its cache of every node built.
+        return self.constructor.yaml_constructors[tag](self.constructor, node)
 
 
 class _Builder:
