@@ -27,7 +27,7 @@ from service.market import (
 )
 from service.rules import CompiledRule, RuleSet
 from service.rules.expr import Compiled
-from service.rules.templates import resolved_message
+from service.rules.messages import resolved_message
 
 RuleErrorKind = Literal["condition", "render"]
 AlertKind = Literal["fired", "resolved"]

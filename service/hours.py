@@ -24,8 +24,6 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
-import holidays as calendars
-
 NEW_YORK: Final = ZoneInfo("America/New_York")
 REGULAR_OPEN: Final = time(9, 30)
 REGULAR_CLOSE: Final = time(16, 0)
@@ -42,12 +40,16 @@ _SEARCH_DAYS: Final = 30  # far more than the longest run of closed days (six, i
 def holidays(year: int) -> frozenset[date]:
     """Every day of `year` on which NYSE is closed all day for a holiday (observed date)
     or an announced closure; weekends are closed too but not listed."""
+    import holidays as calendars  # on first use: a command that never asks stays light
+
     return frozenset(calendars.financial_holidays("NYSE", years=year))
 
 
 @lru_cache(maxsize=256)
 def early_closes(year: int) -> frozenset[date]:
     """Every day of `year` on which NYSE closes at 13:00 ET."""
+    import holidays as calendars
+
     half_days = calendars.financial_holidays("NYSE", years=year, categories=("half_day",))
     return frozenset(half_days)
 
