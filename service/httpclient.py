@@ -63,11 +63,13 @@ def build_client(
     (a proxy would be the address checked, not the target)."""
     import httpx
 
-    from service.httptransport import LIMITS, GuardedTransport
+    from service.httptransport import LIMITS, GuardedTransport, ssl_context
 
     merged = {"User-Agent": USER_AGENT, **(headers or {})}
     if guard is not None:
         kwargs["transport"] = GuardedTransport(guard, verify=kwargs.pop("verify", True))
+    elif "transport" not in kwargs:
+        kwargs["verify"] = ssl_context(kwargs.get("verify", True))  # the shared CA bundle
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         limits=LIMITS,

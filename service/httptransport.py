@@ -5,7 +5,9 @@ registries import without httpx and httpcore, which load with the first client."
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
+from functools import cache
 from typing import Any, Final
 
 import httpcore
@@ -16,6 +18,21 @@ from service.errors import UnsafeTargetError
 from service.httpclient import TargetGuard
 
 LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connections=10)
+
+
+@cache
+def verified_context() -> ssl.SSLContext:
+    """The one verifying TLS context (certifi's CA bundle, loaded once: about 1 MiB per
+    context) that every client with the default `verify=True` shares; an SSLContext is
+    made to be shared between connections."""
+    return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
+def ssl_context(verify: Any) -> ssl.SSLContext:
+    """The context for `verify`: the shared one for True, else as httpx builds it."""
+    if verify is True:
+        return verified_context()
+    return httpx.create_ssl_context(verify, trust_env=False)
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -61,9 +78,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a connection pool whose connections go through the guard."""
 
     def __init__(self, guard: TargetGuard, *, verify: Any = True) -> None:
-        super().__init__(verify=verify, limits=LIMITS, trust_env=False)
+        context = ssl_context(verify)  # one, not one for httpx's pool and one for ours
+        super().__init__(verify=context, limits=LIMITS, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=context,
             max_connections=LIMITS.max_connections,
             max_keepalive_connections=LIMITS.max_keepalive_connections,
             keepalive_expiry=LIMITS.keepalive_expiry,
