@@ -21,6 +21,7 @@ import random
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service import parts
 from service.clock import Clock, SystemClock
@@ -35,19 +36,15 @@ from service.metrics import Metrics
 from service.notify.base import ChannelConfig, Notifier
 from service.pipeline import Cadence, Pipeline
 from service.providers.base import Provider
-from service.providers.finnhub_stream import (
-    RERANK,
-    FinnhubStream,
-    StreamedSymbols,
-    Trade,
-    build_stream,
-)
 from service.providers.watch import QuoteWatch
 from service.rulefile import RuleFile
 from service.rules import RuleSet
 from service.store import Store
 from service.store.leader import Leader, leadership_for
 from service.web import WebServer, refusal, start_web
+
+if TYPE_CHECKING:  # imported when a stream is configured
+    from service.providers.finnhub_stream import FinnhubStream, Trade
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +191,10 @@ class App:
     def _build_stream(self) -> FinnhubStream | None:
         """The trade stream (None when EARNWATCH_STREAM is off): trades go to the
         pipeline, its state to /metrics and /healthz; it runs from `start_stream`."""
+        if self.settings.stream_provider is None:
+            return None  # off: the stream's module (and websockets) is never imported
+        from service.providers.finnhub_stream import RERANK, StreamedSymbols, build_stream
+
         pipeline, clock = self.pipeline, self.clock
 
         async def on_trades(trades: Mapping[str, Trade]) -> None:

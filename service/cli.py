@@ -6,21 +6,20 @@ non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from service import __version__
-from service.config import Settings, load_settings
 from service.errors import ConfigError, RuleFileError
-from service.parts import rule_file_for
-from service.rules import RuleSet
-from service.rules.schema import rule_file_schema
+
+if TYPE_CHECKING:  # each command imports what it needs: `--help` and `version` need none
+    from service.config import Settings
+    from service.rules import RuleSet
 
 app = typer.Typer(
     name="earnwatch",
@@ -37,6 +36,8 @@ RulesPath = Annotated[
 
 
 def _settings() -> Settings:
+    from service.config import load_settings
+
     try:
         return load_settings()
     except ConfigError as exc:
@@ -53,6 +54,8 @@ def _channel_configs() -> dict[str, type]:
 def read_rules(path: Path, settings: Settings | None = None) -> RuleSet:
     """Load a rule file for a command, or print why not and exit 1 (the daemon's rule file:
     the same size limit, decoding, validation and SSRF check, built by `service.parts`)."""
+    from service.parts import rule_file_for
+
     settings = settings or _settings()
     try:
         return rule_file_for(settings, path).load()
@@ -105,6 +108,8 @@ def schema(
 
         typer.echo(json.dumps(rule_test_schema(), indent=2))
         return
+    from service.rules.schema import rule_file_schema
+
     typer.echo(json.dumps(rule_file_schema(_channel_configs()), indent=2))
 
 
@@ -129,6 +134,8 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="one full cycle, then exit")] = False,
 ) -> None:
     """Run the daemon: poll, evaluate, notify, until SIGTERM/SIGINT."""
+    import asyncio
+
     from service.daemon import Daemon
     from service.logs import setup_logging
 
@@ -252,6 +259,8 @@ def test_notify(
     rules: RulesPath = None,
 ) -> None:
     """Send a test message through one channel and report the outcome."""
+    import asyncio
+
     from service.commands import send_test
 
     settings = _settings()
@@ -268,6 +277,8 @@ def calendar(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """A table of the upcoming (and just reported) reports of the watched symbols."""
+    import asyncio
+
     from service.commands import show_calendar
 
     settings = _settings()
@@ -291,6 +302,8 @@ def demo(
 ) -> None:
     """Run the real daemon offline on LUMN's Q4 2025 report (or --scenario), replayed on a
     fast clock."""
+    import asyncio
+
     from service.demo import run_demo
 
     try:

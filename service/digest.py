@@ -24,7 +24,7 @@ from service.figures import format_value, money
 from service.market import EarningsEvent, Value, variables
 from service.marketdata import MarketData
 from service.rules import DigestRule
-from service.rules.templates import cap_message
+from service.rules.messages import cap_message
 
 #: How old a missed firing may be and still be sent (see the module docstring).
 MAX_LATE: Final = timedelta(hours=1)

@@ -28,7 +28,7 @@ from service.market import (
 )
 from service.rules import CompiledRule, RuleSet
 from service.rules.expr import Compiled
-from service.rules.templates import amended_message, resolved_message
+from service.rules.messages import amended_message, resolved_message
 from service.wakes import Key, Wakes, next_midnight, next_wake
 
 RuleErrorKind = Literal["condition", "render"]

@@ -15,16 +15,19 @@ function takes the day or the moment it is asked about; nothing reads the clock.
   mourning such as January 9 2025). A closure announced after the installed release is
   not known: keep the package current (a new release is needed, e.g., for a future day
   of mourning).
+- Only NYSE's module of the package is loaded (`_nyse`): the package's `financial`
+  namespace imports every exchange and, through them, every country (some 340 modules,
+  12 MiB resident) for one calendar.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
-from typing import Final
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any, Final
 from zoneinfo import ZoneInfo
-
-import holidays as calendars
 
 NEW_YORK: Final = ZoneInfo("America/New_York")
 REGULAR_OPEN: Final = time(9, 30)
@@ -38,17 +41,33 @@ AFTER_HOURS: Final = timedelta(hours=4)
 _SEARCH_DAYS: Final = 30  # far more than the longest run of closed days (six, in 2001)
 
 
+@cache
+def _nyse() -> Any:
+    """The holidays package's NYSE calendar class, loaded from its own module file alone
+    (NYSE's module imports only the package's base classes); the package's registry
+    (`financial_holidays`, which imports every exchange) if that file is not there."""
+    import holidays as calendars
+
+    path = Path(calendars.__file__).parent / "financial" / "ny_stock_exchange.py"
+    spec = importlib.util.spec_from_file_location("service._nyse_holidays", path)
+    if spec is not None and spec.loader is not None and path.is_file():
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.NewYorkStockExchange
+    return lambda **kwargs: calendars.financial_holidays("NYSE", **kwargs)
+
+
 @lru_cache(maxsize=256)
 def holidays(year: int) -> frozenset[date]:
     """Every day of `year` on which NYSE is closed all day for a holiday (observed date)
     or an announced closure; weekends are closed too but not listed."""
-    return frozenset(calendars.financial_holidays("NYSE", years=year))
+    return frozenset(_nyse()(years=year))
 
 
 @lru_cache(maxsize=256)
 def early_closes(year: int) -> frozenset[date]:
     """Every day of `year` on which NYSE closes at 13:00 ET."""
-    half_days = calendars.financial_holidays("NYSE", years=year, categories=("half_day",))
+    half_days = _nyse()(years=year, categories=("half_day",))
     return frozenset(half_days)
 
 

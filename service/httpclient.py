@@ -18,18 +18,16 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
-
-import anyio
-import httpcore
-import httpx
 
 from service import __version__
 from service.errors import UnsafeTargetError
 
+if TYPE_CHECKING:  # httpx, httpcore and anyio load with the first client: `check` needs none
+    import httpx
+
 USER_AGENT: Final = f"earnwatch/{__version__} (+https://github.com/earnwatch/earnwatch)"
-LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connections=10)
 
 #: Async resolver: (host, port) -> the IP addresses to try, in order.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -63,9 +61,15 @@ def build_client(
     With `guard`, every connection is checked on the address actually connected to, and
     refused targets raise UnsafeTargetError. Such a client ignores `HTTP(S)_PROXY`
     (a proxy would be the address checked, not the target)."""
+    import httpx
+
+    from service.httptransport import LIMITS, GuardedTransport, ssl_context
+
     merged = {"User-Agent": USER_AGENT, **(headers or {})}
     if guard is not None:
         kwargs["transport"] = GuardedTransport(guard, verify=kwargs.pop("verify", True))
+    elif "transport" not in kwargs:
+        kwargs["verify"] = ssl_context(kwargs.get("verify", True))  # the shared CA bundle
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         limits=LIMITS,
@@ -185,6 +189,8 @@ def _system_resolve(host: str, port: int) -> list[str]:
 
 
 async def _system_resolve_async(host: str, port: int) -> list[str]:
+    import anyio
+
     infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
@@ -234,6 +240,9 @@ class TargetGuard:
 
     async def addresses(self, host: str, port: int, timeout: float | None) -> list[str]:
         """The checked addresses to connect to, in order; raises UnsafeTargetError."""
+        import anyio
+        import httpcore
+
         host = _normal_host(host)
         where = f"connect to port {port}"
         if host not in self.allowed_hosts:
@@ -252,56 +261,3 @@ class TargetGuard:
         if host in self.allowed_hosts:
             return list(addresses)
         return _check_addresses(where, host, addresses, allow_private=self.allow_private)
-
-
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that resolves the host itself, checks every address,
-    and connects to a checked address (TLS SNI and `Host` still carry the name)."""
-
-    def __init__(self, guard: TargetGuard, inner: httpcore.AsyncNetworkBackend | None = None):
-        self._guard = guard
-        self._inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        failure: Exception | None = None
-        for address in await self._guard.addresses(host, port, timeout):
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise UnsafeTargetError("unix sockets are refused by the SSRF guard")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool whose connections go through the guard."""
-
-    def __init__(self, guard: TargetGuard, *, verify: Any = True) -> None:
-        super().__init__(verify=verify, limits=LIMITS, trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=LIMITS.max_connections,
-            max_keepalive_connections=LIMITS.max_keepalive_connections,
-            keepalive_expiry=LIMITS.keepalive_expiry,
-            network_backend=GuardedBackend(guard),
-        )

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import SecretStr, field_validator
 
 from service.errors import DeliveryError
@@ -39,6 +38,9 @@ from service.notify.http import (
 )
 from service.notify.plugin import ChannelType, NotifierContext
 from service.retry_after import retry_after
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 # Discord's limits (characters): message content, and an embed's parts and total.
 CONTENT_LIMIT: Final = 2000

@@ -24,7 +24,6 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any, ClassVar, Final, Literal
 
-import aiosmtplib
 from pydantic import Field, SecretStr, field_validator
 
 from service.config import Settings
@@ -163,6 +162,8 @@ class EmailNotifier:
                 permanent=True,
             )
         mail = build_email(message, cfg, sender=opts.sender, delivery_id=delivery_id)
+        import aiosmtplib  # with the first mail, not with the registry
+
         smtp = aiosmtplib.SMTP(
             hostname=opts.host,
             port=opts.port,
@@ -211,6 +212,8 @@ class EmailNotifier:
 
 def _delivery_error(where: str, exc: BaseException) -> DeliveryError:
     """RFC 5321 classes: 4xx and broken connections retry, 5xx and TLS failures do not."""
+    import aiosmtplib
+
     tls = exc if isinstance(exc, ssl.SSLError) else None
     cause = exc.__cause__ or exc.__context__
     if tls is None and isinstance(cause, ssl.SSLError):

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import httpx
 from pydantic import SecretStr
 
 from service.errors import DeliveryError, UnsafeTargetError
 from service.httpclient import read_at_most, redact_url
 from service.logs import SecretMask
 from service.notify.base import ChannelConfig
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 C = TypeVar("C", bound=ChannelConfig)
 
@@ -59,6 +61,8 @@ async def post(
 ) -> Reply:
     """POST once and read at most `limit` bytes of the reply; raise DeliveryError on any
     transport failure."""
+    import httpx
+
     where = redact_url(url)
     try:
         async with client.stream(

@@ -26,10 +26,9 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from service.errors import DeliveryError
@@ -53,6 +52,9 @@ from service.notify.http import (
 from service.notify.plugin import ChannelType, NotifierContext
 from service.retry_after import retry_after
 from service.rules.model import one_or_many_schema
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 #: ntfy's default `message-size-limit` (ntfy.sh's too), in bytes.
 BODY_LIMIT: Final = 4096

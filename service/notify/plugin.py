@@ -20,14 +20,16 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
 
 from service.config import Settings
 from service.httpclient import TargetGuard, build_client
 from service.notify.base import ChannelConfig, Notifier
+
+if TYPE_CHECKING:
+    import httpx
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 #: Field names that say "a URL": such a field must be declared in `url_fields`.

@@ -13,9 +13,8 @@ is not held: it raises a retryable DeliveryError with `retry_after` set to the w
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import httpx
 from pydantic import SecretStr, field_validator
 
 from service.errors import DeliveryError
@@ -25,6 +24,9 @@ from service.notify.http import detail, expect, http_url, post, url_destination
 from service.notify.pacing import Pacer
 from service.notify.plugin import ChannelType, NotifierContext
 from service.retry_after import retry_after
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 TEXT_LIMIT: Final = 3000  # Slack's limit for a section's text
 HEADER_LIMIT: Final = 150  # Slack's limit for a header block

@@ -22,9 +22,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import httpx
 from pydantic import SecretStr, StrictInt, StrictStr, field_validator
 
 from service.errors import DeliveryError
@@ -47,6 +46,9 @@ from service.notify.http import (
 from service.notify.pacing import Pacer
 from service.notify.plugin import ChannelType, NotifierContext
 from service.retry_after import RETRY_AFTER_CAP, retry_after
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 DEFAULT_API_URL: Final = "https://api.telegram.org"
 TEXT_LIMIT: Final = 4096  # Telegram's limit, counted here in UTF-16 units (never over)

@@ -31,14 +31,16 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
-import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from service.notify.base import ChannelConfig, Message, classify_status, jsonable
 from service.notify.http import detail, expect, http_url, post, url_destination
 from service.notify.plugin import ChannelType, NotifierContext
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 PAYLOAD_VERSION: Final = "1"
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")

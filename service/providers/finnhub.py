@@ -21,9 +21,8 @@ import logging
 import math
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import httpx
 from pydantic import SecretStr
 
 from service.clock import Clock
@@ -39,6 +38,9 @@ from service.providers import base
 from service.providers.limiter import Rate, RateLimiter
 from service.providers.plugin import Capability, ProviderType, Setting
 from service.providers.wire import auth_error, fetch
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 log = logging.getLogger(__name__)
 

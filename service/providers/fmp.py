@@ -20,9 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import date
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import httpx
 from pydantic import SecretStr
 
 from service.clock import Clock
@@ -38,7 +37,10 @@ from service.market import EarningsEvent, PriceTargets, Quote, ReportTime
 from service.providers import base
 from service.providers.limiter import Rate, RateLimiter
 from service.providers.plugin import Capability, ProviderType, Setting
-from service.providers.wire import QueryKeyTransport, auth_error, fetch
+from service.providers.wire import auth_error, fetch
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 TIMES: Final = {"bmo": ReportTime.BMO, "amc": ReportTime.AMC}
 #: Rows per calendar page; a full page means there may be more.
@@ -165,6 +167,10 @@ class FmpProvider:
 
 def fmp_client(base_url: str, api_key: SecretStr, *, timeout: float = 10.0) -> httpx.AsyncClient:
     """An AsyncClient for FMP whose transport adds `apikey` to every request."""
+    import httpx
+
+    from service.httptransport import QueryKeyTransport
+
     transport = QueryKeyTransport(
         httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10)

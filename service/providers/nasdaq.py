@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any, ClassVar, Final
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from service.clock import Clock
 from service.config import Settings
@@ -30,6 +28,9 @@ from service.providers import base
 from service.providers.limiter import Rate, RateLimiter
 from service.providers.plugin import Capability, ProviderType, Setting
 from service.providers.wire import fetch
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 TIMES: Final = {"time-pre-market": ReportTime.BMO, "time-after-hours": ReportTime.AMC}
 BROWSER_HEADERS: Final = {

@@ -22,10 +22,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
-
-import httpx
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Final
 
 from service.errors import (
     ProviderAuthError,
@@ -36,6 +33,9 @@ from service.errors import (
 from service.httpclient import read_at_most, redact_url
 from service.providers.limiter import RateLimiter
 from service.retry_after import retry_after
+
+if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ async def fetch(
 ) -> Answer:
     """GET `endpoint` (a path below the client's base URL) with `params`, within the
     client's timeout as a total deadline (the wait for the limiter is not counted)."""
+    import httpx
+
     await limiter.acquire()
     limit = deadline(client)
     try:
@@ -147,27 +149,3 @@ def _decode(raw: bytes, response: httpx.Response, provider: str, endpoint: str) 
 
 def _pairs(params: Params) -> Iterator[tuple[str, str | int | float | bool | None]]:
     yield from params.items() if isinstance(params, Mapping) else params
-
-
-class QueryKeyTransport(httpx.AsyncBaseTransport):
-    """Adds `param=secret` to each request's query on its way to the network, for vendors
-    that take a key only in the URL (FMP). The request the client holds, and that httpx
-    logs at INFO ("HTTP Request: GET ..."), never carries the key."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, param: str, secret: SecretStr) -> None:
-        self._inner = inner
-        self._param = param
-        self._secret = secret
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        keyed = httpx.Request(
-            request.method,
-            request.url.copy_set_param(self._param, self._secret.get_secret_value()),
-            headers=request.headers,
-            stream=request.stream,
-            extensions=request.extensions,
-        )
-        return await self._inner.handle_async_request(keyed)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()

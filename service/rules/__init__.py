@@ -11,7 +11,7 @@ import gc
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
@@ -19,11 +19,10 @@ from pydantic import BaseModel
 from service.errors import Problem, RuleFileError
 from service.market import Value
 from service.rules.expr import Compiled
-from service.rules.templates import (
-    MessageTemplate,
-    cap_message,
-    default_message,
-)
+from service.rules.messages import cap_message, default_message
+
+if TYPE_CHECKING:  # Jinja2 is imported only by a file with a `message:` (the loader)
+    from service.rules.templates import MessageTemplate
 
 #: Checks a valid channel's options beyond their model: (kind, config) -> [(field, message)].
 ChannelCheck = Callable[[str, BaseModel], list[tuple[str, str]]]

@@ -8,10 +8,9 @@ import hashlib
 import json
 from collections.abc import Collection, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ValidationError
 
 from service.errors import Problem
@@ -36,8 +35,12 @@ from service.rules.model import (
     plain_rule,
 )
 from service.rules.places import in_expression, in_template
-from service.rules.templates import MessageTemplate, TemplateProblem, make_environment
 from service.rules.yamlpos import Document, Path, format_path, parse
+
+if TYPE_CHECKING:  # imported when a rule needs them: Jinja2 for a `message:`, APScheduler
+    # for a `digest:` (a file without either loads without both)
+    from service.rules.sandbox import BoundedEnvironment
+    from service.rules.templates import MessageTemplate
 
 
 class Loader:
@@ -56,7 +59,7 @@ class Loader:
         self.doc: Document = parse(text, env, reserved_env)
         self.problems: list[Problem] = list(self.doc.problems)
         self.channel_configs = channel_configs
-        self.jinja = make_environment()
+        self._jinja: BoundedEnvironment | None = None
         #: Conditions compiled so far, by their text: rules whose `when` reads the same
         #: share one compiled condition (a failed one is compiled again where written,
         #: so each place reports its problem).
@@ -373,6 +376,8 @@ class Loader:
                 "range like mon-fri): a number's meaning differs between cron and APScheduler",
             )
             return None
+        from apscheduler.triggers.cron import CronTrigger
+
         try:
             cron = CronTrigger.from_crontab(model.digest, timezone=tz)
         except Exception as exc:
@@ -432,8 +437,12 @@ class Loader:
     def template(self, text: str | None, path: Path) -> MessageTemplate | None:
         if text is None:
             return None
+        from service.rules.templates import MessageTemplate, TemplateProblem, make_environment
+
+        if self._jinja is None:
+            self._jinja = make_environment()
         try:
-            return MessageTemplate(self.jinja, text)
+            return MessageTemplate(self._jinja, text)
         except TemplateProblem as exc:
             pos = self.doc.where(path)
             line = in_template(pos, exc.line)

@@ -13,9 +13,9 @@ than MESSAGE_CAP characters is cut, with TRUNCATED at its end.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping
 from datetime import date, datetime
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from jinja2 import StrictUndefined
 from jinja2.exceptions import TemplateError
@@ -23,6 +23,13 @@ from jinja2.exceptions import TemplateError
 from service.figures import format_pct, format_value
 from service.market import VARIABLES, Value
 from service.rules.filters import METHOD_CHECKS, OWN_FILTERS, bounded_filter
+from service.rules.messages import (
+    MESSAGE_CAP,
+    TRUNCATED,
+    cap_message,
+    default_message,
+    resolved_message,
+)
 from service.rules.sandbox import BoundedEnvironment, TemplateLimitError, run_bounded
 from service.rules.template_check import (
     EXTRA_NAMES,
@@ -30,10 +37,6 @@ from service.rules.template_check import (
     checked_tree,
     compile_bounded,
 )
-
-#: The longest message sent, in characters, the marker included.
-MESSAGE_CAP: Final = 4000
-TRUNCATED: Final = " … [truncated]"
 
 
 def _finalize(value: Any) -> Any:
@@ -56,14 +59,6 @@ def make_environment() -> BoundedEnvironment:
     env.method_checks = dict(METHOD_CHECKS)
     env.compiled = {}
     return env
-
-
-def cap_message(text: str, *, cut: bool = False) -> str:
-    """`text`, cut to MESSAGE_CAP characters with TRUNCATED at the end when longer (or
-    when `cut` says the text is already the start of a longer one)."""
-    if len(text) <= MESSAGE_CAP and not cut:
-        return text
-    return text[: MESSAGE_CAP - len(TRUNCATED)].rstrip() + TRUNCATED
 
 
 class MessageTemplate:
@@ -99,46 +94,6 @@ class MessageTemplate:
 
         text, cut = run_bounded(stream)
         return cap_message(text.strip(), cut=cut)
-
-
-def default_message(
-    rule: str, symbol: str, condition: str, values: Mapping[str, Value], names: frozenset[str]
-) -> str:
-    """The message of a rule without `message:`: what fired and the figures behind it."""
-    shown = [f"{name} {format_value(values.get(name))}" for name in sorted(names)]
-    text = f"{symbol}: {rule} ({condition})"
-    if shown:
-        text += ": " + ", ".join(shown)
-    eps, eps_est = values.get("eps_actual"), values.get("eps_estimate")
-    if eps is not None and "eps_actual" not in names:
-        text += f"; EPS {format_value(eps)} vs {format_value(eps_est)} est."
-    return text
-
-
-def resolved_message(
-    rule: str, symbol: str, values: Mapping[str, Value], names: frozenset[str]
-) -> str:
-    """The message of a rule's resolved alert (Earnwatch's own: a rule's `message:` is for
-    the firing): `RESOLVED: LUMN: lumn-above-target no longer holds (price 7.38)`."""
-    shown = ", ".join(f"{name} {format_value(values.get(name))}" for name in sorted(names))
-    text = f"RESOLVED: {symbol}: {rule} no longer holds"
-    return cap_message(f"{text} ({shown})" if shown else text)
-
-
-def amended_message(
-    rule: str, symbol: str, figures: Sequence[tuple[str, float | None, float | None]]
-) -> str:
-    """The message of a rule's amended alert (`notify_amended`): each figure as
-    (label, before, after); a changed one shows both, one unchanged or first known its value:
-    `AMENDED: LUMN: lumn-beat: EPS 0.23 -> 0.25, revenue 3.041B`."""
-    parts = [
-        f"{label} {format_value(before)} -> {format_value(after)}"
-        if before is not None and before != after
-        else f"{label} {format_value(after)}"
-        for label, before, after in figures
-        if after is not None
-    ]
-    return cap_message(f"AMENDED: {symbol}: {rule}: " + ", ".join(parts))
 
 
 __all__ = [

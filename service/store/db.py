@@ -10,31 +10,37 @@ Promises:
 - `migrate()` runs Alembic `upgrade head` from the packaged `migrations/` folder inside one
   transaction (transactional DDL on both backends: an interrupted upgrade leaves the
   previous revision), under an advisory lock on PostgreSQL so replicas starting together
-  migrate once.
+  migrate once. Alembic is imported only then: when the stored revision (one plain
+  query) already is the head of the packaged revision files, nothing else runs.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.util import CommandError
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from service.errors import StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: pg_advisory_xact_lock key held while migrating ("earnwatch" in ASCII, truncated).
 MIGRATION_LOCK_KEY = 0x6561726E7761
 BUSY_TIMEOUT_MS = 10_000
 _BEGIN_OPTION = "earnwatch_sqlite_begin"
+#: Alembic's own bookkeeping table and the assignments of a revision file.
+VERSION_TABLE = "alembic_version"
+_REVISION = re.compile(r"^(down_revision|revision)\b[^=\n]*=\s*(None|\"([^\"]*)\")", re.M)
 
 
 def normalize_url(url: str) -> str:
@@ -115,6 +121,8 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic Config built in code: no alembic.ini is needed at run time."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -124,6 +132,12 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (a no-op when it is there already)."""
+    head = packaged_head()
+    if head is not None and current_revision(engine) == head:
+        return  # at the head already: no need to import Alembic
+    from alembic import command
+    from alembic.util import CommandError
+
     try:
         with write_tx(engine) as connection:
             if engine.dialect.name == "postgresql":
@@ -138,8 +152,33 @@ def migrate(engine: Engine) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The schema revision stored in the database, or None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-
+    """The schema revision stored in the database, or None for an empty database (read
+    from Alembic's table with a plain query, as Alembic does: one row, or none)."""
     with read_tx(engine) as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table(VERSION_TABLE):
+            return None
+        rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+    if len(rows) > 1:
+        raise StoreError(f"the database holds {len(rows)} schema revisions, expected one")
+    return str(rows[0][0]) if rows else None
+
+
+@cache
+def packaged_head() -> str | None:
+    """The newest revision of the packaged `migrations/versions/` files, read from their
+    `revision = "..."` and `down_revision = "..."` lines without importing Alembic; None
+    when that is not one clear head (then `migrate` asks Alembic, which knows)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        found = dict(
+            (m[0], m[2] if m[1] != "None" else None)
+            for m in _REVISION.findall(path.read_text(encoding="utf-8"))
+        )
+        if not found.get("revision") or "down_revision" not in found:
+            return None
+        revisions.add(str(found["revision"]))
+        if found["down_revision"] is not None:
+            parents.add(str(found["down_revision"]))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None

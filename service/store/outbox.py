@@ -25,10 +25,9 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import Table, and_, func, or_, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -57,6 +56,9 @@ from service.store.types import (
     Status,
 )
 
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
+
 MAX_ERROR_CHARS = 2000
 
 
@@ -66,9 +68,15 @@ def new_id() -> str:
 
 
 def dialect_insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT with `on_conflict_do_nothing/_update` for the connection's backend."""
+    """An INSERT with `on_conflict_do_nothing/_update` for the connection's backend (each
+    dialect's module is imported by the first insert on it, so SQLite never loads
+    PostgreSQL's)."""
     if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
     return sqlite.insert(table)
 
 

@@ -1,0 +1,236 @@
+"""What each command imports (issue 16.2): a command loads the libraries its work needs and
+no others. Counted in modules, never in seconds: each command runs as a real subprocess
+(`python -c` around `service.cli.main`, in an empty folder with no EARNWATCH_* variables)
+that writes `sys.modules` when it exits. bench/startup.py prints the times."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.store import db
+from service.store.db import create_db_engine, current_revision, migrate, packaged_head
+
+WRAPPER = """\
+import atexit, os, sys
+def _dump():
+    with open(os.environ["MODULES_OUT"], "w") as f:
+        f.write("\\n".join(sorted(sys.modules)))
+atexit.register(_dump)
+sys.argv = ["earnwatch", *sys.argv[1:]]
+from service.cli import main
+main()
+"""
+
+RULES = """\
+version: 1
+channels:
+  hook: {type: webhook, url: "https://hooks.example.com/x", secret: whsec_YmVuY2gtc2lnbmluZy1rZXk=}
+defaults:
+  notify: [hook]
+rules:
+  - name: lumn_up
+    symbols: [LUMN]
+    when: price > 10
+  - name: reminder
+    symbols: [LUMN]
+    when: not reported and hours_to_earnings <= 24
+"""
+MESSAGE_RULE = """\
+  - name: with_message
+    symbols: [LUMN]
+    when: price < 2
+    message: "{{ symbol }} fell to {{ price }}"
+"""
+DIGEST_RULE = """\
+  - name: weekly
+    symbols: [LUMN]
+    digest: "0 8 * * mon"
+"""
+
+#: Never needed to read and check a rule file without messages or digests.
+NOT_FOR_CHECK = frozenset(
+    {
+        "alembic",
+        "psycopg",
+        "sqlalchemy",
+        "sqlmodel",
+        "starlette",
+        "uvicorn",
+        "websockets",
+        "jinja2",
+        "apscheduler",
+        "httpx",
+        "httpcore",
+        "anyio",
+        "aiosmtplib",
+        "holidays",
+        "prometheus_client",
+        "matplotlib",
+    }
+)
+
+
+def imported(args: list[str], folder: Path, **env: str) -> tuple[set[str], int, str]:
+    """The top-level packages a command imported, its exit code and its output."""
+    out = folder / "modules.txt"
+    out.unlink(missing_ok=True)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EARNWATCH_", "FINNHUB_", "FMP_", "SMTP_"))
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *args],
+        cwd=folder,
+        env={**clean, **env, "MODULES_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    names = out.read_text().splitlines()
+    return {name.split(".", 1)[0] for name in names}, done.returncode, done.stdout + done.stderr
+
+
+def test_check_of_a_file_without_messages_imports_no_database_client_web_or_jinja(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    tops, code, output = imported(["check", "--rules", "rules.yaml"], tmp_path)
+    assert code == 0, output
+    assert "rules.yaml: OK: 2 rules" in output
+    assert tops & NOT_FOR_CHECK == set()
+    assert {"service", "pydantic", "yaml"} <= tops  # it did load and validate the file
+
+
+def test_a_message_brings_jinja2_and_a_digest_apscheduler_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "message.yaml").write_text(RULES + MESSAGE_RULE)
+    (tmp_path / "digest.yaml").write_text(RULES + DIGEST_RULE)
+    tops, code, output = imported(["check", "--rules", "message.yaml"], tmp_path)
+    assert code == 0, output
+    assert tops & NOT_FOR_CHECK == {"jinja2"}
+    tops, code, output = imported(["check", "--rules", "digest.yaml"], tmp_path)
+    assert code == 0, output
+    assert tops & NOT_FOR_CHECK == {"apscheduler"}
+
+
+def test_a_bad_message_is_still_reported_with_its_position(tmp_path: Path) -> None:
+    bad = MESSAGE_RULE.replace("{{ price }}", "{{ price ")
+    (tmp_path / "rules.yaml").write_text(RULES + bad)
+    tops, code, output = imported(["check", "--rules", "rules.yaml"], tmp_path)
+    assert code == 1
+    assert "rules.yaml:16:" in output, output
+    assert "jinja2" in tops
+
+
+@pytest.mark.parametrize("args", [["--help"], ["version"], ["silence", "--help"]])
+def test_help_and_version_import_no_command_s_libraries(tmp_path: Path, args: list[str]) -> None:
+    tops, code, output = imported(args, tmp_path)
+    assert code == 0, output
+    assert tops & NOT_FOR_CHECK == set()
+    assert "yaml" not in tops
+
+
+def test_run_on_a_current_sqlite_schema_imports_neither_alembic_nor_psycopg(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    env = {
+        "EARNWATCH_PROVIDERS": "replay",
+        "EARNWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'earnwatch.db'}",
+        "EARNWATCH_HTTP": "off",
+    }
+    first, code, output = imported(["run", "--once", "--rules", "rules.yaml"], tmp_path, **env)
+    assert code == 0, output
+    assert "alembic" in first  # an empty database: the migration ran
+    again, code, output = imported(["run", "--once", "--rules", "rules.yaml"], tmp_path, **env)
+    assert code == 0, output
+    assert "alembic" not in again  # the schema is at the head: one query, no Alembic
+    assert {"sqlalchemy", "apscheduler", "httpx"} <= again  # what run does need
+    for tops in (first, again):
+        # PostgreSQL's driver, the stream (replay has none), templates (no message), the
+        # web stack (EARNWATCH_HTTP off)
+        assert tops & {"psycopg", "websockets", "jinja2", "starlette", "uvicorn"} == set()
+
+
+# --- the revision check that stands in for Alembic ---------------------------------------
+
+
+def test_the_packaged_head_read_from_the_files_is_alembic_s_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(db.alembic_config())
+    assert packaged_head() == script.get_current_head()
+
+
+def test_a_database_behind_the_head_is_still_migrated(tmp_path: Path) -> None:
+    from alembic import command
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        with db.write_tx(engine) as connection:
+            command.upgrade(db.alembic_config(connection), "r0002")
+        assert current_revision(engine) == "r0002"
+        migrate(engine)
+        assert current_revision(engine) == packaged_head()
+    finally:
+        engine.dispose()
+
+
+def test_an_unclear_head_in_the_files_leaves_the_decision_to_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "a.py").write_text('revision = "a"\ndown_revision = None\n')
+    (versions / "b.py").write_text('revision = "b"\ndown_revision: str | None = "a"\n')
+    monkeypatch.setattr(db, "MIGRATIONS", tmp_path)
+    packaged_head.cache_clear()
+    try:
+        assert packaged_head() == "b"
+        packaged_head.cache_clear()
+        (versions / "c.py").write_text('revision = "c"\ndown_revision = "a"\n')  # two heads
+        assert packaged_head() is None
+        packaged_head.cache_clear()
+        (versions / "c.py").write_text('revision = "c"\ndown_revision = ("a", "b")\n')  # merge
+        assert packaged_head() is None
+    finally:
+        packaged_head.cache_clear()
+
+
+# --- the NYSE calendar without the package's other calendars -----------------------------
+
+
+def test_the_nyse_calendar_loaded_alone_is_the_package_s_nyse_calendar() -> None:
+    import holidays as package
+
+    from service import hours
+
+    for year in range(1950, 2061):
+        assert hours.holidays(year) == frozenset(package.financial_holidays("NYSE", years=year))
+        half = package.financial_holidays("NYSE", years=year, categories=("half_day",))
+        assert hours.early_closes(year) == frozenset(half), year
+
+
+def test_a_trading_day_question_loads_no_other_country_or_exchange(tmp_path: Path) -> None:
+    code = (
+        "import sys; from datetime import date; from service import hours; "
+        "assert not hours.is_trading_day(date(2025, 1, 9)); "  # a day of mourning
+        "assert hours.is_early_close(date(2026, 11, 27)); "
+        "print(sorted(m for m in sys.modules if m.startswith('holidays')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = ast.literal_eval(done.stdout)
+    assert "holidays.countries" not in loaded
+    assert "holidays.financial" not in loaded
+    assert len(loaded) < 80  # the base classes and calendars; the whole package is ~340
