@@ -336,6 +336,8 @@ def replay(
 ) -> None:
     """Run rules over a recorded scenario on a simulated clock and print each alert as it
     fires (no network, nothing sent); --plot draws the prices, levels and alerts."""
+    import asyncio
+
     from service.replay import replay_command
 
     code = asyncio.run(

@@ -513,7 +513,9 @@ async def test_attempts_finishing_together_are_recorded_in_one_transaction(
     record(store, 8)
     groups: list[int] = []
     real = store.finish_many
-    monkeypatch.setattr(store, "finish_many", lambda items: groups.append(len(items)) or real(items))
+    monkeypatch.setattr(
+        store, "finish_many", lambda items: groups.append(len(items)) or real(items)
+    )
     notifier = FakeNotifier()
     assert await make_worker(store, notifier, clock, concurrency=8, per_host=8).run_once() == 8
     assert sum(groups) == 8 and max(groups) > 1  # grouped, each attempt once

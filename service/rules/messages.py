@@ -1,5 +1,5 @@
-"""Alert message text without Jinja2: a rule's default message, the resolved and amended messages and
-the cap every message is cut to. Kept apart from `templates` so that loading and
+"""Alert message text without Jinja2: a rule's default message, the resolved and amended
+messages and the cap every message is cut to. Kept apart from `templates` so that loading and
 evaluating a rule file with no `message:` never imports Jinja2."""
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from service.rules.filters import METHOD_CHECKS, OWN_FILTERS, bounded_filter
 from service.rules.messages import (
     MESSAGE_CAP,
     TRUNCATED,
+    amended_message,
     cap_message,
     default_message,
     resolved_message,
