@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from service.config import Settings
 from service.errors import ConfigError, DeliveryError, ProviderError, StoreError, UnsafeTargetError
@@ -22,7 +22,7 @@ from service.parts import notifiers_for, providers_for
 from service.rules import RuleSet
 
 if TYPE_CHECKING:
-    from service.store.types import DeliverySummary
+    from service.store.types import DeliverySummary, HistoryEntry
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -56,36 +56,7 @@ def show_history(
     finally:
         store.close()
     if as_json:
-        return 0, json.dumps(
-            [
-                {
-                    "alert_id": e.alert_id,
-                    "rule": e.rule,
-                    "symbol": e.symbol,
-                    "fired_at": e.fired_at.isoformat(),
-                    "report": e.report_key,
-                    "message": e.message.text,
-                    "kind": e.message.kind,
-                    "resolves": e.message.resolves,
-                    "amends": e.message.amends,
-                    "deliveries": [
-                        {
-                            "channel": d.channel,
-                            "kind": d.kind,
-                            "status": d.status,
-                            "attempts": d.attempts,
-                            "last_error": d.last_error,
-                            "hold_reason": d.hold_reason,
-                            "next_attempt_at": d.next_attempt_at.isoformat(),
-                            "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
-                        }
-                        for d in e.deliveries
-                    ],
-                }
-                for e in entries
-            ],
-            indent=2,
-        )
+        return 0, json.dumps([entry_json(e) for e in entries], indent=2)
     if not entries:
         return 0, "no alerts yet"
     rows = []
@@ -109,6 +80,35 @@ def show_history(
             )
     headers = ["FIRED", "RULE", "SYMBOL", "CHANNEL", "STATUS", "ATTEMPTS", "LAST ERROR", "MESSAGE"]
     return 0, format_table(headers, rows)
+
+
+def entry_json(e: HistoryEntry) -> dict[str, Any]:
+    """One alert of `history --json` (and of the status page's `/api/status`, which adds
+    each delivery's `note`): its deliveries' errors as stored, already masked."""
+    return {
+        "alert_id": e.alert_id,
+        "rule": e.rule,
+        "symbol": e.symbol,
+        "fired_at": e.fired_at.isoformat(),
+        "report": e.report_key,
+        "message": e.message.text,
+        "kind": e.message.kind,
+        "resolves": e.message.resolves,
+        "amends": e.message.amends,
+        "deliveries": [
+            {
+                "channel": d.channel,
+                "kind": d.kind,
+                "status": d.status,
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+                "hold_reason": d.hold_reason,
+                "next_attempt_at": d.next_attempt_at.isoformat(),
+                "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+            }
+            for d in e.deliveries
+        ],
+    }
 
 
 def delivery_note(delivery: DeliverySummary) -> str:

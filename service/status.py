@@ -189,34 +189,17 @@ def _with_consensus(e: EarningsEvent, eps: float | None, revenue: float | None) 
 
 
 def _alerts(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
-    # The LAST ERROR text of `earnwatch history` (errors are stored already masked).
-    from service.commands import delivery_note
+    """The alerts as `history --json` gives them, each delivery with the LAST ERROR text
+    of `earnwatch history` as `note` (errors are stored already masked)."""
+    from service.commands import delivery_note, entry_json
 
-    return [
-        {
-            "alert_id": e.alert_id,
-            "rule": e.rule,
-            "symbol": e.symbol,
-            "fired_at": _iso(e.fired_at),
-            "report": e.report_key,
-            "kind": e.message.kind,
-            "message": e.message.text,
-            "deliveries": [
-                {
-                    "channel": d.channel,
-                    "kind": d.kind,
-                    "status": d.status,
-                    "attempts": d.attempts,
-                    "last_error": d.last_error,
-                    "note": delivery_note(d),
-                    "next_attempt_at": _iso(d.next_attempt_at),
-                    "delivered_at": _iso(d.delivered_at),
-                }
-                for d in e.deliveries
-            ],
-        }
-        for e in entries
-    ]
+    alerts = []
+    for e in entries:
+        alert = entry_json(e)
+        for shown, d in zip(alert["deliveries"], e.deliveries, strict=True):
+            shown["note"] = delivery_note(d)
+        alerts.append(alert)
+    return alerts
 
 
 def _budget(budget: Budget | None) -> dict[str, Any] | None:
