@@ -34,7 +34,7 @@ from service.logs import SecretMask
 from service.marketdata import MarketData
 from service.metrics import Metrics
 from service.notify.base import ChannelConfig, Notifier
-from service.pipeline import Cadence, Pipeline
+from service.pipeline import Cadence, Pipeline, SecondOpinion
 from service.providers.base import Provider
 from service.providers.watch import QuoteWatch
 from service.rulefile import RuleFile
@@ -160,8 +160,9 @@ class App:
                 source=str(rule_file.path),
                 cadence=Cadence.from_settings(settings),
                 stages=parts.stages_for(settings, store),
-                # EARNWATCH_CONFIRM=2 asks the providers built from the settings.
-                second_opinion=built,
+                # EARNWATCH_CONFIRM=2 asks the providers built from the settings, or the
+                # given chain (the demo of a scenario with a second provider's figures).
+                second_opinion=built if built is not None else _second_opinion(provider),
             )
             await pipeline.resume()
             app = cls(
@@ -378,6 +379,11 @@ class App:
             await self.calendar()
         elif self.is_leading():
             await self.pipeline.evaluate(self.clock.now(), None)
+
+
+def _second_opinion(provider: Provider) -> SecondOpinion | None:
+    """A given provider that can give a second opinion (a `FailoverProvider`), or None."""
+    return provider if isinstance(provider, SecondOpinion) else None
 
 
 def address(host: str, port: int) -> str:

@@ -13,7 +13,7 @@ import logging
 import sys
 import tempfile
 import time
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -23,16 +23,21 @@ from service.clock import FakeClock
 from service.daemon import Daemon
 from service.errors import ConfigError
 from service.logs import setup_logging
-from service.providers.replay import (
-    DEFAULT_SCENARIO,
-    ReplayProvider,
-    bundled_rules,
-    bundled_scenario,
+from service.providers.replay import DEFAULT_SCENARIO, bundled_rules, bundled_scenario
+from service.replay import (
+    REPLAY_CALENDAR_REFRESH,
+    REPLAY_CONFIRM_WAIT,
+    replay_settings,
+    scenario_overrides,
+    scenario_provider,
 )
-from service.replay import REPLAY_CALENDAR_REFRESH, replay_settings
 from service.store import open_store
 
 DEMO_SECONDS = 40.0
+#: Real seconds between two polls of the demo's daemon.
+DEMO_TICK = 0.1
+#: The demo's EARNWATCH_CONFIRM_WAIT lasts at least this many ticks of simulated time.
+CONFIRM_TICKS = 3
 
 
 class Receiver:
@@ -104,7 +109,14 @@ async def run_demo(
         # The daemon's jobs run on the wall clock: the calendar every 30 simulated
         # minutes, as `earnwatch replay` polls it.
         refresh = (REPLAY_CALENDAR_REFRESH / speed).total_seconds()
-        settings = replay_settings(f"sqlite:///{database}", calendar_refresh=f"{refresh:.3f}s")
+        # A report's second provider is asked at the next poll, a tick (many simulated
+        # minutes) later: the confirmation wait lasts a few ticks, so that it is asked.
+        wait = max(REPLAY_CONFIRM_WAIT, timedelta(seconds=CONFIRM_TICKS * DEMO_TICK * speed))
+        settings = replay_settings(
+            f"sqlite:///{database}",
+            calendar_refresh=f"{refresh:.3f}s",
+            **scenario_overrides(scenario, confirm_wait=wait),
+        )
         if scenario_name == DEFAULT_SCENARIO.removesuffix(".json"):
             bundled = "reminder, revenue miss, target, post-earnings drop"
         else:
@@ -124,10 +136,10 @@ async def run_demo(
             settings,
             rules_path=rules,
             clock=clock,
-            provider=ReplayProvider(scenario, clock),
+            provider=scenario_provider(scenario, clock),
             env_file=None,
             until=scenario.end,
-            tick=0.1,  # a poll every 0.1 s: a few simulated minutes apart
+            tick=DEMO_TICK,  # a poll every 0.1 s: a few simulated minutes apart
         )
         code = await daemon.run()
         await receiver.aclose()

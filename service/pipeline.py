@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from service.config import Settings
 from service.digest import digest_alert, due_firing
@@ -98,6 +98,7 @@ class Cadence:
         )
 
 
+@runtime_checkable
 class SecondOpinion(Protocol):
     """The providers as confirmation asks them (`FailoverProvider`): who answered the last
     calendar call, and the calendar of another provider than that one."""

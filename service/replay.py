@@ -27,9 +27,14 @@ from service.marketdata import MarketData
 from service.metrics import Metrics
 from service.parts import health_for, stages_for, store_for
 from service.pipeline import Cadence, Pipeline
+from service.providers.base import Provider
+from service.providers.failover import FailoverProvider
 from service.providers.replay import (
+    PROVIDER,
+    SECOND_PROVIDER,
     ReplayProvider,
     Scenario,
+    SecondReplayProvider,
     bundled_rules,
     bundled_scenario,
     load_scenario,
@@ -55,7 +60,7 @@ class ReplayAlert:
     rule: str
     symbol: str
     text: str
-    kind: str  # "fired", or "resolved" (notify_resolved)
+    kind: str  # "fired", "resolved" (notify_resolved) or "amended" (notify_amended)
     price: float | None  # the price the alert read, when it read one
 
 
@@ -101,6 +106,38 @@ def replay_settings(database_url: str, **overrides: object) -> Settings:
     return load_settings(env_file=None, **values)
 
 
+#: EARNWATCH_CONFIRM_WAIT of a replayed scenario with a second provider's figures: five
+#: steps of a simulated minute (the demo, whose polls are simulated minutes apart, waits at
+#: least a few of its polls: `scenario_overrides(confirm_wait=...)`).
+REPLAY_CONFIRM_WAIT = timedelta(minutes=5)
+
+
+def scenario_overrides(
+    scenario: Scenario, *, confirm_wait: timedelta = REPLAY_CONFIRM_WAIT
+) -> dict[str, object]:
+    """The settings a scenario needs besides `replay_settings`: with a second provider's
+    figures (`second` on a calendar row), both replay providers and EARNWATCH_CONFIRM=2
+    with `confirm_wait` (shorter than the daemon's 10 minutes: the replay is short)."""
+    if not scenario.has_second:
+        return {}
+    return {
+        "providers": f"{PROVIDER.name},{SECOND_PROVIDER.name}",
+        "confirm": "2",
+        "confirm_wait": f"{confirm_wait.total_seconds():.0f}s",
+    }
+
+
+def scenario_provider(scenario: Scenario, clock: FakeClock) -> Provider:
+    """The replay provider of `scenario`; with a second provider's figures, it and
+    `replay-b` behind one FailoverProvider (which also gives the second opinion)."""
+    first = ReplayProvider(scenario, clock)
+    if not scenario.has_second:
+        return first
+    serves = {p.name: p.capabilities for p in (PROVIDER, SECOND_PROVIDER)}
+    second = SecondReplayProvider(scenario, clock)
+    return FailoverProvider([first, second], clock=clock, serves=serves)
+
+
 def load_rules(settings: Settings, path: Path, *, env_file: str | Path | None) -> RuleSet:
     """The rule file, validated and compiled as the daemon does, but without the SSRF
     check of the channels' URLs: it resolves host names (the network), and a replay sends
@@ -138,13 +175,16 @@ async def run_replay(
     time (None: as fast as possible). Raises ConfigError or StoreError."""
     logging.getLogger("service").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="earnwatch-replay-") as folder:
-        settings = replay_settings(f"sqlite:///{Path(folder) / 'replay.db'}")
+        settings = replay_settings(
+            f"sqlite:///{Path(folder) / 'replay.db'}", **scenario_overrides(scenario)
+        )
         clock = FakeClock(scenario.start)
         store = await asyncio.to_thread(store_for, settings, daemon=True)
         try:
             recorded = asyncio.Event()
+            provider = scenario_provider(scenario, clock)
             pipeline = Pipeline(
-                provider=ReplayProvider(scenario, clock),
+                provider=provider,
                 store=store,
                 data=MarketData(),
                 states={},
@@ -155,6 +195,7 @@ async def run_replay(
                 source=source,
                 cadence=Cadence.from_settings(settings),
                 stages=stages_for(settings, store),
+                second_opinion=provider if isinstance(provider, FailoverProvider) else None,
             )
             alerts = await _drive(pipeline, clock, scenario, settings, speed, recorded, on_alert)
         finally:
@@ -187,9 +228,14 @@ async def _drive(
         if recorded.is_set():
             recorded.clear()
             history = await asyncio.to_thread(pipeline.store.history, 1_000_000)
-            for entry in reversed(history):
-                if entry.alert_id in seen:
-                    continue
+            # Alerts recorded at the same moment in the order of their rules in the file
+            # (the store orders them by time only).
+            order = {rule.name: i for i, rule in enumerate(pipeline.rules().rules)}
+            fresh = sorted(
+                (e for e in history if e.alert_id not in seen),
+                key=lambda e: (e.fired_at, order.get(e.rule, len(order)), e.message.kind),
+            )
+            for entry in fresh:
                 seen.add(entry.alert_id)
                 price = entry.message.values.get("price")
                 alert = ReplayAlert(
@@ -235,7 +281,7 @@ class AlertTable:
         self._row("time (New York)", "rule", "symbol", "message")
 
     def row(self, alert: ReplayAlert) -> None:
-        rule = alert.rule + (" (resolved)" if alert.kind == "resolved" else "")
+        rule = alert.rule + (f" ({alert.kind})" if alert.kind != "fired" else "")
         self._row(_when(alert.fired_at), rule, alert.symbol, " ".join(alert.text.split()))
 
     def _row(self, when: str, rule: str, symbol: str, message: str) -> None:

@@ -312,8 +312,22 @@ SYNTHETIC = [
     ),
     ("Tue 2026-02-10 11:00 EST", "time-changed", "now reports 2025Q4 amc on 2026-02-12 (was bmo)"),
     ("Wed 2026-02-11 16:00 EST", "earnings-tomorrow", "amc on 2026-02-12 (in 24 h)"),
-    ("Thu 2026-02-12 16:05 EST", "eps-beat", "beat: EPS 1.25 vs 1.1 (+13.6%)"),
+    (
+        "Thu 2026-02-12 16:05 EST",
+        "data-suspect",
+        "the providers (replay,replay-b) disagree on the figures; no beat or miss",
+    ),
+    (
+        "Thu 2026-02-12 16:15 EST",
+        "eps-beat",
+        "beat: EPS 1.25 vs 1.1 (+13.6%), confirmed by 2 providers",
+    ),
     ("Thu 2026-02-12 17:00 EST", "consensus-revised", "1.3 now; the surprise still uses 1.1"),
+    (
+        "Thu 2026-02-12 17:30 EST",
+        "eps-beat (amended)",
+        "AMENDED: SYNTH: eps-beat: EPS 1.25 -> 1.05, revenue 512M",
+    ),
     ("Thu 2026-02-12 17:30 EST", "eps-miss", "EPS now reads 1.05 vs 1.1 (-4.5%)"),
     (
         "Fri 2026-02-13 09:30 EST",
@@ -326,12 +340,14 @@ SYNTHETIC = [
 
 def test_replay_of_the_synthetic_scenario_tells_the_moving_report(tmp_path: Path) -> None:
     """The date moves (one alert, and the reminder for the new date and time only), the
-    time flips, the consensus is revised after the report (the surprise keeps the frozen
-    one), the EPS is corrected an hour later (the miss it becomes)."""
+    time flips, the two providers disagree for ten minutes (data suspect, no beat) and then
+    agree (the beat, confirmed by 2), the consensus is revised after the report (the
+    surprise keeps the frozen one), the EPS is corrected an hour later (the beat's amended
+    alert and the miss it becomes)."""
     result = earnwatch("replay", "synthetic-moves", "--instant", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if "  SYNTH  " in line]
     assert len(rows) == len(SYNTHETIC)
     for row, (when, rule, text) in zip(rows, SYNTHETIC, strict=True):
         assert row.startswith(when) and f"  {rule}  " in row and text in row, row
-    assert "8 alert(s) fired; nothing was sent." in result.stdout
+    assert "10 alert(s) fired; nothing was sent." in result.stdout

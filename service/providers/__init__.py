@@ -44,6 +44,7 @@ PROVIDERS: Final[Mapping[str, ProviderType]] = registry(
     fmp.PROVIDER,
     nasdaq.PROVIDER,
     replay.PROVIDER,
+    replay.SECOND_PROVIDER,
 )
 
 #: Prices older than this many refresh periods (plus one call's deadline) are stale.

@@ -6,8 +6,11 @@ symbol, a price path, calendar rows and price targets. `ReplayProvider` answers 
 world looked at `clock.now()`: the last price point at or before it, calendar rows with
 their actuals hidden (None) until their `published_at` and each row's `changes` applied
 from their `at` on (a moved date, a flipped time, a revised consensus, corrected actuals),
-and targets once `updated`. The format is documented in the README ("The scenario format").
-It makes no network call and never fails for lack of a key.
+and targets once `updated`. A row may carry a `second` block: the figures a second provider
+reads for that report, served by `SecondReplayProvider` (`replay-b`, earnings only) on the
+same clock, so that a scenario can show two providers disagreeing (EARNWATCH_CONFIRM=2).
+The format is documented in the README ("The scenario format"). It makes no network call
+and never fails for lack of a key.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from service.clock import Clock, SystemClock
 from service.config import Settings
-from service.errors import ConfigError
+from service.errors import ConfigError, ProviderUnsupported
 from service.market import EarningsEvent, PriceTargets, Quote, ReportTime
 from service.providers import base
 from service.providers.plugin import Capability, ProviderType
@@ -81,6 +84,44 @@ _CHANGEABLE: Final = (
 )
 
 
+#: What a second provider's view of a row may differ in: the figures, not the date or time.
+_FIGURES: Final = ("eps_estimate", "eps_actual", "revenue_estimate", "revenue_actual")
+
+
+def _changes_problem(changes: Sequence[RowChange], fields: Sequence[str]) -> str | None:
+    for i, change in enumerate(changes):
+        if all(getattr(change, name) is None for name in fields):
+            return f"changes[{i}] changes nothing: give one of {', '.join(fields)}"
+    return None
+
+
+class SecondView(_Model):
+    """How the second provider (`replay-b`) reads a calendar row: each figure given here
+    replaces the row's, `published_at` (when given) is when it shows the actuals, and its
+    `changes` apply after the row's own (at the same `at`, they win). The row's changes
+    apply to both providers (a correction both see); the date and time are the row's."""
+
+    published_at: AwareDatetime | None = None
+    eps_estimate: float | None = None
+    eps_actual: float | None = None
+    revenue_estimate: float | None = None
+    revenue_actual: float | None = None
+    changes: tuple[RowChange, ...] = ()
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _figures_only(self) -> SecondView:
+        for i, change in enumerate(self.changes):
+            if change.date is not None or change.time is not None:
+                raise ValueError(
+                    f"changes[{i}]: a second provider's changes give figures only "
+                    f"({', '.join(_FIGURES)}); the date and time are the row's"
+                )
+        if (problem := _changes_problem(self.changes, _FIGURES)) is not None:
+            raise ValueError(problem)
+        return self
+
+
 class CalendarRow(_Model):
     """One report; its actuals are reported from `published_at` on, and `changes` change
     its fields at given times."""
@@ -95,16 +136,30 @@ class CalendarRow(_Model):
     revenue_actual: float | None = None
     published_at: AwareDatetime | None = None
     changes: tuple[RowChange, ...] = ()
+    #: The second provider's figures of this report (None: it reads the row as it is).
+    second: SecondView | None = None
     note: str = ""
 
     @model_validator(mode="after")
     def _changes_change(self) -> CalendarRow:
-        for i, change in enumerate(self.changes):
-            if all(getattr(change, name) is None for name in _CHANGEABLE):
-                raise ValueError(
-                    f"changes[{i}] changes nothing: give one of {', '.join(_CHANGEABLE)}"
-                )
+        if (problem := _changes_problem(self.changes, _CHANGEABLE)) is not None:
+            raise ValueError(problem)
         return self
+
+    def seen_by_second(self) -> CalendarRow:
+        """The row as the second provider reads it: its `second` block's figures and
+        `published_at` in place of the row's, its changes after the row's."""
+        view = self.second
+        if view is None:
+            return self
+        update: dict[str, object] = {
+            n: getattr(view, n) for n in _FIGURES if getattr(view, n) is not None
+        }
+        if view.published_at is not None:
+            update["published_at"] = view.published_at
+        update["changes"] = self.changes + view.changes
+        update["second"] = None
+        return self.model_copy(update=update)
 
     def as_of(self, now: datetime) -> CalendarRow:
         """The row as it reads at `now`: every change made at or before it applied, in
@@ -152,6 +207,14 @@ class Scenario(_Model):
         if self.end <= self.start:
             raise ValueError("end must be after start")
         return self
+
+    @property
+    def has_second(self) -> bool:
+        """Whether a calendar row carries a second provider's figures (`second`): then
+        `demo` and `replay` run it with `replay,replay-b` and EARNWATCH_CONFIRM=2."""
+        return any(
+            row.second is not None for data in self.symbols.values() for row in data.calendar
+        )
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -232,6 +295,10 @@ def _build(settings: Settings, clock: Clock | None) -> ReplayProvider:
     return ReplayProvider(default_scenario(), clock or SystemClock())
 
 
+def _build_second(settings: Settings, clock: Clock | None) -> SecondReplayProvider:
+    return SecondReplayProvider(default_scenario(), clock or SystemClock())
+
+
 PROVIDER: Final = ProviderType(
     name="replay",
     factory=_build,
@@ -283,6 +350,9 @@ class ReplayProvider:
             )
         return out
 
+    def _row(self, recorded: CalendarRow) -> CalendarRow:
+        return recorded
+
     async def earnings(self, start: date, end: date, symbols: Sequence[str]) -> list[EarningsEvent]:
         now = self._clock.now()
         keep = frozenset(base.wanted(symbols)) or frozenset(s.upper() for s in self._paths)
@@ -290,7 +360,7 @@ class ReplayProvider:
         for symbol in sorted(keep):
             data = self._data(symbol)
             for recorded in data.calendar if data else ():
-                row = recorded.as_of(now)
+                row = self._row(recorded).as_of(now)
                 if not start <= row.date <= end:
                     continue
                 out = row.published_at is not None and row.published_at <= now
@@ -323,3 +393,29 @@ class ReplayProvider:
             low=targets.low,
             updated=targets.updated,
         )
+
+
+SECOND_PROVIDER: Final = ProviderType(
+    name="replay-b",
+    factory=_build_second,
+    capabilities=frozenset({Capability.EARNINGS}),
+    max_batch=10_000,
+)
+
+
+class SecondReplayProvider(ReplayProvider):
+    """A second provider of the same scenario, for cross-provider confirmation: the
+    calendar rows as their `second` blocks say (a row without one reads the same to both);
+    no quotes and no price targets (it declares earnings only)."""
+
+    name: ClassVar[str] = SECOND_PROVIDER.name
+    max_batch: ClassVar[int] = SECOND_PROVIDER.max_batch
+
+    def _row(self, recorded: CalendarRow) -> CalendarRow:
+        return recorded.seen_by_second()
+
+    async def quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        raise ProviderUnsupported(self.name, "serves earnings only")
+
+    async def price_targets(self, symbol: str) -> PriceTargets | None:
+        raise ProviderUnsupported(self.name, "serves earnings only")

@@ -118,7 +118,7 @@ def settings(**env: str) -> Settings:
 
 
 def test_the_registry_names_each_class_by_its_name():
-    assert list(PROVIDERS) == ["finnhub", "fmp", "nasdaq", "replay"]
+    assert list(PROVIDERS) == ["finnhub", "fmp", "nasdaq", "replay", "replay-b"]
     assert all(cls.name == name for name, cls in PROVIDERS.items())  # type: ignore[attr-defined]
 
 
@@ -136,7 +136,7 @@ def test_an_unknown_provider_names_the_variable_and_the_known_ones():
         build_providers(settings(providers="finnhub,yahoo"))
     assert str(caught.value) == (
         "EARNWATCH_PROVIDERS: unknown provider 'yahoo'; "
-        "known providers: finnhub, fmp, nasdaq, replay"
+        "known providers: finnhub, fmp, nasdaq, replay, replay-b"
     )
 
 

@@ -9,10 +9,14 @@ from pathlib import Path
 import pytest
 
 from service.clock import FakeClock
-from service.errors import ConfigError
+from service.config import Settings
+from service.errors import ConfigError, ProviderUnsupported
 from service.market import ReportTime, pct_change
+from service.providers import PROVIDERS, build_providers, confirmation_problem
+from service.providers.plugin import Capability
 from service.providers.replay import (
     ReplayProvider,
+    SecondReplayProvider,
     bundled_scenario,
     default_scenario,
     load_scenario,
@@ -158,8 +162,90 @@ def test_a_scenario_without_changes_or_synthetic_still_loads(tmp_path: Path):
     for symbol in data["symbols"].values():
         for row in symbol["calendar"]:
             del row["changes"]
+            del row["second"]
     del data["synthetic"]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(data))
     assert load_scenario(old) == default_scenario()
     assert not default_scenario().synthetic
+    assert not default_scenario().has_second
+
+
+# --- a second provider's figures (`second`, served by replay-b) -------------------------
+
+
+@pytest.mark.anyio
+async def test_the_second_provider_reads_its_own_figures_then_the_rows_correction():
+    """replay-b's EPS is 1.40 for ten minutes after publication, then 1.25 as replay's;
+    the row's correction to 1.05 an hour later is seen by both; the rest is the row's."""
+    scenario = bundled_scenario("synthetic-moves")
+    assert scenario.has_second
+
+    async def both(moment: str) -> tuple[object, ...]:
+        clock = at(moment)
+        (first,) = await ReplayProvider(scenario, clock).earnings(*FEB, ["SYNTH"])
+        (second,) = await SecondReplayProvider(scenario, clock).earnings(*FEB, ["SYNTH"])
+        assert (second.date, second.time, second.eps_estimate, second.revenue_actual) == (
+            first.date,
+            first.time,
+            first.eps_estimate,
+            first.revenue_actual,
+        )
+        return first.eps_actual, second.eps_actual
+
+    assert await both("2026-02-12T21:04:00") == (None, None)
+    assert await both("2026-02-12T21:05:00") == (1.25, 1.40)
+    assert await both("2026-02-12T21:14:00") == (1.25, 1.40)
+    assert await both("2026-02-12T21:15:00") == (1.25, 1.25)
+    assert await both("2026-02-12T22:05:00") == (1.05, 1.05)
+
+
+@pytest.mark.anyio
+async def test_a_row_without_a_second_block_reads_the_same_to_both_providers():
+    clock = at("2026-02-03T21:30:00")
+    first = await ReplayProvider(default_scenario(), clock).earnings(*FEB, ["LUMN"])
+    second = SecondReplayProvider(default_scenario(), clock)
+    assert await second.earnings(*FEB, ["LUMN"]) == first
+    with pytest.raises(ProviderUnsupported, match="replay-b: serves earnings only"):
+        await second.quotes(["LUMN"])
+    with pytest.raises(ProviderUnsupported):
+        await second.price_targets("LUMN")
+
+
+@pytest.mark.anyio
+async def test_replay_b_is_its_own_registered_provider_that_confirms_replay():
+    ptype = PROVIDERS["replay-b"]
+    assert ptype.capabilities == frozenset({Capability.EARNINGS})
+    settings = Settings(_env_file=None, providers="replay,replay-b", confirm="2")  # type: ignore[call-arg]
+    assert confirmation_problem(settings) is None
+    chain = build_providers(settings)
+    assert [p.name for p in chain.providers] == ["replay", "replay-b"]
+    name, events = await chain.earnings_besides("replay", *FEB, ["LUMN"])
+    assert name == "replay-b" and [e.symbol for e in events] == ["LUMN"]
+    await chain.aclose()
+
+
+def test_a_second_block_that_moves_the_date_or_changes_nothing_is_refused(tmp_path: Path):
+    data = json.loads(bundled_scenario("synthetic-moves").model_dump_json())
+    second = data["symbols"]["SYNTH"]["calendar"][0]["second"]
+    second["changes"].append({"at": "2026-02-12T21:20:00Z", "date": "2026-02-13"})
+    bad = tmp_path / "second.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(bad)
+    assert str(caught.value) == (
+        f"{bad}: symbols.SYNTH.calendar[0].second: Value error, changes[1]: a second "
+        "provider's changes give figures only (eps_estimate, eps_actual, revenue_estimate, "
+        "revenue_actual); the date and time are the row's"
+    )
+    second["changes"][1] = {"at": "2026-02-12T21:20:00Z", "note": "nothing"}
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"calendar\[0\]\.second: .*changes\[1\] changes nothing"):
+        load_scenario(bad)
+    second["changes"].pop()
+    second["eps_actual"] = "many"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(
+        ConfigError, match=r"second\.json: symbols\.SYNTH\.calendar\[0\]\.second\.eps_actual: "
+    ):
+        load_scenario(bad)
