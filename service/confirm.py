@@ -100,6 +100,14 @@ def verdict(
     return Verdict(confirmed_by=1, reported=waited)
 
 
+def revised(before: Verdict, after: Verdict) -> bool:
+    """Whether the first provider changed figures that two providers had agreed on (a
+    correction): the second provider's reading is then of the old figures, not a
+    disagreement, and the corrected ones are confirmed afresh (dated when first seen,
+    the second provider asked again) rather than judged suspect against a stale answer."""
+    return before.confirmed_by == 2 and after.suspect
+
+
 def asks_second(found: Verdict, seen: datetime | None, now: datetime, wait: timedelta) -> bool:
     """Whether the second provider is still asked: while only one provider has figures,
     until the wait ends; while the two disagree, for SUSPECT_POLLING; never once they

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from service.confirm import Figures, Verdict, asks_second, verdict
+from service.confirm import Figures, Verdict, asks_second, revised, verdict
 from service.hours import next_trading_day, trading_day_on_or_after
 from service.market import (
     NEW_YORK,
@@ -213,6 +213,11 @@ class MarketData:
                         continue
                     history = replace(history, actuals_seen=now, source=source)
                 new = _judged(event, history, now, wait)
+                if revised(_verdict_of(history), _verdict_of(new)):
+                    history = replace(
+                        history, actuals_seen=now, second=None, second_eps=None, second_revenue=None
+                    )
+                    new = _judged(event, history, now, wait)
                 if new != histories[event.report_key]:
                     if _verdict_of(new) != _verdict_of(histories[event.report_key]):
                         changed.add(symbol)

@@ -170,6 +170,34 @@ def test_disagreeing_figures_are_suspect_and_hidden_until_the_second_agrees() ->
     assert data.awaiting_second(now, WAIT) == {}  # confirmed: the second is not asked again
 
 
+def test_a_correction_after_two_agreed_is_confirmed_afresh_not_suspect() -> None:
+    data = _data(_reported(0.23))
+    awaiting = data.awaiting_second(T0, WAIT)
+    assert data.apply_second("fmp", [_reported(0.23)], awaiting, T0, WAIT) == {"LUMN"}
+    assert _vars(data, T0)["confirmed_by"] == 2
+    # three hours later (past SUSPECT_POLLING) the first provider corrects its EPS: FMP's
+    # answer is of the old figure, so this is no disagreement (no data_suspect alert) but
+    # figures to confirm again, from now, with FMP asked again
+    later = T0 + timedelta(hours=3)
+    start, end = ROW.date - timedelta(days=1), ROW.date + timedelta(days=1)
+    data.apply_events([_reported(0.25)], ["LUMN"], start, end)
+    assert data.settle(later, WAIT, source="finnhub", symbols=["LUMN"]) == {"LUMN"}
+    pending = _vars(data, later)
+    assert pending["data_suspect"] is False and pending["confirmed_by"] == 1
+    assert pending["reported"] is False and pending["eps_actual"] is None
+    awaiting = data.awaiting_second(later, WAIT)
+    assert list(awaiting) == ["LUMN"]
+    assert data.apply_second("fmp", [_reported(0.25)], awaiting, later, WAIT) == {"LUMN"}
+    confirmed = _vars(data, later)
+    assert confirmed["confirmed_by"] == 2 and confirmed["eps_actual"] == 0.25
+    # had FMP kept the old figure on a fresh reading, that is a real disagreement
+    data.apply_events([_reported(0.27)], ["LUMN"], start, end)
+    data.settle(later, WAIT, source="finnhub", symbols=["LUMN"])
+    awaiting = data.awaiting_second(later, WAIT)
+    data.apply_second("fmp", [_reported(0.25)], awaiting, later, WAIT)
+    assert _vars(data, later)["data_suspect"] is True
+
+
 def test_one_provider_alone_is_reported_after_the_wait_and_the_wait_survives_a_restart() -> None:
     data = _data(_reported(0.23))
     awaiting = data.awaiting_second(T0, WAIT)
