@@ -58,7 +58,8 @@ class Recorder:
         self.on_alerts = on_alerts
         self.pending: list[Pending] = []
         self.pending_states: dict[tuple[str, str], RuleState] = {}
-        self._failing: str | None = None  # the last recording error logged
+        self._failing: str | None = None  # the first recording error of this outage
+        self._reasons: set[str] = set()  # the errors this outage has logged
 
     @property
     def waiting(self) -> bool:
@@ -173,14 +174,21 @@ class Recorder:
         reason = str(exc)
         self.metrics.recording_failed()
         self.health.mark_recording_failure(now, reason)
-        if reason != self._failing:
+        # One error line an outage, and one line for each other reason it gives (SQLite
+        # under a read-only lock alternates "disk I/O error" and "readonly database": two
+        # lines, not one a pass).
+        if self._failing is None:
             self._failing = reason
+            self._reasons = {reason}
             log.error(
                 "recording failed: %s; %d alert(s) kept in memory, retried at every "
                 "evaluation until stored",
                 reason,
                 len(self.pending),
             )
+        elif reason not in self._reasons:
+            self._reasons.add(reason)
+            log.warning("recording still failing, now with: %s", reason)
 
     def _recovered(self, now: datetime, count: int) -> None:
         self.health.mark_recording_success(now)

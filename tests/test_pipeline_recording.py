@@ -29,10 +29,14 @@ class FlakyStore(Store):
     """The real SQLite store, with `record` refusing while `failing` (a full disk)."""
 
     failing = False
+    #: The errors given in turn while failing (SQLite under a read-only lock alternates two).
+    reasons = ("store record failed: OperationalError: database or disk is full",)
+    calls = 0
 
     def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         if self.failing:
-            raise StoreError("store record failed: OperationalError: database or disk is full")
+            self.calls += 1
+            raise StoreError(self.reasons[(self.calls - 1) % len(self.reasons)])
         return super().record(*args, **kwargs)
 
 
@@ -121,6 +125,31 @@ async def test_an_alert_the_database_refused_is_kept_and_stored_once_it_can_writ
     assert "recording works again: 1 alert(s) kept in memory now stored" in caplog.text
     await pipeline.evaluate(NOW + timedelta(minutes=4), price(pipeline, 3.0, NOW))
     assert len(flaky.history()) == 1
+
+
+@pytest.mark.anyio
+async def test_an_outage_that_alternates_two_errors_logs_one_error_and_each_other_reason_once(
+    flaky: FlakyStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipeline, _, _, _ = make(flaky, load("rules:\n" + ABOVE))
+    flaky.reasons = ("store record failed: disk I/O error", "store record failed: readonly")
+    flaky.failing = True
+    await pipeline.evaluate(NOW, price(pipeline, 8.0, NOW))
+    for minute in range(1, 7):  # six more passes retry the kept alert: errors alternate
+        await pipeline.evaluate(NOW + timedelta(minutes=minute), set())
+    assert flaky.calls >= 6
+    lines = [r.getMessage() for r in caplog.records if "recording" in r.getMessage()]
+    assert [line.split(";")[0] for line in lines] == [
+        "recording failed: store record failed: disk I/O error",
+        "recording still failing, now with: store record failed: readonly",
+    ]
+    flaky.failing = False
+    await pipeline.evaluate(NOW + timedelta(minutes=8), set())
+    flaky.failing = True  # a new outage logs its error again
+    await pipeline.evaluate(NOW + timedelta(minutes=9), price(pipeline, 4.0, NOW))
+    await pipeline.evaluate(NOW + timedelta(minutes=10), price(pipeline, 9.0, NOW))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2, errors
 
 
 @pytest.mark.anyio
