@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from service.config import Settings
 from service.errors import ConfigError, DeliveryError, ProviderError, StoreError, UnsafeTargetError
 from service.figures import format_pct, format_value
-from service.market import NEW_YORK, EarningsEvent, ReportHistory, pct_change
+from service.market import NEW_YORK, EarningsEvent, ReportHistory, judged_consensus, pct_change
 from service.marketdata import MarketData
 from service.notify.base import ChannelConfig, Message
 from service.parts import notifiers_for, providers_for
@@ -272,10 +272,8 @@ def _frozen(
 ) -> tuple[EarningsEvent, float | None, ReportHistory | None]:
     """The row with its frozen consensus (once reported), the latest EPS consensus, and
     its history."""
-    latest = e.eps_estimate
-    if e.reported and history is not None and history.frozen is not None:
-        e = replace(e, eps_estimate=history.eps_estimate, revenue_estimate=history.revenue_estimate)
-    return e, latest, history
+    eps, revenue = judged_consensus(e, history)
+    return replace(e, eps_estimate=eps, revenue_estimate=revenue), e.eps_estimate, history
 
 
 def _event_json(

@@ -284,6 +284,16 @@ def select_event(events: tuple[EarningsEvent, ...], now: datetime) -> EarningsEv
     return min(pending, key=lambda e: e.date) if pending else None
 
 
+def judged_consensus(
+    event: EarningsEvent, history: ReportHistory | None
+) -> tuple[float | None, float | None]:
+    """The EPS and revenue consensus a report is judged against: once it has actuals, the
+    consensus as frozen before they appeared (its history's), else the provider's latest."""
+    if event.reported and history is not None and history.frozen is not None:
+        return history.eps_estimate, history.revenue_estimate
+    return event.eps_estimate, event.revenue_estimate
+
+
 def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
     """The variables of RULES.md for one symbol at `now`; None for every unknown, and for
     every number that is not finite (input or derived)."""
@@ -310,9 +320,7 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
     hours = (event.published_at - now).total_seconds() / 3600.0
     price_at_report = snapshot.report_prices.get(event.report_key)
     history = snapshot.reports.get(event.report_key)
-    eps_estimate, revenue_estimate = event.eps_estimate, event.revenue_estimate
-    if event.reported and history is not None and history.frozen is not None:
-        eps_estimate, revenue_estimate = history.eps_estimate, history.revenue_estimate
+    eps_estimate, revenue_estimate = judged_consensus(event, history)
     price_at_open = snapshot.open_prices.get(event.report_key)
     confirmation = _confirmation(event, history, snapshot.confirming)
     reported = confirmation.pop("reported") is True

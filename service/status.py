@@ -27,7 +27,7 @@ from service.budget import Budget
 from service.engine import RuleState
 from service.explain import Explanation, SilenceLike, explain, moment, span, state_text
 from service.figures import format_pct, format_value
-from service.market import EarningsEvent, pct_change
+from service.market import EarningsEvent, judged_consensus, pct_change
 from service.marketdata import MarketData
 from service.rules import RuleSet
 from service.schedule import earnings_window
@@ -169,11 +169,8 @@ def _reports(data: MarketData, symbols: frozenset[str], now: datetime) -> dict[s
             if event.reported:
                 if event.published_at >= now - PAST_REPORTS:
                     history = data.reports.get(symbol, {}).get(event.report_key)
-                    if history is not None and history.frozen is not None:
-                        event = _with_consensus(
-                            event, history.eps_estimate, history.revenue_estimate
-                        )
-                    past.append(event)
+                    eps, revenue = judged_consensus(event, history)
+                    past.append(replace(event, eps_estimate=eps, revenue_estimate=revenue))
             elif event.date >= today - timedelta(days=1):
                 upcoming.append(event)
     upcoming.sort(key=lambda e: (e.published_at, e.symbol))
@@ -182,10 +179,6 @@ def _reports(data: MarketData, symbols: frozenset[str], now: datetime) -> dict[s
         "next": [_report(e) for e in upcoming[:REPORTS_SHOWN]],
         "last": [_report(e) for e in past[:REPORTS_SHOWN]],
     }
-
-
-def _with_consensus(e: EarningsEvent, eps: float | None, revenue: float | None) -> EarningsEvent:
-    return replace(e, eps_estimate=eps, revenue_estimate=revenue)
 
 
 def _alerts(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
