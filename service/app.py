@@ -34,7 +34,7 @@ from service.logs import SecretMask
 from service.marketdata import MarketData
 from service.metrics import Metrics
 from service.notify.base import ChannelConfig, Notifier
-from service.pipeline import Cadence, Pipeline, SecondOpinion
+from service.pipeline import Cadence, Pipeline, second_opinion_of
 from service.providers.base import Provider
 from service.providers.watch import QuoteWatch
 from service.rulefile import RuleFile
@@ -114,9 +114,7 @@ class App:
         log.info("rules %s: %s", rule_file.path, ruleset.summary())
         provider_built = provider is None  # a given provider (demo, replay) has no stream
         async with contextlib.AsyncExitStack() as exits:
-            built = parts.providers_for(settings, clock) if provider is None else None
-            provider = provider or built
-            assert provider is not None
+            provider = provider or parts.providers_for(settings, clock)
             exits.push_async_callback(provider.aclose)
             notifiers = parts.notifiers_for(settings)
             for notifier in notifiers.values():
@@ -162,7 +160,7 @@ class App:
                 stages=parts.stages_for(settings, store),
                 # EARNWATCH_CONFIRM=2 asks the providers built from the settings, or the
                 # given chain (the demo of a scenario with a second provider's figures).
-                second_opinion=built if built is not None else _second_opinion(provider),
+                second_opinion=second_opinion_of(provider),
             )
             await pipeline.resume()
             app = cls(
@@ -379,11 +377,6 @@ class App:
             await self.calendar()
         elif self.is_leading():
             await self.pipeline.evaluate(self.clock.now(), None)
-
-
-def _second_opinion(provider: Provider) -> SecondOpinion | None:
-    """A given provider that can give a second opinion (a `FailoverProvider`), or None."""
-    return provider if isinstance(provider, SecondOpinion) else None
 
 
 def address(host: str, port: int) -> str:

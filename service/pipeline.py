@@ -111,6 +111,12 @@ class SecondOpinion(Protocol):
     ) -> tuple[str, list[EarningsEvent]]: ...
 
 
+def second_opinion_of(provider: object) -> SecondOpinion | None:
+    """`provider` when it can give a second opinion (a `FailoverProvider` of the settings'
+    providers, or a replay scenario's chain with a second provider's figures), else None."""
+    return provider if isinstance(provider, SecondOpinion) else None
+
+
 def symbols_needing(ruleset: RuleSet, names: frozenset[str]) -> list[str]:
     """Symbols with at least one rule that reads one of `names` (spend calls where they matter)."""
     wanted = {

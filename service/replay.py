@@ -26,7 +26,7 @@ from service.market import NEW_YORK
 from service.marketdata import MarketData
 from service.metrics import Metrics
 from service.parts import health_for, stages_for, store_for
-from service.pipeline import Cadence, Pipeline
+from service.pipeline import Cadence, Pipeline, second_opinion_of
 from service.providers.base import Provider
 from service.providers.failover import FailoverProvider
 from service.providers.replay import (
@@ -195,7 +195,7 @@ async def run_replay(
                 source=source,
                 cadence=Cadence.from_settings(settings),
                 stages=stages_for(settings, store),
-                second_opinion=provider if isinstance(provider, FailoverProvider) else None,
+                second_opinion=second_opinion_of(provider),
             )
             alerts = await _drive(pipeline, clock, scenario, settings, speed, recorded, on_alert)
         finally:
