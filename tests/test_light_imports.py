@@ -78,6 +78,12 @@ NOT_FOR_CHECK = frozenset(
 
 def imported(args: list[str], folder: Path, **env: str) -> tuple[set[str], int, str]:
     """The top-level packages a command imported, its exit code and its output."""
+    names, code, output = imported_modules(args, folder, **env)
+    return {name.split(".", 1)[0] for name in names}, code, output
+
+
+def imported_modules(args: list[str], folder: Path, **env: str) -> tuple[set[str], int, str]:
+    """Every module a command imported, its exit code and its output."""
     out = folder / "modules.txt"
     out.unlink(missing_ok=True)
     clean = {
@@ -94,8 +100,7 @@ def imported(args: list[str], folder: Path, **env: str) -> tuple[set[str], int, 
         timeout=180,
         check=False,
     )
-    names = out.read_text().splitlines()
-    return {name.split(".", 1)[0] for name in names}, done.returncode, done.stdout + done.stderr
+    return set(out.read_text().splitlines()), done.returncode, done.stdout + done.stderr
 
 
 def test_check_of_a_file_without_messages_imports_no_database_client_web_or_jinja(
@@ -159,6 +164,29 @@ def test_run_on_a_current_sqlite_schema_imports_neither_alembic_nor_psycopg(
         # PostgreSQL's driver, the stream (replay has none), templates (no message), the
         # web stack (EARNWATCH_HTTP off)
         assert tops & {"psycopg", "websockets", "jinja2", "starlette", "uvicorn"} == set()
+
+
+def test_no_command_imports_sqlmodel_or_the_orm(tmp_path: Path) -> None:
+    """The tables are SQLAlchemy Core (service/store/tables.py): declaring them needs
+    neither SQLModel nor `sqlalchemy.orm`, and no query uses a session."""
+    (tmp_path / "rules.yaml").write_text(RULES + MESSAGE_RULE + DIGEST_RULE)
+    env = {
+        "EARNWATCH_PROVIDERS": "replay",
+        "EARNWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'earnwatch.db'}",
+        "EARNWATCH_HTTP": "off",
+    }
+    commands = [
+        ["check", "--rules", "rules.yaml"],
+        ["run", "--once", "--rules", "rules.yaml"],  # an empty database: Alembic migrates
+        ["run", "--once", "--rules", "rules.yaml"],  # at the head: the store alone
+        ["silence", "list"],
+    ]
+    for args in commands:
+        names, code, output = imported_modules(args, tmp_path, **env)
+        assert code == 0, (args, output)
+        assert "sqlalchemy" in names or args[0] == "check"  # the store was loaded
+        assert not {name for name in names if name.split(".", 1)[0] == "sqlmodel"}, args
+        assert not {name for name in names if name.startswith("sqlalchemy.orm")}, args
 
 
 # --- the revision check that stands in for Alembic ---------------------------------------

@@ -1,4 +1,4 @@
-"""The persistent store: the only package that imports SQLModel, SQLAlchemy or Alembic.
+"""The persistent store: the only package that imports SQLAlchemy or Alembic.
 
 `open_store(url)` connects to SQLite or PostgreSQL, migrates the schema to the newest
 revision and returns a `Store`. Its methods are short and synchronous (async callers use

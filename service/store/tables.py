@@ -1,4 +1,4 @@
-"""The schema, as SQLModel tables. These classes never leave `service.store`.
+"""The schema, as SQLAlchemy Core tables on one `MetaData`. They never leave `service.store`.
 
 Every timestamp column is `UTCDateTime`: it refuses naive datetimes on the way in, stores
 UTC (SQLite keeps no offset, so it stores naive UTC text that sorts correctly), and gives
@@ -8,6 +8,9 @@ The constraints carry the guarantees: `alert.dedup_key` is UNIQUE (at most one a
 rule, symbol and event, across restarts and replicas) and `delivery(alert_id, channel)` is
 UNIQUE (one delivery row per channel of an alert). A change here needs a new migration in
 `migrations/versions/`; `tests/store/test_migrations.py` fails when the two differ.
+
+Core, not SQLModel or the ORM: queries are Core statements, and the ORM and SQLModel cost
+a process about 260 ms of import and several MiB only to declare these tables.
 """
 
 from __future__ import annotations
@@ -15,10 +18,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import DateTime, Index, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
 
 #: Delivery statuses. `sending` rows hold a lease; `delivered`, `dead`, `muted` and
 #: `silenced` are final. `deferred` (a stage holds it until `next_attempt_at`) is due like
@@ -64,130 +79,119 @@ class UTCDateTime(TypeDecorator[datetime]):
         return moment.astimezone(UTC)
 
 
-def _when(*, nullable: bool = False, index: bool = False) -> Any:
-    return Field(default=None, sa_type=UTCDateTime(), nullable=nullable, index=index)
+METADATA = MetaData()
 
 
-class AlertRow(SQLModel, table=True):
-    """One alert, written with its dedup key before anything is sent."""
-
-    __tablename__ = "alert"
-    __table_args__ = (UniqueConstraint("dedup_key", name="uq_alert_dedup_key"),)
-
-    id: str = Field(primary_key=True, max_length=64)
-    dedup_key: str = Field(max_length=512)
-    rule: str = Field(max_length=200, index=True)
-    symbol: str = Field(max_length=32)
-    report_key: str | None = Field(default=None, max_length=200)
-    fired_at: datetime = _when(index=True)
-    message_json: str = Field(sa_type=Text)
+def _text(name: str, length: int, *, nullable: bool = False, **kwargs: Any) -> Column[str]:
+    """A VARCHAR(length) column, NOT NULL unless said otherwise (as the migrations made it)."""
+    return Column(name, String(length), nullable=nullable, **kwargs)
 
 
-class DeliveryRow(SQLModel, table=True):
-    """One channel of one alert: the outbox row the worker claims, sends and finishes."""
-
-    __tablename__ = "delivery"
-    __table_args__ = (
-        UniqueConstraint("alert_id", "channel", name="uq_delivery_alert_channel"),
-        Index("ix_delivery_due", "status", "next_attempt_at"),
-    )
-
-    id: str = Field(primary_key=True, max_length=64)
-    alert_id: str = Field(foreign_key="alert.id", ondelete="CASCADE", max_length=64)
-    channel: str = Field(max_length=200)
-    kind: str = Field(max_length=32)
-    status: str = Field(default=PENDING, max_length=16)
-    attempts: int = Field(default=0)
-    next_attempt_at: datetime = _when()
-    lease_until: datetime | None = _when(nullable=True)
-    lease_holder: str | None = Field(default=None, max_length=64)  # replica id (r0002)
-    last_error: str | None = Field(default=None, sa_type=Text)
-    created_at: datetime = _when()
-    delivered_at: datetime | None = _when(nullable=True)
-    hold_reason: str | None = Field(default=None, sa_type=Text)  # a stage's mute/defer (r0003)
+def _when(name: str, *, nullable: bool = False, index: bool = False) -> Column[datetime]:
+    return Column(name, UTCDateTime(), nullable=nullable, index=index)
 
 
-class AttemptRow(SQLModel, table=True):
-    """One send attempt of a delivery, with its time, outcome, status and (redacted) error."""
+#: One alert, written with its dedup key before anything is sent.
+ALERT = Table(
+    "alert",
+    METADATA,
+    _text("id", 64, primary_key=True),
+    _text("dedup_key", 512),
+    _text("rule", 200, index=True),
+    _text("symbol", 32),
+    _text("report_key", 200, nullable=True),
+    _when("fired_at", index=True),
+    Column("message_json", Text, nullable=False),
+    UniqueConstraint("dedup_key", name="uq_alert_dedup_key"),
+)
 
-    __tablename__ = "attempt"
+#: One channel of one alert: the outbox row the worker claims, sends and finishes.
+DELIVERY = Table(
+    "delivery",
+    METADATA,
+    _text("id", 64, primary_key=True),
+    Column("alert_id", String(64), ForeignKey("alert.id", ondelete="CASCADE"), nullable=False),
+    _text("channel", 200),
+    _text("kind", 32),
+    _text("status", 16, default=PENDING),
+    Column("attempts", Integer, nullable=False, default=0),
+    _when("next_attempt_at"),
+    _when("lease_until", nullable=True),
+    _text("lease_holder", 64, nullable=True),  # replica id (r0002)
+    Column("last_error", Text, nullable=True),
+    _when("created_at"),
+    _when("delivered_at", nullable=True),
+    Column("hold_reason", Text, nullable=True),  # a stage's mute/defer (r0003)
+    UniqueConstraint("alert_id", "channel", name="uq_delivery_alert_channel"),
+    Index("ix_delivery_due", "status", "next_attempt_at"),
+)
 
-    id: int | None = Field(default=None, primary_key=True)
-    delivery_id: str = Field(
-        foreign_key="delivery.id", ondelete="CASCADE", max_length=64, index=True
-    )
-    number: int = Field(default=0)
-    started_at: datetime = _when()
-    finished_at: datetime = _when()
-    outcome: str = Field(max_length=16)
-    status_code: int | None = Field(default=None)
-    error: str | None = Field(default=None, sa_type=Text)
-    duration_ms: int = Field(default=0)
+#: One send attempt of a delivery, with its time, outcome, status and (redacted) error.
+ATTEMPT = Table(
+    "attempt",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "delivery_id",
+        String(64),
+        ForeignKey("delivery.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("number", Integer, nullable=False, default=0),
+    _when("started_at"),
+    _when("finished_at"),
+    _text("outcome", 16),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=False, default=0),
+)
 
+#: The engine's memory for one rule and one symbol (`service.engine.RuleState`).
+RULE_STATE = Table(
+    "rule_state",
+    METADATA,
+    _text("rule", 200, primary_key=True),
+    _text("symbol", 32, primary_key=True),
+    _text("fingerprint", 128, default=""),
+    Column("armed", Boolean, nullable=False, default=True),
+    _when("pending_since", nullable=True),
+    _when("last_fired", nullable=True),
+    _text("last_report", 200, nullable=True),
+    Column("fired", Integer, nullable=False, default=0),
+    # the figures of `last_report` as last notified (`notify_amended`, r0005)
+    Column("eps_notified", Float, nullable=True),
+    Column("revenue_notified", Float, nullable=True),
+)
 
-class RuleStateRow(SQLModel, table=True):
-    """The engine's memory for one rule and one symbol (`service.engine.RuleState`)."""
+#: The last known market data the daemon keeps across restarts, as JSON by key.
+MARKET_DATA = Table(
+    "market_data",
+    METADATA,
+    _text("key", 200, primary_key=True),
+    Column("data_json", Text, nullable=False),
+    _when("updated_at"),
+)
 
-    __tablename__ = "rule_state"
+#: The row a starting daemon writes to prove the database takes writes (r0002).
+PROBE = Table(
+    "probe",
+    METADATA,
+    _text("name", 64, primary_key=True),
+    _text("replica_id", 64),
+    _when("written_at"),
+)
 
-    rule: str = Field(primary_key=True, max_length=200)
-    symbol: str = Field(primary_key=True, max_length=32)
-    fingerprint: str = Field(default="", max_length=128)
-    armed: bool = Field(default=True)
-    pending_since: datetime | None = _when(nullable=True)
-    last_fired: datetime | None = _when(nullable=True)
-    last_report: str | None = Field(default=None, max_length=200)
-    fired: int = Field(default=0)
-    #: the figures of `last_report` as last notified (`notify_amended`, r0005)
-    eps_notified: float | None = Field(default=None)
-    revenue_notified: float | None = Field(default=None)
-
-
-class MarketDataRow(SQLModel, table=True):
-    """The last known market data the daemon keeps across restarts, as JSON by key."""
-
-    __tablename__ = "market_data"
-
-    key: str = Field(primary_key=True, max_length=200)
-    data_json: str = Field(sa_type=Text)
-    updated_at: datetime = _when()
-
-
-class ProbeRow(SQLModel, table=True):
-    """The row a starting daemon writes to prove the database takes writes (r0002)."""
-
-    __tablename__ = "probe"
-
-    name: str = Field(primary_key=True, max_length=64)
-    replica_id: str = Field(max_length=64)
-    written_at: datetime = _when()
-
-
-class SilenceRow(SQLModel, table=True):
-    """A silence (r0004): no alert of `rule` (when set) for `symbol` (when set) is sent
-    while `starts_at <= fired_at < ends_at`; expiring one moves `ends_at` to now."""
-
-    __tablename__ = "silence"
-
-    id: str = Field(primary_key=True, max_length=64)
-    rule: str | None = Field(default=None, max_length=200)
-    symbol: str | None = Field(default=None, max_length=32)
-    starts_at: datetime = _when()
-    ends_at: datetime = _when()
-    comment: str | None = Field(default=None, sa_type=Text)
-    created_at: datetime = _when()
-
-
-def table_of(model: type[SQLModel]) -> Table:
-    """The Core table of a model, for typed `insert()`/`update()`/`select()` statements."""
-    return cast(Table, model.__table__)  # type: ignore[attr-defined]
-
-
-ALERT = table_of(AlertRow)
-DELIVERY = table_of(DeliveryRow)
-ATTEMPT = table_of(AttemptRow)
-RULE_STATE = table_of(RuleStateRow)
-MARKET_DATA = table_of(MarketDataRow)
-PROBE = table_of(ProbeRow)
-SILENCE = table_of(SilenceRow)
-METADATA = SQLModel.metadata
+#: A silence (r0004): no alert of `rule` (when set) for `symbol` (when set) is sent while
+#: `starts_at <= fired_at < ends_at`; expiring one moves `ends_at` to now.
+SILENCE = Table(
+    "silence",
+    METADATA,
+    _text("id", 64, primary_key=True),
+    _text("rule", 200, nullable=True),
+    _text("symbol", 32, nullable=True),
+    _when("starts_at"),
+    _when("ends_at"),
+    Column("comment", Text, nullable=True),
+    _when("created_at"),
+)
