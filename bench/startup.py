@@ -12,7 +12,13 @@ Commands: `--help`, `version`, `check --rules small.yaml` (5 rules, one webhook 
 no message templates), `check --rules small_msg.yaml` (the same with a `message:`), and
 `import service.cli` / `import service.daemon` (what `run` imports before it starts).
 
-    .venv/bin/python bench/startup.py [--runs 20]
+Last, what a user feels of `earnwatch run`: the time from spawn to the first `200` of
+`/healthz` (polled every 10 ms), with the `replay` provider (no network), a rule that never
+fires and a SQLite database already at the head (a first, untimed run migrates it); the
+CPU time and RSS of the daemon at that moment are read from /proc (Linux). `--run-runs`
+starts (default 5); `--run-runs 0` skips it.
+
+    .venv/bin/python bench/startup.py [--runs 20] [--run-runs 5]
 """
 
 from __future__ import annotations
@@ -20,11 +26,15 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +100,19 @@ SMALL_MSG = (
 """
 )
 
+#: `run` until /healthz says 200: one rule that never fires, on the replay provider.
+RUN = """\
+version: 1
+channels:
+  hook: {type: webhook, url: "https://hooks.example.com/earnwatch", secret: whsec_YmVuY2gtc2lnbmluZy1rZXk=}
+defaults:
+  notify: [hook]
+rules:
+  - name: never
+    symbols: [LUMN]
+    when: price > 1000000
+"""
+
 WRAPPER = """\
 import atexit, os, resource, sys
 def _dump():
@@ -148,6 +171,63 @@ def modules(args: list[str], folder: Path, env: dict[str, str]) -> tuple[list[st
     return names, int(peak)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def proc_cpu_rss(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) and resident KiB of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
+    return cpu, rss
+
+
+def first_healthz(folder: Path, env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds from spawn to the first /healthz 200, and the daemon's CPU seconds and
+    RSS KiB then; the daemon is stopped with SIGTERM afterwards."""
+    port = free_port()
+    run_env = {
+        **env,
+        "EARNWATCH_PROVIDERS": "replay",
+        "EARNWATCH_DATABASE_URL": f"sqlite:///{folder / 'run.db'}",
+        "EARNWATCH_HTTP": f"127.0.0.1:{port}",
+    }
+    url = f"http://127.0.0.1:{port}/healthz"
+    log = (folder / "run.log").open("wb")
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [str(SCRIPT), "run", "--rules", "run.yaml"],
+        cwd=folder,
+        env=run_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        while True:
+            if process.poll() is not None:
+                sys.exit(f"earnwatch run exited {process.returncode}: see {folder / 'run.log'}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:
+                    if answer.status == 200:
+                        wall = time.perf_counter() - start
+                        cpu, rss = proc_cpu_rss(process.pid)
+                        return wall, cpu, rss
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        log.close()
+
+
 def p90(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
@@ -156,12 +236,14 @@ def p90(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--run-runs", type=int, default=5, help="starts of `run` to /healthz")
     args = parser.parse_args()
     env = clean_env()
     with tempfile.TemporaryDirectory(prefix="earnwatch-startup-") as tmp:
         folder = Path(tmp)
         (folder / "small.yaml").write_text(SMALL)
         (folder / "small_msg.yaml").write_text(SMALL_MSG)
+        (folder / "run.yaml").write_text(RUN)
         python = [sys.executable]
         cases = [
             ("earnwatch --help", [str(SCRIPT), "--help"], ["--help"]),
@@ -207,6 +289,17 @@ def main() -> None:
                 f"{name:<29} {statistics.median(times) * 1000:>6.0f}ms"
                 f" {p90(times) * 1000:>5.0f}ms {statistics.median(cpu) * 1000:>6.0f}ms"
                 f" {len(names):>7} {peak / 1024:>5.0f}MiB  {' '.join(heavy) or '-'}"
+            )
+        if args.run_runs > 0:
+            first_healthz(folder, env)  # migrates the empty database; not timed
+            starts = [first_healthz(folder, env) for _ in range(args.run_runs)]
+            walls = [wall for wall, _cpu, _rss in starts]
+            print(
+                f"{'run: spawn to /healthz 200':<29} {statistics.median(walls) * 1000:>6.0f}ms"
+                f" {p90(walls) * 1000:>5.0f}ms"
+                f" {statistics.median(cpu for _w, cpu, _r in starts) * 1000:>6.0f}ms"
+                f" {'-':>7} {statistics.median(rss for _w, _c, rss in starts) / 1024:>5.0f}MiB"
+                f"  ({args.run_runs} starts; RSS at that moment, not the peak)"
             )
 
 

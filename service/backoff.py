@@ -13,10 +13,12 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from service.retry_after import RETRY_AFTER_CAP
-from service.store import Outcome
+
+if TYPE_CHECKING:  # a type only: importing the store would load SQLAlchemy (~250 ms)
+    from service.store import Outcome
 
 logger = logging.getLogger("service.delivery")
 

@@ -164,6 +164,8 @@ def test_run_on_a_current_sqlite_schema_imports_neither_alembic_nor_psycopg(
         # PostgreSQL's driver, the stream (replay has none), templates (no message), the
         # web stack (EARNWATCH_HTTP off)
         assert tops & {"psycopg", "websockets", "jinja2", "starlette", "uvicorn"} == set()
+    # httpx's command-line tool (service/__init__.py); a migration's Mako loads pygments
+    assert again & {"rich", "pygments"} == set()  # click is typer's own
 
 
 def test_no_command_imports_sqlmodel_or_the_orm(tmp_path: Path) -> None:
@@ -187,6 +189,21 @@ def test_no_command_imports_sqlmodel_or_the_orm(tmp_path: Path) -> None:
         assert "sqlalchemy" in names or args[0] == "check"  # the store was loaded
         assert not {name for name in names if name.split(".", 1)[0] == "sqlmodel"}, args
         assert not {name for name in names if name.startswith("sqlalchemy.orm")}, args
+
+
+def test_httpx_comes_without_its_command_line_tool_and_still_works() -> None:
+    """httpx's __init__ imports its CLI (click, rich, pygments); service/__init__.py
+    refuses that one module, once, and httpx is whole otherwise."""
+    code = (
+        "import sys, service, httpx; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'pygments'})); "
+        "print(type(httpx.Client()).__name__, callable(httpx.main)); "
+        "print(any(type(f).__name__ == '_NoHttpxCli' for f in sys.meta_path))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == ["[]", "Client True", "False"]
 
 
 # --- the revision check that stands in for Alembic ---------------------------------------
