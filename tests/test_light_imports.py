@@ -164,8 +164,8 @@ def test_run_on_a_current_sqlite_schema_imports_neither_alembic_nor_psycopg(
         # PostgreSQL's driver, the stream (replay has none), templates (no message), the
         # web stack (EARNWATCH_HTTP off)
         assert tops & {"psycopg", "websockets", "jinja2", "starlette", "uvicorn"} == set()
-    # httpx's command-line tool (service/__init__.py); a migration's Mako loads pygments
-    assert again & {"rich", "pygments"} == set()  # click is typer's own
+        # httpx's command-line tool, Mako's error-page highlighting (service/__init__.py)
+        assert tops & {"rich", "pygments"} == set()  # click is typer's own
 
 
 def test_no_command_imports_sqlmodel_or_the_orm(tmp_path: Path) -> None:
@@ -191,19 +191,25 @@ def test_no_command_imports_sqlmodel_or_the_orm(tmp_path: Path) -> None:
         assert not {name for name in names if name.startswith("sqlalchemy.orm")}, args
 
 
-def test_httpx_comes_without_its_command_line_tool_and_still_works() -> None:
-    """httpx's __init__ imports its CLI (click, rich, pygments); service/__init__.py
-    refuses that one module, once, and httpx is whole otherwise."""
+def test_httpx_and_a_migration_come_without_the_cli_and_highlighting_they_never_use(
+    tmp_path: Path,
+) -> None:
+    """httpx's __init__ imports its CLI (click, rich, pygments) and Alembic's Mako its
+    error pages' highlighting (pygments); service/__init__.py refuses those two modules,
+    once each, then leaves sys.meta_path, and both libraries work otherwise."""
     code = (
-        "import sys, service, httpx; "
+        "import sys, service, httpx; from service.store import open_store; "
+        f"open_store('sqlite:///{tmp_path / 'new.db'}').close(); "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'pygments'})); "
+        "import mako.exceptions, mako.template; "
         "print(type(httpx.Client()).__name__, callable(httpx.main)); "
-        "print(any(type(f).__name__ == '_NoHttpxCli' for f in sys.meta_path))"
+        "print(mako.template.Template('${x}').render(x=1), 'alembic' in sys.modules); "
+        "print(any(type(f).__name__ == '_Unneeded' for f in sys.meta_path))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert done.stdout.splitlines() == ["[]", "Client True", "False"]
+    assert done.stdout.splitlines() == ["[]", "Client True", "1 True", "False"]
 
 
 # --- the revision check that stands in for Alembic ---------------------------------------
