@@ -53,9 +53,7 @@ def test_earnwatch_smtp_port_is_not_a_name_so_even_empty_it_changes_nothing(
     assert settings.smtp_effective_port == 587
 
 
-def test_an_empty_http_token_is_no_token(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_an_empty_http_token_is_no_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("EARNWATCH_HTTP_TOKEN", "")
     assert load_settings(env_file=None).http_token is None
     monkeypatch.delenv("EARNWATCH_HTTP_TOKEN")
@@ -69,12 +67,12 @@ def test_other_empty_values_are_values_not_defaults(monkeypatch: pytest.MonkeyPa
     settings = load_settings(env_file=None)
     assert (settings.providers, settings.smtp_host, settings.http) == ("", "", "")
     monkeypatch.setenv("EARNWATCH_PRICE_POLL", "")
-    with pytest.raises(ConfigError, match="^invalid settings: EARNWATCH_PRICE_POLL: not a dur"):
+    with pytest.raises(ConfigError, match=r"^invalid settings: EARNWATCH_PRICE_POLL: not a dur"):
         load_settings(env_file=None)
 
 
 def test_an_empty_value_in_the_file_is_a_value(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="^invalid settings: SMTP_PORT: Input should be"):
+    with pytest.raises(ConfigError, match=r"^invalid settings: SMTP_PORT: Input should be"):
         load_settings(env_file=dotenv(tmp_path, "SMTP_PORT=\n"))
 
 
