@@ -133,6 +133,45 @@ def test_a_bad_message_is_still_reported_with_its_position(tmp_path: Path) -> No
     assert "jinja2" in tops
 
 
+PLUGIN_WRAPPER = """\
+import atexit, os, sys
+def _dump():
+    loader = sys.modules.get("pydantic.plugin._loader")
+    with open(os.environ["MODULES_OUT"], "w") as f:
+        f.write(repr(None if loader is None else loader._plugins))
+atexit.register(_dump)
+sys.argv = ["earnwatch", *sys.argv[1:]]
+from service.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("preset", "scanned"), [(None, False), ("", True)])
+def test_check_looks_for_no_pydantic_plugins_unless_the_user_asks(
+    tmp_path: Path, preset: str | None, scanned: bool
+) -> None:
+    """pydantic reads every installed distribution's entry points for its plugins the first
+    time a model is built; Earnwatch uses none and skips that, unless PYDANTIC_DISABLE_PLUGINS
+    is already set (here to "": no plugin disabled)."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    out = tmp_path / "plugins.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EARNWATCH_", "PYDANTIC_"))}
+    if preset is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = preset
+    done = subprocess.run(
+        [sys.executable, "-c", PLUGIN_WRAPPER, "check", "--rules", "rules.yaml"],
+        cwd=tmp_path,
+        env={**env, "MODULES_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the loader's cache of plugins found: None until it scanned, then a dict
+    assert (out.read_text() != "None") is scanned
+
+
 @pytest.mark.parametrize("args", [["--help"], ["version"], ["silence", "--help"]])
 def test_help_and_version_import_no_command_s_libraries(tmp_path: Path, args: list[str]) -> None:
     tops, code, output = imported(args, tmp_path)
