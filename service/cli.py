@@ -7,6 +7,7 @@ non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -361,6 +362,10 @@ def version() -> None:
 
 
 def main() -> None:
+    # pydantic looks for plugins in the entry points of every installed distribution the
+    # first time a model is built (~35 ms, and importlib.metadata and email with it);
+    # Earnwatch uses none. A PYDANTIC_DISABLE_PLUGINS the user set is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app()
     except KeyboardInterrupt:

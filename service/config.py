@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from service.durations import parse_duration
 from service.errors import ConfigError
@@ -31,14 +29,23 @@ _HOST_PORT: Final = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/]*)):(?P<port>\d{1,5})$"
 )
 HTTP_HINT: Final = "expected HOST:PORT (127.0.0.1:8787, [::1]:8787, :8787) or off"
+#: Our own settings are read from `EARNWATCH_<FIELD>`; a field with a `validation_alias`
+#: (the vendors' usual names: FINNHUB_API_KEY, SMTP_HOST, ...) from that name alone.
+ENV_PREFIX: Final = "EARNWATCH_"
 
 
-class Settings(BaseSettings):
-    """Every setting, with its default. `.env.example` documents each one."""
+class Settings(BaseModel):
+    """Every setting, with its default. `.env.example` documents each one.
 
-    model_config = SettingsConfigDict(
-        env_prefix="EARNWATCH_", env_file=".env", extra="ignore", frozen=True
-    )
+    `Settings(**values)` reads the settings as `load_settings` does (without its
+    `ConfigError`): the keyword values over the process environment over `_env_file`."""
+
+    # Defaults are validated too (the `http` and `log_level` defaults go through their
+    # validators), and names that are no setting are ignored.
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)
+
+    def __init__(self, /, *, _env_file: str | Path | None = ".env", **values: Any) -> None:
+        super().__init__(**_sourced(_env_file, values))
 
     # --- rule file, storage, process -------------------------------------------------
     rules: Path = Path("rules.yaml")
@@ -271,18 +278,67 @@ def _secret_fields() -> tuple[str, ...]:
 SECRET_FIELDS: Final = _secret_fields()
 
 
+def env_name(field: str) -> str:
+    """The variable a Settings field is read from: its vendor name, else EARNWATCH_<FIELD>."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"{ENV_PREFIX}{field}".upper()
+
+
 def _secret_env_names() -> frozenset[str]:
     """The environment names of every secret setting, and of the database URL (which may
     hold a password): a rule file's `${VAR}` may not name them."""
-    prefix = Settings.model_config.get("env_prefix", "")
-    names = {f"{prefix}DATABASE_URL"}
-    for name in SECRET_FIELDS:
-        alias = Settings.model_fields[name].validation_alias
-        names.add(alias if isinstance(alias, str) else f"{prefix}{name}".upper())
-    return frozenset(names)
+    return frozenset({env_name("database_url"), *(env_name(name) for name in SECRET_FIELDS)})
 
 
 SECRET_ENV_NAMES: Final = _secret_env_names()
+
+#: Per field: the key pydantic validates it under (its alias, else its name), the variable
+#: it is read from and the keyword names it is given by (the vendor name first), all
+#: lower-cased: names match in any case, as pydantic-settings' `case_sensitive=False` did.
+_SOURCES: Final = tuple(
+    (
+        field.validation_alias if isinstance(field.validation_alias, str) else name,
+        env_name(name).lower(),
+        tuple(dict.fromkeys((env_name(name).lower(), name) if field.validation_alias else (name,))),
+    )
+    for name, field in Settings.model_fields.items()
+)
+
+
+def _sourced(env_file: str | Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Each setting's value from the first source that has it: `overrides` (by field name
+    or vendor name), the process environment, then `env_file` (a bare `KEY` there is unset;
+    an empty value is a value). Settings no source has are left out: their default."""
+    given: dict[str, Any] = {}
+    for key, value in overrides.items():
+        given.setdefault(key.lower(), value)  # of two spellings of one name, the first
+    environ = {key.lower(): value for key, value in os.environ.items()}
+    dotenv = _env_file_values(env_file)
+    values: dict[str, Any] = {}
+    for key, variable, keywords in _SOURCES:
+        for keyword in keywords:
+            if keyword in given:
+                values[key] = given[keyword]
+                break
+        else:
+            if variable in environ:
+                values[key] = environ[variable]
+            elif dotenv.get(variable) is not None:
+                values[key] = dotenv[variable]
+    return values
+
+
+def _env_file_values(env_file: str | Path | None) -> dict[str, str | None]:
+    """The variables of the `.env` file by lower-cased name (of two spellings, the last);
+    none when there is no such file."""
+    if env_file is None:
+        return {}
+    path = Path(env_file).expanduser()
+    if not (path.is_file() or path.is_fifo()):
+        return {}
+    from dotenv import dotenv_values  # only when there is a file to read
+
+    return {key.lower(): value for key, value in dotenv_values(path).items()}
 
 
 def env_file_warning(env_file: str | Path | None) -> str | None:
@@ -317,6 +373,8 @@ def load_env(env_file: str | Path | None = ".env") -> dict[str, str]:
     """The variables a rule file may substitute: `.env` first, the environment over it."""
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values  # only when there is a file to read
+
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ)
     return values
