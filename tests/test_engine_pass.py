@@ -17,7 +17,7 @@ from service.engine import (
     evaluate,
     resolved_alert,
 )
-from service.market import EarningsEvent, Quote, ReportTime, Snapshot, variables
+from service.market import EarningsEvent, Quote, ReportTime, Snapshot, select_event, variables
 from service.rules import RuleSet
 from service.wakes import next_midnight, next_wake
 from tests.rules.conftest import load
@@ -167,3 +167,16 @@ def test_a_condition_that_raises_in_the_shortcut_is_still_reported() -> None:
     result = evaluate(poisoned, snapshots(random.Random(1)), armed, NOW)
     assert result.errors == [RuleError("above", "AAA", "condition", "ZeroDivisionError", 2)]
     assert result.states == {} and result.alerts == []
+
+
+def test_the_report_a_rule_sees_is_the_first_of_equals_as_before() -> None:
+    """`select_event` in one walk keeps `max`'s and `min`'s choice among equal dates."""
+    day = date(2026, 2, 2)
+    first, second = (EarningsEvent("AAA", day, ReportTime.AMC, 2025, q, 0.5, 0.6) for q in (3, 4))
+    assert select_event((first, second), NOW) is first
+    pending = tuple(EarningsEvent("AAA", day, ReportTime.BMO, 2025, q, 0.5) for q in (3, 4))
+    assert select_event(pending, NOW) is pending[0]
+    assert select_event((*pending, first), NOW) is first  # a reported one first
+    stale = EarningsEvent("AAA", date(2025, 12, 1), ReportTime.AMC, 2025, 2, 0.5, 0.6)
+    assert select_event((stale, *pending), NOW) is pending[0]  # past 30 days: the next
+    assert select_event((stale,), NOW) is None
