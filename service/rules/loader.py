@@ -25,7 +25,7 @@ from service.rules.checks import (
     pydantic_message,
     restore_text,
 )
-from service.rules.expr import Compiled, ExprError, compile_condition
+from service.rules.expr import Compiled, ExprError, Templates, compile_condition
 from service.rules.model import (
     SYMBOL,
     DefaultsModel,
@@ -64,6 +64,8 @@ class Loader:
         #: share one compiled condition (a failed one is compiled again where written,
         #: so each place reports its problem).
         self.compiled: dict[str, Compiled] = {}
+        #: Their staged trees, for conditions that differ only in their numbers.
+        self.templates: Templates = {}
         self.fingerprints: dict[tuple[str, str | None, Any, Any], str] = {}
         self.symbols: dict[str, str] = {}  # symbols written as valid, upper-case, text
 
@@ -412,7 +414,7 @@ class Loader:
             where = non_ascii(text)
             if where:
                 raise ExprError("a condition is written in ASCII", *where)
-            compiled = self.compiled[text] = compile_condition(text)
+            compiled = self.compiled[text] = compile_condition(text, self.templates)
             return compiled
         except ExprError as exc:
             line, col = in_expression(self.doc.where(path), self.lines, text, exc.line, exc.col)
