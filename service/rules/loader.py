@@ -8,7 +8,7 @@ import hashlib
 import json
 from collections.abc import Collection, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
@@ -457,12 +457,14 @@ class Loader:
 def _fingerprint(
     when: Compiled, clear: Compiled | None, hold: timedelta | None, cooldown: timedelta | None
 ) -> str:
-    key = json.dumps(
-        [
-            when.source,
-            clear.source if clear else None,
-            hold.total_seconds() if hold else 0,
-            cooldown.total_seconds() if cooldown else 0,
-        ]
+    # json.dumps([when, clear, hold s, cooldown s]) written out (the load does it for each
+    # distinct rule): the same text, so the same fingerprints as before.
+    key = (
+        f"[{_json_text(when.source)}, {_json_text(clear.source) if clear else 'null'}, "
+        f"{hold.total_seconds() if hold else 0!r}, {cooldown.total_seconds() if cooldown else 0!r}]"
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+#: json.dumps of a string (ASCII-escaped, quoted), without the encoder's set-up.
+_json_text: Final = json.encoder.encode_basestring_ascii
