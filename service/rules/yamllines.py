@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, Final
 
 import yaml
@@ -63,6 +63,24 @@ _MAX_DEPTH: Final = 8
 
 #: The first characters of a plain scalar that YAML reads as text whatever follows.
 _VERBATIM: Final = frozenset(string.ascii_letters + "_(") - frozenset(_RESOLVERS)
+
+
+#: Characters of text `_rows` reads at a time (its rows of a whole big file at once would
+#: cost more memory than the file's rules).
+_CHUNK: Final = 1 << 16
+
+
+def _rows(text: str) -> Iterator[tuple[str, ...]]:
+    """`_LINE.findall(text)`, a chunk of whole lines at a time: one row a line."""
+    start, size = 0, len(text)
+    while True:
+        end = text.find("\n", start + _CHUNK)
+        if end == -1:
+            end = size
+        yield from _LINE.findall(text, start, end)
+        if end >= size:
+            return
+        start = end + 1
 
 
 class _GiveUp(Exception):
@@ -113,7 +131,7 @@ class _Reader:
         pending: tuple[_Frame, str, int] | None = None
         value_of, keys, verbatim = self.value, self.keys, _VERBATIM
         number = 0
-        for spaces, dash, key, value, item_spaces, item, bad in _LINE.findall(text):
+        for spaces, dash, key, value, item_spaces, item, bad in _rows(text):
             number += 1
             if not key:
                 if bad:

@@ -250,3 +250,12 @@ def test_the_bench_file_is_read_by_lines_and_its_positions_come_on_demand() -> N
 )
 def test_anything_else_is_left_to_libyaml(text: str) -> None:
     assert read(text, ENV) is None
+
+
+def test_a_file_read_in_small_chunks_reads_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk ends at a line's end, so every line is read whole, once, with its number."""
+    from service.rules import yamllines
+
+    monkeypatch.setattr(yamllines, "_CHUNK", 7)
+    rng = random.Random(61)
+    assert sum(same_as_libyaml(document(rng), ENV) for _ in range(600)) > 100
