@@ -260,7 +260,10 @@ def pct_change(new: float | None, base: float | None) -> float | None:
     when the result is not finite (an estimate of 1e-320 overflows to infinity)."""
     if new is None or base is None or base == 0:
         return None
-    return real((new - base) / abs(base) * 100.0)
+    change = (new - base) / abs(base) * 100.0
+    if change.__class__ is float:  # what `real` gives a float, without its checks
+        return change if math.isfinite(change) else None
+    return real(change)
 
 
 def _known(value: Value) -> Value:
@@ -363,7 +366,8 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
     eps_actual = event.eps_actual if reported else None
     revenue_actual = event.revenue_actual if reported else None
     out["earnings_date"] = event.date
-    out["earnings_time"] = event.time.value
+    when = event.time
+    out["earnings_time"] = _TIME_VALUES[when] if when.__class__ is ReportTime else when.value
     out["hours_to_earnings"] = hours
     out["days_to_earnings"] = (event.date - today).days
     out["reported"] = reported
@@ -389,12 +393,17 @@ def _all_known(out: dict[str, Value]) -> dict[str, Value]:
     """`out` with `_known` applied to each value, in place (it runs for every variable of
     every symbol of every pass)."""
     isfinite = math.isfinite
+    # The floats' sum is finite when each is (a sum that overflows only costs the walk).
+    if isfinite(sum([value for value in out.values() if isinstance(value, float)])):
+        return out
     for name, value in out.items():
         if isinstance(value, float) and not isfinite(value):
             out[name] = None  # the same key: the walk goes on
     return out
 
 
+#: Each ReportTime's `.value` (the enum's property is slow).
+_TIME_VALUES: Final[Mapping[ReportTime, str]] = {t: t.value for t in ReportTime}
 #: `_confirmation` without confirmation, less `reported`; `_lifecycle` without a history.
 _UNCONFIRMED: Final[Mapping[str, Value]] = MappingProxyType(
     {"confirmed_by": None, "data_suspect": None, "figures_from": None}
