@@ -114,6 +114,7 @@ Templates = dict[str, tuple["Staged", frozenset[str]]]
 #: A plain decimal number of at most 15 digits each side of its point, not part of a name,
 #: of another number (`1e5`, `1_000`, `0x1f`, `00.5`) or of an attribute.
 _LITERAL: Final = re.compile(r"(?<![\w.])(?:[1-9][0-9]{0,14}|0)(?:\.[0-9]{1,15})?(?![\w.])")
+_LITERAL_SPLIT: Final = re.compile(f"({_LITERAL.pattern})")
 
 
 def compile_condition(source: str, templates: Templates | None = None) -> Compiled:
@@ -131,13 +132,14 @@ def compile_condition(source: str, templates: Templates | None = None) -> Compil
     key: str | None = None
     literals: list[re.Match[str]] = []
     if templates is not None and '"' not in text and "'" not in text and "#" not in text:
-        literals = list(_LITERAL.finditer(text))
-        key = _LITERAL.sub("#", text)
+        pieces = _LITERAL_SPLIT.split(text)  # text, number, text, number, ..., text
+        key = "#".join(pieces[::2])
         known = templates.get(key)
         if known is not None:
             staged, names = known
-            consts = tuple(_literal(m.group()) for m in literals)
+            consts = tuple(float(n) if "." in n else int(n) for n in pieces[1::2])
             return Compiled(source=text, fn=staged.get(consts), names=names)
+        literals = list(_LITERAL.finditer(text))
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:

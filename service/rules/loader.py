@@ -271,7 +271,7 @@ class Loader:
             if item in groups:
                 symbols.extend(groups[item])
             else:
-                symbol = self.symbol(item, (*path, "symbols", i), groups)
+                symbol = self.symbols.get(item) or self.symbol(item, (*path, "symbols", i), groups)
                 if symbol:
                     symbols.append(symbol)
         notify = model.notify if model.notify is not None else defaults.notify
