@@ -183,9 +183,22 @@ def advance(
     it); an edge inside `cooldown` is consumed without an alert; a rule that reads
     earnings variables fires at most once per report, and a new report re-arms it.
     """
+    condition, error = _guarded(rule.when, values)
+    return _advanced(rule, state, condition, error, values, now)
+
+
+def _advanced(
+    rule: CompiledRule,
+    state: RuleState | None,
+    condition: Value,
+    error: str | None,
+    values: Mapping[str, Value],
+    now: datetime,
+) -> tuple[RuleState, StepOutcome, str | None]:
+    """`advance` once `when` is evaluated: `condition` its value, `error` the exception
+    type name when it raised."""
     if state is None or state.fingerprint != rule.fingerprint:
         state = RuleState(fingerprint=rule.fingerprint)
-    condition, error = _guarded(rule.when, values)
     report = event_key(rule, values)
     if not state.armed and report is not None and report != state.last_report:
         state = replace(state, armed=True, pending_since=None)  # a new report, a new event
@@ -406,14 +419,43 @@ def evaluate_work(
     wakes: dict[Key, float] = {}
     evaluated = 0
     moment, midnight = now.timestamp(), next_midnight(now)
+    get_state = states.get
     for symbol, rules in work:
         snapshot = snapshots.get(symbol)
         values = variables(snapshot, now) if snapshot is not None else UNKNOWN
         for rule in rules:
             evaluated += 1
             key = (rule.name, symbol)
-            old = states.get(key)
-            state, outcome, failed = advance(rule, old, values, now)
+            old = get_state(key)
+            when = rule.when
+            try:
+                # Its closure straight away (a stand-in condition is called as it is).
+                condition = when.fn(values) if when.__class__ is Compiled else when(values)
+                failed = None
+            except Exception as exc:  # any failure of one rule stays that rule's
+                condition, failed = None, type(exc).__name__
+            if (
+                old is not None
+                and old.fingerprint == rule.fingerprint
+                and not rule.notify_amended
+                and (
+                    (old.armed and condition is not True and old.pending_since is None)
+                    or (
+                        not old.armed
+                        and condition is not False
+                        and rule.clear_when is None
+                        and _same_event(rule, old, values)
+                    )
+                )
+            ):
+                # What `advance` gives back unchanged: armed and not true, or fired and
+                # neither false nor a new report. The commonest case by far of a pass.
+                if failed is not None:
+                    errors.append(RuleError(rule.name, symbol, "condition", failed, rule.line))
+                if rule.time_dependent or rule.hold is not None:
+                    wakes[key] = next_wake(rule, values, old, moment, midnight)
+                continue
+            state, outcome, failed = _advanced(rule, old, condition, failed, values, now)
             if failed is not None:
                 errors.append(RuleError(rule.name, symbol, "condition", failed, rule.line))
             if rule.notify_amended:
@@ -449,6 +491,15 @@ def evaluate_work(
     return Evaluation(
         alerts=alerts, states=new_states, evaluated=evaluated, errors=errors, wakes=wakes
     )
+
+
+def _same_event(rule: CompiledRule, state: RuleState, values: Mapping[str, Value]) -> bool:
+    """Whether a fired `state` still describes the event `values` are of (no new report
+    re-arms it): `advance`'s test, by `event_key`."""
+    if not rule.uses_earnings:
+        return True
+    report = event_key(rule, values)
+    return report is None or report == state.last_report
 
 
 def _due(

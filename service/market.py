@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
@@ -259,7 +260,10 @@ def pct_change(new: float | None, base: float | None) -> float | None:
     when the result is not finite (an estimate of 1e-320 overflows to infinity)."""
     if new is None or base is None or base == 0:
         return None
-    return real((new - base) / abs(base) * 100.0)
+    change = (new - base) / abs(base) * 100.0
+    if change.__class__ is float:  # what `real` gives a float, without its checks
+        return change if math.isfinite(change) else None
+    return real(change)
 
 
 def _known(value: Value) -> Value:
@@ -274,14 +278,29 @@ def select_event(events: tuple[EarningsEvent, ...], now: datetime) -> EarningsEv
     """The report a rule sees: the latest reported one until 30 days after its date,
     otherwise the next scheduled one (an unreported one stays scheduled for 3 days past its
     date, since figures can arrive late)."""
-    today = now.astimezone(NEW_YORK).date()
-    reported = [e for e in events if e.reported and e.date <= today]
-    if reported:
-        latest = max(reported, key=lambda e: e.date)
-        if today - latest.date <= REPORTED_WINDOW:
-            return latest
-    pending = [e for e in events if not e.reported and today - e.date <= PENDING_GRACE]
-    return min(pending, key=lambda e: e.date) if pending else None
+    return _select(events, _today_at(now))
+
+
+@lru_cache(maxsize=8)
+def _today_at(now: datetime) -> date:
+    """The New York date at `now`, asked of every symbol of one evaluation pass."""
+    return now.astimezone(NEW_YORK).date()
+
+
+def _select(events: tuple[EarningsEvent, ...], today: date) -> EarningsEvent | None:
+    """`select_event` on New York's date `today`: in one walk, the first latest reported
+    event (as `max` keeps the first of equals) and the first earliest pending one."""
+    latest: EarningsEvent | None = None
+    pending: EarningsEvent | None = None
+    for e in events:
+        if e.eps_actual is not None or e.revenue_actual is not None:  # e.reported
+            if e.date <= today and (latest is None or e.date > latest.date):
+                latest = e
+        elif today - e.date <= PENDING_GRACE and (pending is None or e.date < pending.date):
+            pending = e
+    if latest is not None and today - latest.date <= REPORTED_WINDOW:
+        return latest
+    return pending
 
 
 def judged_consensus(
@@ -296,70 +315,108 @@ def judged_consensus(
 
 def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
     """The variables of RULES.md for one symbol at `now`; None for every unknown, and for
-    every number that is not finite (input or derived)."""
+    every number that is not finite (input or derived).
+
+    Every evaluation pass asks it of every symbol: each property and date it needs is
+    taken once, and the values not finite are made unknown in place."""
     quote = snapshot.quote
-    price = quote.price if quote else None
-    prev_close = quote.prev_close if quote else None
     targets = snapshot.targets
-    out: dict[str, Value] = {
-        "price": price,
-        "prev_close": prev_close,
-        "change_pct": pct_change(price, prev_close),
-        "day_high": quote.day_high if quote else None,
-        "day_low": quote.day_low if quote else None,
-        "target_median": targets.median if targets else None,
-        "target_mean": targets.mean if targets else None,
-        "target_high": targets.high if targets else None,
-        "target_low": targets.low if targets else None,
-        "session": _session_at(now),
-    }
-    event = select_event(snapshot.events, now)
+    if quote is not None:
+        price, prev_close = quote.price, quote.prev_close
+        out: dict[str, Value] = {
+            "price": price,
+            "prev_close": prev_close,
+            "change_pct": pct_change(price, prev_close),
+            "day_high": quote.day_high,
+            "day_low": quote.day_low,
+        }
+    else:
+        price = None
+        out = dict.fromkeys(("price", "prev_close", "change_pct", "day_high", "day_low"))
+    if targets is not None:
+        out["target_median"] = targets.median
+        out["target_mean"] = targets.mean
+        out["target_high"] = targets.high
+        out["target_low"] = targets.low
+    else:
+        out["target_median"] = out["target_mean"] = out["target_high"] = None
+        out["target_low"] = None
+    out["session"] = _session_at(now)
+    today = _today_at(now)
+    event = _select(snapshot.events, today) if snapshot.events else None
     if event is None:
         out.update(dict.fromkeys(EARNINGS_VARS))
         return _all_known(out)
     hours = (event.published_at - now).total_seconds() / 3600.0
-    price_at_report = snapshot.report_prices.get(event.report_key)
-    history = snapshot.reports.get(event.report_key)
+    period = event.fiscal_period
+    key = period or event.date.isoformat()  # event.report_key
+    event_reported = event.eps_actual is not None or event.revenue_actual is not None
+    price_at_report = snapshot.report_prices.get(key)
+    history = snapshot.reports.get(key)
     eps_estimate, revenue_estimate = judged_consensus(event, history)
-    price_at_open = snapshot.open_prices.get(event.report_key)
-    confirmation = _confirmation(event, history, snapshot.confirming)
-    reported = confirmation.pop("reported") is True
+    price_at_open = snapshot.open_prices.get(key)
+    confirmation: Mapping[str, Value]
+    if snapshot.confirming:
+        confirmation = _confirmation(event, history, True)
+        reported = confirmation.pop("reported") is True
+    else:  # what `_confirmation` gives without confirmation
+        confirmation = _UNCONFIRMED
+        reported = event_reported
     # Figures not confirmed yet are no figures a rule may compare: no beat or miss from them.
     eps_actual = event.eps_actual if reported else None
     revenue_actual = event.revenue_actual if reported else None
-    out.update(
-        earnings_date=event.date,
-        earnings_time=event.time.value,
-        hours_to_earnings=hours,
-        days_to_earnings=(event.date - now.astimezone(NEW_YORK).date()).days,
-        reported=reported,
-        eps_estimate=eps_estimate,
-        eps_actual=eps_actual,
-        eps_surprise_pct=pct_change(eps_actual, eps_estimate),
-        revenue_estimate=revenue_estimate,
-        revenue_actual=revenue_actual,
-        revenue_surprise_pct=pct_change(revenue_actual, revenue_estimate),
-        price_at_report=price_at_report,
-        move_since_report_pct=pct_change(price, price_at_report) if event.reported else None,
-        fiscal_period=event.fiscal_period,
-        eps_estimate_latest=event.eps_estimate,
-        revenue_estimate_latest=event.revenue_estimate,
-        **_lifecycle(event, history),
-        price_at_open=price_at_open,
-        gap_pct=pct_change(price_at_open, price_at_report),
-        **confirmation,
-    )
+    out["earnings_date"] = event.date
+    when = event.time
+    out["earnings_time"] = _TIME_VALUES[when] if when.__class__ is ReportTime else when.value
+    out["hours_to_earnings"] = hours
+    out["days_to_earnings"] = (event.date - today).days
+    out["reported"] = reported
+    out["eps_estimate"] = eps_estimate
+    out["eps_actual"] = eps_actual
+    out["eps_surprise_pct"] = pct_change(eps_actual, eps_estimate)
+    out["revenue_estimate"] = revenue_estimate
+    out["revenue_actual"] = revenue_actual
+    out["revenue_surprise_pct"] = pct_change(revenue_actual, revenue_estimate)
+    out["price_at_report"] = price_at_report
+    out["move_since_report_pct"] = pct_change(price, price_at_report) if event_reported else None
+    out["fiscal_period"] = period
+    out["eps_estimate_latest"] = event.eps_estimate
+    out["revenue_estimate_latest"] = event.revenue_estimate
+    out.update(_lifecycle(event, history) if history is not None else _NO_LIFECYCLE)
+    out["price_at_open"] = price_at_open
+    out["gap_pct"] = pct_change(price_at_open, price_at_report)
+    out.update(confirmation)
     return _all_known(out)
 
 
 def _all_known(out: dict[str, Value]) -> dict[str, Value]:
-    """`out` with `_known` applied to each value (inlined: it runs for every variable of
+    """`out` with `_known` applied to each value, in place (it runs for every variable of
     every symbol of every pass)."""
     isfinite = math.isfinite
-    return {
-        name: None if isinstance(value, float) and not isfinite(value) else value
-        for name, value in out.items()
+    # The floats' sum is finite when each is (a sum that overflows only costs the walk).
+    if isfinite(sum([value for value in out.values() if isinstance(value, float)])):
+        return out
+    for name, value in out.items():
+        if isinstance(value, float) and not isfinite(value):
+            out[name] = None  # the same key: the walk goes on
+    return out
+
+
+#: Each ReportTime's `.value` (the enum's property is slow).
+_TIME_VALUES: Final[Mapping[ReportTime, str]] = {t: t.value for t in ReportTime}
+#: `_confirmation` without confirmation, less `reported`; `_lifecycle` without a history.
+_UNCONFIRMED: Final[Mapping[str, Value]] = MappingProxyType(
+    {"confirmed_by": None, "data_suspect": None, "figures_from": None}
+)
+_NO_LIFECYCLE: Final[Mapping[str, Value]] = MappingProxyType(
+    {
+        "consensus_frozen": None,
+        "earnings_date_previous": None,
+        "earnings_date_changed": None,
+        "earnings_time_previous": None,
+        "earnings_time_changed": None,
     }
+)
 
 
 def _confirmation(
@@ -392,13 +449,7 @@ def _lifecycle(event: EarningsEvent, history: ReportHistory | None) -> dict[str,
     """The frozen-consensus and date-lifecycle variables of `event`; unknown without a
     history (data that was never merged by MarketData, e.g. a rule test's fixed events)."""
     if history is None:
-        return {
-            "consensus_frozen": None,
-            "earnings_date_previous": None,
-            "earnings_date_changed": None,
-            "earnings_time_previous": None,
-            "earnings_time_changed": None,
-        }
+        return dict(_NO_LIFECYCLE)
     return {
         "consensus_frozen": history.frozen is True if event.reported else False,
         "earnings_date_previous": history.date_previous,

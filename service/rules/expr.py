@@ -109,13 +109,37 @@ class Compiled:
         return self.fn(values)
 
 
-def compile_condition(source: str) -> Compiled:
-    """Compile a `when`/`clear_when` text, or raise ExprError at the first mistake."""
+#: Templates of conditions compiled so far (see `compile_condition`).
+Templates = dict[str, tuple["Staged", frozenset[str]]]
+#: A plain decimal number of at most 15 digits each side of its point, not part of a name,
+#: of another number (`1e5`, `1_000`, `0x1f`, `00.5`) or of an attribute.
+_LITERAL: Final = re.compile(r"(?<![\w.])(?:[1-9][0-9]{0,14}|0)(?:\.[0-9]{1,15})?(?![\w.])")
+_LITERAL_SPLIT: Final = re.compile(f"({_LITERAL.pattern})")
+
+
+def compile_condition(source: str, templates: Templates | None = None) -> Compiled:
+    """Compile a `when`/`clear_when` text, or raise ExprError at the first mistake.
+
+    With `templates` (one dict for one rule file), a text that differs from one compiled
+    before only in its plain numbers (`price > 5` and `price > 7.5`, once neither holds a
+    quote, a `#` or a variable of the clock) gets its closure from that one's staged tree,
+    without being parsed and checked again: the very closure a compile of it builds."""
     text = source.strip()
     if not text:
         raise ExprError("the condition is empty")
     if len(text) > MAX_SOURCE:
         raise ExprError(f"the condition is longer than {MAX_SOURCE:,} characters")
+    key: str | None = None
+    literals: list[re.Match[str]] = []
+    if templates is not None and '"' not in text and "'" not in text and "#" not in text:
+        pieces = _LITERAL_SPLIT.split(text)  # text, number, text, number, ..., text
+        key = "#".join(pieces[::2])
+        known = templates.get(key)
+        if known is not None:
+            staged, names = known
+            consts = tuple(float(n) if "." in n else int(n) for n in pieces[1::2])
+            return Compiled(source=text, fn=staged.get(consts), names=names)
+        literals = list(_LITERAL.finditer(text))
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
@@ -131,13 +155,50 @@ def compile_condition(source: str) -> Compiled:
         raise ExprError("the condition holds a character that is not allowed") from None
     if len(text) > _SHALLOW:
         _check_depth(tree.body)
-    compiler = _Compiler()
-    fn, kind = compiler.node(tree.body)
+    params = _params(tree.body, text, literals) if key is not None else None
+    compiler = _Compiler(params)
+    staged, kind = compiler.node(tree.body)
     if kind != BOOL:
         raise _at(tree.body, f"a condition must be true or false, but this is a {kind}")
     names = frozenset(compiler.names)
     clock = _clock_thresholds(tree.body) if names & _CLOCK else ()
-    return Compiled(source=text, fn=fn, names=names, clock=clock)
+    consts = tuple(_literal(m.group()) for m in literals)
+    if key is not None and params is not None and templates is not None and not names & _CLOCK:
+        templates[key] = (staged, names)
+    return Compiled(source=text, fn=staged.get(consts), names=names, clock=clock)
+
+
+def _literal(text: str) -> float | int:
+    """The value Python gives the number `text` (a `_LITERAL` match)."""
+    return float(text) if "." in text else int(text)
+
+
+def _params(
+    root: ast.expr, text: str, literals: list[re.Match[str]]
+) -> dict[tuple[int, int], int] | None:
+    """The place of each numeric constant of the tree that is one of `literals` (by line
+    and column), to its index among them; None unless every one of them is such a
+    constant of the value it reads as (then the text is no template)."""
+    if not text.isascii():  # the tree's columns count UTF-8 bytes
+        return None
+    constants = {
+        (node.lineno, node.col_offset): node.value
+        for node in ast.walk(root)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    }
+    params: dict[tuple[int, int], int] = {}
+    for index, match in enumerate(literals):
+        start = match.start()
+        line = text.count("\n", 0, start) + 1
+        place = (line, start - (text.rfind("\n", 0, start) + 1))
+        value = constants.get(place)
+        literal = _literal(match.group())
+        if value is None or value != literal or type(value) is not type(literal):
+            return None
+        params[place] = index
+    return params
 
 
 #: Variables that move with the clock between data changes: the hours to the report
@@ -190,8 +251,8 @@ def compile_part(node: ast.expr) -> Fn:
     """The engine's own closure of one part (an operand or a comparison) of a condition
     that `compile_condition` accepted. `rules/trace.py` computes every value it shows with
     it, so a trace cannot read a value differently from the engine."""
-    fn, _kind = _Compiler().node(node)
-    return fn
+    staged, _kind = _Compiler().node(node)
+    return staged.get(())
 
 
 def _check_depth(root: ast.expr) -> None:
@@ -222,19 +283,98 @@ def _at(node: ast.AST, message: str) -> ExprError:
     return ExprError(message, getattr(node, "lineno", 1), getattr(node, "col_offset", 0))
 
 
-class _Compiler:
-    def __init__(self) -> None:
-        self.names: set[str] = set()
+#: The numeric constants of a condition, in the order they are written (see `Staged`).
+Consts = tuple[Value, ...]
 
-    def node(self, node: ast.expr) -> tuple[Fn, str]:
+
+class Staged:
+    """A compiled part of a condition whose numeric constants may be left open: `get(k)`
+    gives its closure with the constants `k` (`fixed`, built once, when it has none).
+    Conditions that differ only in their numbers (`price > 5`, `price > 7.5`) share one
+    staged tree, and each gets its closure without being parsed or checked again."""
+
+    __slots__ = ("fixed", "make")
+
+    def __init__(self, fixed: Fn | None = None, make: Callable[[Consts], Fn] | None = None):
+        self.fixed = fixed
+        self.make = make
+
+    def get(self, k: Consts) -> Fn:
+        if self.fixed is not None:
+            return self.fixed
+        assert self.make is not None
+        return self.make(k)
+
+
+def _combine(build: Callable[..., Fn], *parts: Staged) -> Staged:
+    """The part `build(*closures of parts)`: fixed when every one of `parts` is."""
+    if all(p.fixed is not None for p in parts):
+        return Staged(fixed=build(*(p.fixed for p in parts)))
+    return Staged(make=lambda k: build(*(p.get(k) for p in parts)))
+
+
+def _combine_list(build: Callable[[list[Fn]], Fn], parts: list[Staged]) -> Staged:
+    """`_combine` of a builder that takes the closures as one list."""
+    if all(p.fixed is not None for p in parts):
+        return Staged(fixed=build([p.fixed for p in parts]))  # type: ignore[misc]
+    return Staged(make=lambda k: build([p.get(k) for p in parts]))
+
+
+def _constant(value: Value) -> Fn:
+    return lambda _v: value
+
+
+def _variable(name: str) -> Fn:
+    return lambda v: v.get(name)
+
+
+def _open_comparison(
+    compare: Callable[[Any, Any], bool], name: str, index: int
+) -> Callable[[Consts], Fn]:
+    """`compare_variable` of the constant at `index` of the constants to come."""
+    return lambda k: compare_variable(compare, name, k[index])
+
+
+def _not(inner: Fn) -> Fn:
+    return lambda v: None if (x := inner(v)) is None else not x
+
+
+def _negative(inner: Fn) -> Fn:
+    return lambda v: None if (x := inner(v)) is None else -x  # type: ignore[operator]
+
+
+def _absolute(inner: Fn) -> Fn:
+    return lambda v: None if (x := inner(v)) is None else abs(x)  # type: ignore[arg-type]
+
+
+def _member(left: Fn, members: tuple[Value, ...], negate: bool) -> Fn:
+    return lambda v: None if (x := left(v)) is None else ((x in members) != negate)
+
+
+class _Compiler:
+    """Type-checks a condition's tree and stages its closures. `params` maps the place
+    (line, column) of a numeric constant to its index in the constants `Staged.get` takes:
+    those constants are left open (the others are built in)."""
+
+    def __init__(self, params: Mapping[tuple[int, int], int] | None = None) -> None:
+        self.names: set[str] = set()
+        self.params = params or {}
+
+    def node(self, node: ast.expr) -> tuple[Staged, str]:
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise _at(node, _refusal(node))
-        result: tuple[Fn, str] = method(node)
+        result: tuple[Staged, str] = method(node)
         return result
 
+    def param(self, node: ast.expr) -> int | None:
+        """The index of the constant `node` when it is left open."""
+        if not self.params or not isinstance(node, ast.Constant):
+            return None
+        return self.params.get((node.lineno, node.col_offset))
+
     # --- leaves ----------------------------------------------------------------------
-    def _Constant(self, node: ast.Constant) -> tuple[Fn, str]:
+    def _Constant(self, node: ast.Constant) -> tuple[Staged, str]:
         value = node.value
         if isinstance(value, bool):
             kind = BOOL
@@ -246,13 +386,15 @@ class _Compiler:
             kind = STR
         else:
             raise _at(node, f"{value!r} is not allowed here: use numbers, strings, true/false")
-        return (lambda _v, c=value: c), kind
+        index = self.param(node)
+        if index is not None:
+            return Staged(make=lambda k: _constant(k[index])), kind
+        return Staged(fixed=_constant(value)), kind
 
-    def _Name(self, node: ast.Name) -> tuple[Fn, str]:
+    def _Name(self, node: ast.Name) -> tuple[Staged, str]:
         name = node.id
         if name in CONSTANTS:
-            constant = CONSTANTS[name]
-            return (lambda _v, c=constant: c), BOOL
+            return Staged(fixed=_constant(CONSTANTS[name])), BOOL
         if name not in VARIABLE_TYPES:
             if name in FUNCTIONS:
                 raise _at(node, f"{name} is a function: call it, like {name}(...)")
@@ -261,42 +403,42 @@ class _Compiler:
             raise _at(node, f"unknown name {name!r}{suffix}")
         self.names.add(name)
         if VARIABLE_TYPES[name] == NUM:
-            return variable_number(name), NUM
-        return (lambda v, n=name: v.get(n)), VARIABLE_TYPES[name]
+            return Staged(fixed=variable_number(name)), NUM
+        return Staged(fixed=_variable(name)), VARIABLE_TYPES[name]
 
     # --- logic -----------------------------------------------------------------------
-    def _BoolOp(self, node: ast.BoolOp) -> tuple[Fn, str]:
+    def _BoolOp(self, node: ast.BoolOp) -> tuple[Staged, str]:
         parts = [self._condition(value, "and/or") for value in node.values]
         if isinstance(node.op, ast.And):
-            return kleene_and(parts), BOOL
-        return kleene_or(parts), BOOL
+            return _combine_list(kleene_and, parts), BOOL
+        return _combine_list(kleene_or, parts), BOOL
 
-    def _UnaryOp(self, node: ast.UnaryOp) -> tuple[Fn, str]:
+    def _UnaryOp(self, node: ast.UnaryOp) -> tuple[Staged, str]:
         if isinstance(node.op, ast.Not):
             inner = self._condition(node.operand, "not")
-            return (lambda v: None if (x := inner(v)) is None else not x), BOOL
+            return _combine(_not, inner), BOOL
         if isinstance(node.op, ast.USub | ast.UAdd):
-            inner, kind = self.node(node.operand)
+            staged, kind = self.node(node.operand)
             if kind != NUM:
                 raise _at(node, f"a sign applies to numbers, not to a {kind}")
             if isinstance(node.op, ast.UAdd):
-                return inner, NUM
-            return (lambda v: None if (x := inner(v)) is None else -x), NUM  # type: ignore[operator]
+                return staged, NUM
+            return _combine(_negative, staged), NUM
         raise _at(node, _refusal(node))
 
-    def _condition(self, node: ast.expr, where: str) -> Fn:
-        fn, kind = self.node(node)
+    def _condition(self, node: ast.expr, where: str) -> Staged:
+        staged, kind = self.node(node)
         if kind != BOOL:
             raise _at(node, f"{where} needs conditions on both sides, but this is a {kind}")
-        return fn
+        return staged
 
     # --- comparisons -----------------------------------------------------------------
-    def _Compare(self, node: ast.Compare) -> tuple[Fn, str]:
+    def _Compare(self, node: ast.Compare) -> tuple[Staged, str]:
         left_fn, left_kind = self.node(node.left)
         left_node: ast.expr = node.left
         if len(node.ops) > 1 and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
             raise _at(node, "`in` cannot be chained with other comparisons: join them with `and`")
-        links: list[Fn] = []
+        links: list[Staged] = []
         for op, right in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, ast.In | ast.NotIn):
                 links.append(self._membership(left_fn, left_kind, op, right))
@@ -311,28 +453,39 @@ class _Compiler:
                 raise _at(right, f"a {left_kind} can only be compared with == or !=")
             constant = _number(right) if isinstance(right, ast.Constant) else None
             if isinstance(left_node, ast.Name) and left_kind == NUM and constant is not None:
-                links.append(compare_variable(compare, left_node.id, right.value))  # type: ignore[attr-defined]
+                name, index = left_node.id, self.param(right)
+                if index is None:
+                    links.append(Staged(fixed=compare_variable(compare, name, right.value)))  # type: ignore[attr-defined]
+                else:
+                    links.append(Staged(make=_open_comparison(compare, name, index)))
             else:
-                links.append(comparison(compare, left_fn, right_fn))
+                links.append(
+                    _combine(lambda a, b, c=compare: comparison(c, a, b), left_fn, right_fn)
+                )
             left_node = right
             left_fn, left_kind = right_fn, right_kind
-        return (links[0] if len(links) == 1 else kleene_and(links)), BOOL
+        if len(links) == 1:
+            return links[0], BOOL
+        return _combine_list(kleene_and, links), BOOL
 
-    def _membership(self, left: Fn, kind: str, op: ast.cmpop, right: ast.expr) -> Fn:
+    def _membership(self, left: Staged, kind: str, op: ast.cmpop, right: ast.expr) -> Staged:
         if not isinstance(right, ast.List | ast.Tuple):
             raise _at(right, '`in` needs a list of values, like ["bmo", "amc"]')
-        choices = []
+        items: list[Staged] = []
         for item in right.elts:
-            fn, item_kind = self.node(item)
+            staged, item_kind = self.node(item)
             if not isinstance(item, ast.Constant | ast.Call) or item_kind != kind:
                 raise _at(item, f"the list must hold {kind} values")
-            choices.append(fn({}))
-        members = tuple(choices)
+            items.append(staged)
         negate = isinstance(op, ast.NotIn)
-        return lambda v: None if (x := left(v)) is None else ((x in members) != negate)
+
+        def build(left_fn: Fn, *choices: Fn) -> Fn:
+            return _member(left_fn, tuple(fn({}) for fn in choices), negate)
+
+        return _combine(build, left, *items)
 
     # --- arithmetic and calls --------------------------------------------------------
-    def _BinOp(self, node: ast.BinOp) -> tuple[Fn, str]:
+    def _BinOp(self, node: ast.BinOp) -> tuple[Staged, str]:
         symbol = _ARITH.get(type(node.op))
         if symbol is None:
             raise _at(node, f"operator not allowed here; use {', '.join(_ARITH.values())}")
@@ -342,9 +495,9 @@ class _Compiler:
             bad = node.left if left_kind != NUM else node.right
             kind = left_kind if bad is node.left else right_kind
             raise _at(bad, f"arithmetic needs numbers, but this is a {kind}")
-        return arithmetic(symbol, left, right), NUM
+        return _combine(lambda a, b: arithmetic(symbol, a, b), left, right), NUM
 
-    def _Call(self, node: ast.Call) -> tuple[Fn, str]:
+    def _Call(self, node: ast.Call) -> tuple[Staged, str]:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             what = ast.unparse(node.func)
             raise _at(
@@ -363,14 +516,13 @@ class _Compiler:
         if name == "abs":
             if len(fns) != 1:
                 raise _at(node, "abs() takes exactly one number")
-            inner = fns[0]
-            return (lambda v: None if (x := inner(v)) is None else abs(x)), NUM  # type: ignore[arg-type]
+            return _combine(_absolute, fns[0]), NUM
         if len(fns) < 2:
             raise _at(node, f"{name}() takes two or more numbers")
         pick = min if name == "min" else max
-        return all_known(pick, fns), NUM
+        return _combine_list(lambda parts: all_known(pick, parts), fns), NUM
 
-    def _date(self, node: ast.Call) -> tuple[Fn, str]:
+    def _date(self, node: ast.Call) -> tuple[Staged, str]:
         arg = node.args[0] if len(node.args) == 1 else None
         if arg is None or not isinstance(arg, ast.Constant) or not isinstance(arg.value, str):
             raise _at(node, 'date() takes one text like date("2026-02-03")')
@@ -378,7 +530,7 @@ class _Compiler:
             value = date.fromisoformat(arg.value)
         except ValueError:
             raise _at(arg, f"{arg.value!r} is not a date: use YYYY-MM-DD") from None
-        return (lambda _v, c=value: c), DATE
+        return Staged(fixed=_constant(value)), DATE
 
 
 def _refusal(node: ast.AST) -> str:

@@ -8,7 +8,7 @@ import hashlib
 import json
 from collections.abc import Collection, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
@@ -25,7 +25,7 @@ from service.rules.checks import (
     pydantic_message,
     restore_text,
 )
-from service.rules.expr import Compiled, ExprError, compile_condition
+from service.rules.expr import Compiled, ExprError, Templates, compile_condition
 from service.rules.model import (
     SYMBOL,
     DefaultsModel,
@@ -64,6 +64,8 @@ class Loader:
         #: share one compiled condition (a failed one is compiled again where written,
         #: so each place reports its problem).
         self.compiled: dict[str, Compiled] = {}
+        #: Their staged trees, for conditions that differ only in their numbers.
+        self.templates: Templates = {}
         self.fingerprints: dict[tuple[str, str | None, Any, Any], str] = {}
         self.symbols: dict[str, str] = {}  # symbols written as valid, upper-case, text
 
@@ -269,7 +271,7 @@ class Loader:
             if item in groups:
                 symbols.extend(groups[item])
             else:
-                symbol = self.symbol(item, (*path, "symbols", i), groups)
+                symbol = self.symbols.get(item) or self.symbol(item, (*path, "symbols", i), groups)
                 if symbol:
                     symbols.append(symbol)
         notify = model.notify if model.notify is not None else defaults.notify
@@ -412,7 +414,7 @@ class Loader:
             where = non_ascii(text)
             if where:
                 raise ExprError("a condition is written in ASCII", *where)
-            compiled = self.compiled[text] = compile_condition(text)
+            compiled = self.compiled[text] = compile_condition(text, self.templates)
             return compiled
         except ExprError as exc:
             line, col = in_expression(self.doc.where(path), self.lines, text, exc.line, exc.col)
@@ -455,12 +457,14 @@ class Loader:
 def _fingerprint(
     when: Compiled, clear: Compiled | None, hold: timedelta | None, cooldown: timedelta | None
 ) -> str:
-    key = json.dumps(
-        [
-            when.source,
-            clear.source if clear else None,
-            hold.total_seconds() if hold else 0,
-            cooldown.total_seconds() if cooldown else 0,
-        ]
+    # json.dumps([when, clear, hold s, cooldown s]) written out (the load does it for each
+    # distinct rule): the same text, so the same fingerprints as before.
+    key = (
+        f"[{_json_text(when.source)}, {_json_text(clear.source) if clear else 'null'}, "
+        f"{hold.total_seconds() if hold else 0!r}, {cooldown.total_seconds() if cooldown else 0!r}]"
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+#: json.dumps of a string (ASCII-escaped, quoted), without the encoder's set-up.
+_json_text: Final = json.encoder.encode_basestring_ascii

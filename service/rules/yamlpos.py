@@ -135,10 +135,13 @@ def parse(text: str, env: Mapping[str, str] | None, reserved: Collection[str] = 
     `env` None, strings are taken as written (no `${VAR}` substitution: a rule test file).
 
     A plain file (no anchor, alias, tag, merge key, duplicate key or problem) is read by
-    `_fast_parse`, which keeps no position table; the tables are built by parsing again
+    `yamllines.read` when it is of the plainest kind, else by `_fast_parse`; neither keeps
+    a position table: the tables are built by parsing again
     (`parse_with_positions`) only when a position is asked for, i.e. a problem found
     later. Anything else is read by `parse_with_positions` at once."""
-    fast = _fast_parse(text, env, reserved)
+    from service.rules.yamllines import read  # it builds on this module's types
+
+    fast = read(text, env, reserved) or _fast_parse(text, env, reserved)
     if fast is not None:
         fast.positions = lambda: parse_with_positions(text, env, reserved)
         return fast

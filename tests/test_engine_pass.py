@@ -1,0 +1,182 @@
+"""The pass (`evaluate`) gives, pair by pair, what `advance` gives (issue #16): its shortcut
+for the states a pass leaves as they are (armed and not true, or fired and neither false
+nor a new report) changes no state, alert, error or wake."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from service.engine import (
+    RuleError,
+    RuleState,
+    advance,
+    amend,
+    evaluate,
+    resolved_alert,
+)
+from service.market import EarningsEvent, Quote, ReportTime, Snapshot, select_event, variables
+from service.rules import RuleSet
+from service.wakes import next_midnight, next_wake
+from tests.rules.conftest import load
+
+NOW = datetime(2026, 2, 3, 20, 0, tzinfo=UTC)
+SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"]
+RULES = """\
+rules:
+  - name: above
+    symbols: [AAA, BBB, CCC, DDD, EEE, FFF]
+    when: price > 50
+  - name: hysteresis
+    symbols: [AAA, BBB, CCC, DDD, EEE, FFF]
+    when: price > 50
+    clear_when: price < 40
+  - name: beat
+    symbols: [AAA, BBB, CCC, DDD, EEE, FFF]
+    when: reported and eps_actual > eps_estimate
+    notify_resolved: true
+  - name: amended
+    symbols: [AAA, BBB, CCC, DDD, EEE, FFF]
+    when: reported
+    notify_amended: true
+  - name: soon
+    symbols: [AAA, BBB, CCC, DDD, EEE, FFF]
+    when: not reported and hours_to_earnings <= 24
+  - name: held
+    symbols: [AAA, BBB, CCC, DDD, EEE, FFF]
+    when: change_pct < -2
+    for: 10m
+    cooldown: 1h
+  - name: unknown
+    symbols: [AAA, BBB, CCC, DDD, EEE, FFF]
+    when: price > target_median or abs(change_pct) >= 3
+"""
+
+
+def snapshots(rng: random.Random) -> dict[str, Snapshot]:
+    out = {}
+    for s in SYMBOLS[:-1]:  # the last has no snapshot: every variable unknown
+        price = rng.choice([None, rng.uniform(30, 70)])
+        event = EarningsEvent(
+            s,
+            date(2026, 2, rng.randint(2, 5)),
+            ReportTime.AMC,
+            2025,
+            rng.choice([3, 4]),
+            0.5,
+            rng.choice([None, 0.4, 0.6]),
+        )
+        out[s] = Snapshot(
+            s,
+            quote=Quote(s, price, prev_close=rng.uniform(30, 70)) if price else None,
+            events=(event,),
+            report_prices={"2025Q4": 50.0},
+        )
+    return out
+
+
+def random_state(rule: Any, rng: random.Random) -> RuleState | None:
+    if rng.random() < 0.15:
+        return None
+    return RuleState(
+        fingerprint=rule.fingerprint if rng.random() < 0.9 else "old",
+        armed=rng.random() < 0.5,
+        pending_since=rng.choice([None, NOW - timedelta(minutes=rng.randint(1, 20))]),
+        last_fired=rng.choice([None, NOW - timedelta(minutes=rng.randint(1, 120))]),
+        last_report=rng.choice([None, "2025Q3", "2025Q4"]),
+        fired=rng.randint(0, 3),
+        eps_notified=rng.choice([None, 0.4, 0.6]),
+    )
+
+
+def reference(
+    ruleset: RuleSet,
+    snaps: dict[str, Snapshot],
+    states: dict[tuple[str, str], RuleState],
+    now: datetime,
+) -> tuple[dict[Any, RuleState], list[str], list[RuleError], dict[Any, float]]:
+    """Every pair through `advance`, as the pass did before its shortcut."""
+    new: dict[Any, RuleState] = {}
+    alerts: list[str] = []
+    errors: list[RuleError] = []
+    wakes: dict[Any, float] = {}
+    midnight = next_midnight(now)
+    for symbol, rules in ruleset.by_symbol.items():
+        snap = snaps.get(symbol)
+        values = variables(snap, now) if snap else dict.fromkeys(variables(Snapshot("X"), now))
+        for rule in rules:
+            key = (rule.name, symbol)
+            old = states.get(key)
+            state, outcome, failed = advance(rule, old, values, now)
+            if failed is not None:
+                errors.append(RuleError(rule.name, symbol, "condition", failed, rule.line))
+            if rule.notify_amended:
+                state, amended = amend(rule, symbol, state, outcome == "fired", values, now)
+                if amended is not None:
+                    alerts.append(amended.dedup_key)
+            if state != old:
+                new[key] = state
+            if rule.time_dependent or rule.hold is not None:
+                wakes[key] = next_wake(rule, values, state, now.timestamp(), midnight)
+            if outcome == "rearmed" and rule.notify_resolved and old is not None:
+                resolved = resolved_alert(rule, symbol, old, values, now)
+                if resolved is not None:
+                    alerts.append(resolved.dedup_key)
+            if outcome == "fired":
+                alerts.append(f"{rule.name}|{symbol}|fired")
+    return new, alerts, errors, wakes
+
+
+def test_the_pass_gives_what_advance_gives_for_every_pair() -> None:
+    ruleset = load(RULES)
+    rng = random.Random(16)
+    for _ in range(300):
+        snaps = snapshots(rng)
+        states = {
+            (r.name, s): state
+            for s in SYMBOLS
+            for r in ruleset.by_symbol[s]
+            if (state := random_state(r, rng)) is not None
+        }
+        result = evaluate(ruleset, snaps, states, NOW)
+        new, alerts, errors, wakes = reference(ruleset, snaps, states, NOW)
+        assert result.states == new
+        got = [
+            a.dedup_key if a.kind != "fired" else f"{a.rule}|{a.symbol}|fired"
+            for a in result.alerts
+        ]
+        assert got == alerts
+        assert result.errors == errors
+        assert result.wakes == wakes
+
+
+def test_a_condition_that_raises_in_the_shortcut_is_still_reported() -> None:
+    ruleset = load(RULES)
+
+    class Raising:
+        source, names, clock = "price > 50", frozenset({"price"}), ()
+
+        def __call__(self, values: Any) -> Any:
+            raise ZeroDivisionError
+
+    rule = replace(ruleset.by_symbol["AAA"][0], when=Raising())
+    poisoned = replace(ruleset, rules=(rule,), by_symbol={"AAA": (rule,)})
+    armed = {("above", "AAA"): RuleState(fingerprint=rule.fingerprint)}
+    result = evaluate(poisoned, snapshots(random.Random(1)), armed, NOW)
+    assert result.errors == [RuleError("above", "AAA", "condition", "ZeroDivisionError", 2)]
+    assert result.states == {} and result.alerts == []
+
+
+def test_the_report_a_rule_sees_is_the_first_of_equals_as_before() -> None:
+    """`select_event` in one walk keeps `max`'s and `min`'s choice among equal dates."""
+    day = date(2026, 2, 2)
+    first, second = (EarningsEvent("AAA", day, ReportTime.AMC, 2025, q, 0.5, 0.6) for q in (3, 4))
+    assert select_event((first, second), NOW) is first
+    pending = tuple(EarningsEvent("AAA", day, ReportTime.BMO, 2025, q, 0.5) for q in (3, 4))
+    assert select_event(pending, NOW) is pending[0]
+    assert select_event((*pending, first), NOW) is first  # a reported one first
+    stale = EarningsEvent("AAA", date(2025, 12, 1), ReportTime.AMC, 2025, 2, 0.5, 0.6)
+    assert select_event((stale, *pending), NOW) is pending[0]  # past 30 days: the next
+    assert select_event((stale,), NOW) is None
