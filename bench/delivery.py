@@ -173,9 +173,10 @@ class Receiver:
         return self.pipe.recv()
 
     async def update(self) -> list[Receipt]:
-        """Every receipt so far (fetched from the receiver: what came since the last ask)."""
-        self.seen.extend(await self._ask("receipts"))
-        return self.seen
+        """The receipts that came since the last ask (all of them are kept in `seen`)."""
+        new: list[Receipt] = await self._ask("receipts")
+        self.seen.extend(new)
+        return new
 
     async def stop(self) -> None:
         await self.update()
@@ -220,6 +221,7 @@ async def run_bench(args: argparse.Namespace, url: str, receiver: Receiver) -> d
         rng=random.Random(7),
         concurrency=args.concurrency,
         per_host=args.per_host,
+        **({} if args.record_wait is None else {"record_wait": args.record_wait / 1000}),
     )
     committed: dict[str, float] = {}
     commit_s = 0.0
@@ -240,9 +242,10 @@ async def run_bench(args: argparse.Namespace, url: str, receiver: Receiver) -> d
             if pause:
                 await asyncio.sleep(max(0.0, started + pause * (first // args.batch + 1) - at))
         deadline = time.monotonic() + args.timeout
+        got: set[str] = set()  # alert ids received
         while time.monotonic() < deadline:
-            got = {a for _w, a, _t in await receiver.update()}
-            if len(got & committed.keys()) == len(committed):
+            got.update(a for _w, a, _t in await receiver.update())
+            if committed.keys() <= got:
                 break
             await asyncio.sleep(0.02)
         ours = set(committed)
@@ -309,6 +312,7 @@ def count_transactions(store: Store) -> dict[str, int]:
         setattr(store, name, wrapper)
 
     counted("claim", "claim")
+    counted("claim_next", "claim")
     counted("finish", "record")
     counted("finish_many", "record")
     return counts
@@ -379,6 +383,12 @@ def main() -> None:
         "--rate", type=float, default=0.0, help="alerts per second (a batch every batch/rate s)"
     )
     parser.add_argument("--per-host", type=int, default=4, help="sends in flight per host")
+    parser.add_argument(
+        "--record-wait",
+        type=float,
+        default=None,
+        help="ms a group commit waits for company (default: the worker's)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     parser.add_argument(

@@ -27,9 +27,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Table, func, select, true
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
 from service.engine import AMENDED_SUFFIX, RESOLVED_SUFFIX, Alert
 from service.notify.base import Message
@@ -426,29 +425,35 @@ def pending_count(connection: Connection) -> int:
     return int(connection.execute(query).scalar_one())
 
 
-def _skipping(exclude: Collection[str], held: Collection[str]) -> ColumnElement[bool]:
-    """Deliveries not of the channels in `exclude` and not in `held`."""
-    c = DELIVERY.c
-    condition: ColumnElement[bool] = true()
-    if exclude:
-        condition = condition & c.channel.not_in(list(exclude))
-    if held:
-        condition = condition & c.id.not_in(list(held))
-    return condition
-
-
 def next_due(
     connection: Connection, exclude: Collection[str] = (), held: Collection[str] = ()
 ) -> datetime | None:
     """When the earliest non-final delivery that `claim(exclude=, held=)` would consider
     becomes claimable, or None when there is none."""
-    c = DELIVERY.c
-    others = _skipping(exclude, held)
-    pending = connection.execute(
-        select(func.min(c.next_attempt_at)).where(c.status.in_(WAITING), others)
-    ).scalar_one_or_none()
-    leased = connection.execute(
-        select(func.min(c.lease_until)).where(c.status == SENDING, others)
-    ).scalar_one_or_none()
-    moments = [m for m in (pending, leased) if m is not None]
+    moments = [m for ch, m in next_due_by_channel(connection, held).items() if ch not in exclude]
     return min(moments) if moments else None
+
+
+def next_due_by_channel(connection: Connection, held: Collection[str] = ()) -> dict[str, datetime]:
+    """For each channel with a non-final delivery not in `held`: when the earliest of them
+    becomes claimable (pending or deferred: its `next_attempt_at`; sending: its lease's
+    end). `next_due(exclude=)` is the earliest of the channels not excluded."""
+    db = Plain(connection)
+    # the CASEs' parameters, then the WHERE's
+    params: list[object] = [*WAITING, SENDING, *WAITING, SENDING]
+    where = f"status IN ({marks(len(WAITING) + 1)})"
+    if held:
+        where += f" AND id NOT IN ({marks(len(held))})"
+        params += list(held)
+    rows: Iterable[Any] = db.run(
+        f"SELECT channel, MIN(CASE WHEN status IN ({marks(len(WAITING))}) THEN next_attempt_at"
+        " END), MIN(CASE WHEN status = ? THEN lease_until END)"
+        f" FROM delivery WHERE {where} GROUP BY channel",
+        params,
+    )
+    due: dict[str, datetime] = {}
+    for channel, waiting, leased in rows:
+        moments = [moment_of(m) for m in (waiting, leased) if m is not None]
+        if moments:
+            due[str(channel)] = min(moments)
+    return due
