@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -58,9 +59,11 @@ from service.clock import SystemClock
 from service.config import load_settings
 from service.delivery import DeliveryWorker
 from service.engine import Alert
+from service.errors import DeliveryError
 from service.notify import WebhookConfig, build_notifiers
-from service.notify.base import ChannelConfig
+from service.notify.base import ChannelConfig, Message, Notifier
 from service.notify.render import render
+from service.notify.webhook import WebhookNotifier, payload, sign, signing_key, webhook_id
 from service.store import NewAlert, Store, open_store
 
 #: One receipt: (webhook-id, alert id, monotonic time the request was read in full).
@@ -184,6 +187,55 @@ class Receiver:
         self.process.join(10)
 
 
+class LightWebhook(WebhookNotifier):
+    """`--light-client`: the webhook's own body, headers and signature, POSTed over plain
+    asyncio streams kept alive, without httpx (nor its SSRF guard): what the worker and
+    the store cost apart from the HTTP client's ~2 ms, i.e. where a light client puts us.
+    Only for this bench; a reply other than 2xx is a retryable DeliveryError."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(None, deadline=deadline)  # type: ignore[arg-type]
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def send(self, message: Message, config: ChannelConfig, *, delivery_id: str) -> None:
+        assert isinstance(config, WebhookConfig)
+        body = payload(message)
+        msg_id = webhook_id(delivery_id)
+        timestamp = str(int(time.time()))
+        url = urlsplit(config.url.get_secret_value())
+        lines = [
+            f"POST {url.path or '/'} HTTP/1.1",
+            f"host: {url.netloc}",
+            "content-type: application/json",
+            f"content-length: {len(body)}",
+            f"webhook-id: {msg_id}",
+            f"webhook-timestamp: {timestamp}",
+        ]
+        if config.secret is not None:
+            key = signing_key(config.secret.get_secret_value())
+            lines.append(f"webhook-signature: {sign(key, msg_id, timestamp, body)}")
+        if self._idle:
+            reader, writer = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        self._idle.append((reader, writer))  # only once the reply is read in full
+        if not 200 <= status < 300:
+            raise DeliveryError(f"HTTP {status}", permanent=False)
+
+    async def aclose(self) -> None:
+        for _reader, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
 def alerts_for(batch: int, first: int, now: datetime) -> list[NewAlert]:
     out: list[NewAlert] = []
     for i in range(first, first + batch):
@@ -205,7 +257,11 @@ def alerts_for(batch: int, first: int, now: datetime) -> list[NewAlert]:
 async def run_bench(args: argparse.Namespace, url: str, receiver: Receiver) -> dict[str, Any]:
     store: Store = await asyncio.to_thread(open_store, url)
     settings = load_settings(env_file=None, allow_private_targets=True)
-    notifiers = build_notifiers(settings)
+    notifiers: Mapping[str, Notifier] = build_notifiers(settings)
+    if args.light_client:
+        for notifier in notifiers.values():
+            await notifier.aclose()
+        notifiers = {"webhook": LightWebhook(notifiers["webhook"].deadline)}
     hook_url = f"http://127.0.0.1:{receiver.port}/hooks/bench-s3cr3t"
     channels: Mapping[str, ChannelConfig] = {
         "hook": WebhookConfig(
@@ -393,6 +449,11 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     parser.add_argument(
         "--pg", action="store_true", help="use $EARNWATCH_TEST_PG_URL as --database-url"
+    )
+    parser.add_argument(
+        "--light-client",
+        action="store_true",
+        help="POST over plain asyncio streams, not httpx (the worker's own cost)",
     )
     parser.add_argument(
         "--receiver-cpu", action="store_true", help="also print the receiver's CPU time"
