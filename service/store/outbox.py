@@ -102,6 +102,21 @@ _MOVE: Final = (
     f" WHERE id = ? AND status <> '{DELIVERED}'"
 )
 _MOVE_HELD: Final = f"{_MOVE} AND status = '{SENDING}' AND attempts = ?"
+#: `_MOVE`/`_MOVE_HELD` of many deliveries at once (PostgreSQL), as (id, status, error,
+#: next_attempt_at, delivered_at, attempt number) rows; the ids of those moved.
+_MOVE_ROW: Final = (
+    "(?, ?, CAST(? AS text), CAST(? AS timestamptz), CAST(? AS timestamptz), CAST(? AS integer))"
+)
+_MOVE_MANY: Final = (
+    "UPDATE delivery SET status = v.status, lease_until = NULL,"
+    " last_error = COALESCE(v.error, delivery.last_error),"
+    " next_attempt_at = COALESCE(v.next_at, delivery.next_attempt_at),"
+    " delivered_at = COALESCE(v.delivered_at, delivery.delivered_at)"
+    " FROM (VALUES {rows}) AS v (id, status, error, next_at, delivered_at, number)"
+    f" WHERE delivery.id = v.id AND delivery.status <> '{DELIVERED}' AND (v.status ="
+    f" '{DELIVERED}' OR (delivery.status = '{SENDING}' AND delivery.attempts = v.number))"
+    " RETURNING delivery.id"
+)
 _CLAIMED_COLUMNS: Final = (
     "delivery.id, delivery.alert_id, delivery.channel, delivery.kind, delivery.attempts,"
     " delivery.created_at, delivery.next_attempt_at,"
@@ -118,17 +133,28 @@ def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) ->
     db = Plain(connection)
     inserted: list[str] = []
     deliveries: list[tuple[object, ...]] = []
+    waiting: list[tuple[tuple[object, ...], Sequence[Route]]] = []  # rendered, not inserted
+
+    def insert_waiting() -> None:
+        for alert_id, channels in _insert_alerts(db, waiting):
+            deliveries.extend(
+                _delivery_row(db, alert_id, route, now) for route in _one_per_channel(channels)
+            )
+            inserted.append(alert_id)
+        waiting.clear()
+
     for alert, render, channels in alerts:
         alert_id = new_id()
         message = render(alert, alert_id)
         if message.id != alert_id:
             raise ValueError(f"render() must use the alert id it is given ({alert.rule})")
-        if alert.kind == "resolved":
-            resolves = _resolved_alert_id(connection, alert)
-            message = replace(message, kind="resolved", resolves=resolves)
-        elif alert.kind == "amended":
-            amends = _resolved_alert_id(connection, alert)
-            message = replace(message, kind="amended", amends=amends)
+        if alert.kind in ("resolved", "amended"):
+            insert_waiting()  # the alert it names may be one of those
+            named = _resolved_alert_id(connection, alert)
+            if alert.kind == "resolved":
+                message = replace(message, kind="resolved", resolves=named)
+            else:
+                message = replace(message, kind="amended", amends=named)
         row = (
             alert_id,
             alert.dedup_key,
@@ -138,15 +164,38 @@ def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) ->
             db.when(alert.fired_at),
             message.to_json(),
         )
-        if db.run(_INSERT_ALERT, row).rowcount != 1:
-            continue  # already fired: the dedup key decides, silently
-        # the deliveries go in together after the loop (a lookup above reads alerts only)
-        deliveries += (
-            _delivery_row(db, alert_id, route, now) for route in _one_per_channel(channels)
-        )
-        inserted.append(alert_id)
+        waiting.append((row, channels))
+    insert_waiting()
+    # the deliveries go in together at the end (a lookup above reads alerts only)
     db.run_many(_INSERT_DELIVERY, deliveries)
     return inserted
+
+
+#: Alerts per multi-row INSERT on PostgreSQL (7 parameters each, of at most 65,535).
+_ALERTS_PER_INSERT: Final = 500
+
+
+def _insert_alerts(
+    db: Plain, waiting: Sequence[tuple[tuple[object, ...], Sequence[Route]]]
+) -> list[tuple[str, Sequence[Route]]]:
+    """Insert these alert rows, in order, each skipped when its dedup key exists (also
+    when an earlier one of them has it); the (id, routes) of those inserted. SQLite: one
+    INSERT each (no round trip to save); PostgreSQL: one multi-row INSERT ... RETURNING."""
+    if db.sqlite:
+        return [
+            (str(row[0]), routes)
+            for row, routes in waiting
+            if db.run(_INSERT_ALERT, row).rowcount == 1
+        ]
+    out: list[tuple[str, Sequence[Route]]] = []
+    for start in range(0, len(waiting), _ALERTS_PER_INSERT):
+        chunk = waiting[start : start + _ALERTS_PER_INSERT]
+        rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        statement = _INSERT_ALERT.replace("VALUES (?, ?, ?, ?, ?, ?, ?)", f"VALUES {rows}")
+        params = [value for row, _routes in chunk for value in row]
+        new = {str(i) for (i,) in db.run(f"{statement} RETURNING id", params)}
+        out += [(str(row[0]), routes) for row, routes in chunk if row[0] in new]
+    return out
 
 
 def _resolved_alert_id(connection: Connection, alert: Alert) -> str | None:
@@ -323,7 +372,7 @@ def finish_many(connection: Connection, finished: Sequence[Finished]) -> list[bo
         return []
     db = Plain(connection)
     attempts: list[tuple[object, ...]] = []
-    moves: list[tuple[str, tuple[object, ...]]] = []
+    moves: list[tuple[object, ...]] = []
     for item in finished:
         attempt = item.attempt
         error = (attempt.error or "")[:MAX_ERROR_CHARS] or None
@@ -340,16 +389,30 @@ def finish_many(connection: Connection, finished: Sequence[Finished]) -> list[bo
             )
         )
         delivered = item.new_status == DELIVERED
-        values = (
-            item.new_status,
-            error,
-            db.when(item.next_attempt_at),
-            db.when(attempt.finished_at) if delivered else None,
-            item.delivery_id,
+        moves.append(
+            (
+                item.new_status,
+                error,
+                db.when(item.next_attempt_at),
+                db.when(attempt.finished_at) if delivered else None,
+                item.delivery_id,
+                attempt.number,
+            )
         )
-        moves.append((_MOVE, values) if delivered else (_MOVE_HELD, (*values, attempt.number)))
     db.run_many(_INSERT_ATTEMPT, attempts)
-    return [db.run(statement, values).rowcount == 1 for statement, values in moves]
+    ids = [item.delivery_id for item in finished]
+    if db.sqlite or len(set(ids)) < len(ids):  # no round trip to save / one after another
+        return [
+            db.run(_MOVE, m[:5]).rowcount == 1
+            if m[0] == DELIVERED
+            else db.run(_MOVE_HELD, m).rowcount == 1
+            for m in moves
+        ]
+    # PostgreSQL, each delivery once: the same guarded UPDATE for all, one round trip
+    rows = ", ".join([_MOVE_ROW] * len(moves))
+    params = [value for m in moves for value in (m[4], *m[:4], m[5])]
+    moved = {str(i) for (i,) in db.run(_MOVE_MANY.replace("{rows}", rows), params)}
+    return [delivery_id in moved for delivery_id in ids]
 
 
 def attempts_of(connection: Connection, delivery_id: str) -> list[AttemptRecord]:

@@ -416,3 +416,34 @@ def test_a_group_of_finished_attempts_moves_each_delivery_as_finish_would(db: St
     assert [(a.number, a.status_code) for a in db.attempts(two.id)] == [(1, 503)]
     assert [a.number for a in db.attempts(three.id)] == [7]
     assert db.claim(retry_at, 10, LEASE)[0].id == two.id
+
+
+def test_a_group_of_distinct_deliveries_moves_in_one_statement_with_the_same_guards(
+    db: Store,
+) -> None:
+    # each delivery once (PostgreSQL moves them with one UPDATE): the claim's fence and
+    # the finality of delivered hold row by row, as in finish()
+    db.record([(make_alert(n), render, [("hook", "webhook")]) for n in range(4)], {}, T0)
+    one, two, three, four = db.claim(T0, 4, LEASE)
+    assert db.finish(four.id, attempt(1), "delivered")
+    retry_at = T0 + timedelta(seconds=30)
+    moved = db.finish_many(
+        [
+            Finished(one.id, attempt(1), "delivered"),
+            Finished(two.id, attempt(1, "permanent", error="HTTP 404"), "dead"),
+            Finished(three.id, attempt(2, "retry"), "pending", retry_at),  # not its claim
+            Finished(four.id, attempt(1, "permanent"), "dead"),  # delivered is final
+        ]
+    )
+    assert moved == [True, True, False, False]
+    entries = {d.id: d for e in db.history() for d in e.deliveries}
+    assert [entries[d.id].status for d in (one, two, three, four)] == [
+        "delivered",
+        "dead",
+        "sending",
+        "delivered",
+    ]
+    assert entries[one.id].delivered_at == T0 + timedelta(milliseconds=40)
+    assert entries[two.id].last_error == "HTTP 404" and entries[two.id].delivered_at is None
+    assert entries[three.id].next_attempt_at == T0  # unchanged
+    assert [len(db.attempts(d.id)) for d in (one, two, three, four)] == [1, 1, 1, 2]
