@@ -4,18 +4,22 @@ The real pieces: a store (SQLite in a temporary folder, or PostgreSQL with
 `--database-url`), `Store.record()` with `render` (one webhook delivery per alert), the
 real `WebhookNotifier` (signed, through the SSRF guard with private targets allowed) and
 `DeliveryWorker.run()`, woken after each commit as the pipeline wakes it. Alerts are
-committed in batches of `--batch` per transaction while the worker runs; the receiver is a
-small HTTP server on 127.0.0.1 in this process (no import from tests/) that answers 200
-and records the arrival time of each `webhook-id`.
+committed in batches of `--batch` per transaction while the worker runs. The receiver is
+another process, as a real one is: a small asyncio HTTP/1.1 server on 127.0.0.1 (no import
+from tests/) that answers 200 on a kept-alive connection and records the arrival time
+(`time.monotonic`, CLOCK_MONOTONIC: one clock for every process of the machine) of each
+`webhook-id`, sent back to the bench over a pipe.
 
 Latency is from the moment `record()` returned (the batch is committed) to the moment the
 receiver read the request. Duplicates are raw receipts minus distinct webhook-ids.
 The store's claim and record transactions are counted (each is one durable commit), and
-the process's CPU time per delivery is printed: on a shared machine it says more than
-the wall clock does.
+the CPU time per delivery of this process (the worker, the store, the commits: not the
+receiver's, which runs elsewhere) is printed: on a shared machine it says more than the
+wall clock does. `--receiver-cpu` also prints the receiver's.
 
-    .venv/bin/python bench/delivery.py [--alerts 1000] [--concurrency 8] [--batch 50]
+    .venv/bin/python bench/delivery.py [--alerts 1000] [--concurrency 16] [--batch 50]
         [--pause 0 | --rate R] [--per-host 4] [--database-url postgresql+psycopg://...]
+        [--receiver-cpu]
 
 The issue's two figures: deliveries per second at a burst (the defaults) and the p99
 commit -> receipt at a paced 200 alerts a second (`--rate 200 --batch 10`: a batch of 10
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -40,9 +45,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,46 +59,181 @@ from service.clock import SystemClock
 from service.config import load_settings
 from service.delivery import DeliveryWorker
 from service.engine import Alert
+from service.errors import DeliveryError
 from service.notify import WebhookConfig, build_notifiers
-from service.notify.base import ChannelConfig
+from service.notify.base import ChannelConfig, Message, Notifier
 from service.notify.render import render
+from service.notify.webhook import WebhookNotifier, payload, sign, signing_key, webhook_id
 from service.store import NewAlert, Store, open_store
+
+#: One receipt: (webhook-id, alert id, monotonic time the request was read in full).
+Receipt = tuple[str, str, float]
+
+
+class _Receive(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection: read each request (headers, then
+    Content-Length bytes), note its receipt, answer 200."""
+
+    REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self, seen: list[Receipt]) -> None:
+        self.seen = seen
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.transport is not None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")[1:]
+            headers = {}
+            for line in head:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length") or 0)
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = bytes(self.buffer[end + 4 : end + 4 + length])
+            del self.buffer[: end + 4 + length]
+            at = time.monotonic()
+            alert_id = str(json.loads(body).get("alert_id", "")) if body else ""
+            self.seen.append((headers.get("webhook-id", ""), alert_id, at))
+            self.transport.write(self.REPLY)
+            if headers.get("connection", "").lower() == "close":
+                self.transport.close()
+                self.transport = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+def _receiver_main(pipe: Connection) -> None:
+    """The receiver process: serve until told to stop; on "receipts", send back the
+    receipts since the last ask; at "stop", send back this process's CPU time."""
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[Receipt] = []
+        server = await loop.create_server(lambda: _Receive(seen), "127.0.0.1", 0, backlog=1024)
+        pipe.send(server.sockets[0].getsockname()[1])
+        stopped = asyncio.Event()
+        sent = 0
+
+        def on_command() -> None:
+            nonlocal sent
+            command = pipe.recv()
+            if command == "receipts":
+                pipe.send(seen[sent:])
+                sent = len(seen)
+            else:
+                stopped.set()
+
+        loop.add_reader(pipe.fileno(), on_command)
+        await stopped.wait()
+        loop.remove_reader(pipe.fileno())
+        server.close()
+        pipe.send(time.process_time())
+
+    asyncio.run(serve())
 
 
 @dataclass
-class Arrivals:
-    """What the receiver saw: (webhook-id, alert id, monotonic time) per request."""
+class Receiver:
+    """The receiver process, seen from the bench: its port, and what it received."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    seen: list[tuple[str, str, float]] = field(default_factory=list)
+    process: Any
+    pipe: Connection
+    port: int
+    seen: list[Receipt] = field(default_factory=list)
+    cpu_s: float = 0.0
+
+    @classmethod
+    def start(cls) -> Receiver:
+        """Fork the receiver (before the bench's event loop and threads exist)."""
+        ours, theirs = multiprocessing.Pipe()
+        process = multiprocessing.get_context("fork").Process(
+            target=_receiver_main, args=(theirs,), daemon=True
+        )
+        process.start()
+        theirs.close()
+        return cls(process, ours, int(ours.recv()))
+
+    async def _ask(self, command: str) -> Any:
+        loop = asyncio.get_running_loop()
+        self.pipe.send(command)
+        ready = loop.create_future()
+        loop.add_reader(self.pipe.fileno(), lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self.pipe.fileno())
+        return self.pipe.recv()
+
+    async def update(self) -> list[Receipt]:
+        """The receipts that came since the last ask (all of them are kept in `seen`)."""
+        new: list[Receipt] = await self._ask("receipts")
+        self.seen.extend(new)
+        return new
+
+    async def stop(self) -> None:
+        await self.update()
+        self.cpu_s = float(await self._ask("stop"))
+        self.process.join(10)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class LightWebhook(WebhookNotifier):
+    """`--light-client`: the webhook's own body, headers and signature, POSTed over plain
+    asyncio streams kept alive, without httpx (nor its SSRF guard): what the worker and
+    the store cost apart from the HTTP client's ~2 ms, i.e. where a light client puts us.
+    Only for this bench; a reply other than 2xx is a retryable DeliveryError."""
 
-    def __init__(self, arrivals: Arrivals) -> None:
-        self.arrivals = arrivals
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, deadline: float) -> None:
+        super().__init__(None, deadline=deadline)  # type: ignore[arg-type]
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
+    async def send(self, message: Message, config: ChannelConfig, *, delivery_id: str) -> None:
+        assert isinstance(config, WebhookConfig)
+        body = payload(message)
+        msg_id = webhook_id(delivery_id)
+        timestamp = str(int(time.time()))
+        url = urlsplit(config.url.get_secret_value())
+        lines = [
+            f"POST {url.path or '/'} HTTP/1.1",
+            f"host: {url.netloc}",
+            "content-type: application/json",
+            f"content-length: {len(body)}",
+            f"webhook-id: {msg_id}",
+            f"webhook-timestamp: {timestamp}",
+        ]
+        if config.secret is not None:
+            key = signing_key(config.secret.get_secret_value())
+            lines.append(f"webhook-signature: {sign(key, msg_id, timestamp, body)}")
+        if self._idle:
+            reader, writer = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        self._idle.append((reader, writer))  # only once the reply is read in full
+        if not 200 <= status < 300:
+            raise DeliveryError(f"HTTP {status}", permanent=False)
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        at = time.monotonic()
-        alert_id = str(json.loads(body).get("alert_id", ""))
-        with self.server.arrivals.lock:
-            self.server.arrivals.seen.append((self.headers.get("webhook-id", ""), alert_id, at))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    async def aclose(self) -> None:
+        for _reader, writer in self._idle:
+            writer.close()
+        self._idle.clear()
 
 
 def alerts_for(batch: int, first: int, now: datetime) -> list[NewAlert]:
@@ -113,15 +254,15 @@ def alerts_for(batch: int, first: int, now: datetime) -> list[NewAlert]:
     return out
 
 
-async def run_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    arrivals = Arrivals()
-    server = _Server(arrivals)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
+async def run_bench(args: argparse.Namespace, url: str, receiver: Receiver) -> dict[str, Any]:
     store: Store = await asyncio.to_thread(open_store, url)
     settings = load_settings(env_file=None, allow_private_targets=True)
-    notifiers = build_notifiers(settings)
-    hook_url = f"http://127.0.0.1:{server.server_address[1]}/hooks/bench-s3cr3t"
+    notifiers: Mapping[str, Notifier] = build_notifiers(settings)
+    if args.light_client:
+        for notifier in notifiers.values():
+            await notifier.aclose()
+        notifiers = {"webhook": LightWebhook(notifiers["webhook"].deadline)}
+    hook_url = f"http://127.0.0.1:{receiver.port}/hooks/bench-s3cr3t"
     channels: Mapping[str, ChannelConfig] = {
         "hook": WebhookConfig(
             url=SecretStr(hook_url), secret=SecretStr("whsec_YmVuY2gtc2lnbmluZy1rZXk=")
@@ -136,6 +277,7 @@ async def run_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
         rng=random.Random(7),
         concurrency=args.concurrency,
         per_host=args.per_host,
+        **({} if args.record_wait is None else {"record_wait": args.record_wait / 1000}),
     )
     committed: dict[str, float] = {}
     commit_s = 0.0
@@ -156,10 +298,10 @@ async def run_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
             if pause:
                 await asyncio.sleep(max(0.0, started + pause * (first // args.batch + 1) - at))
         deadline = time.monotonic() + args.timeout
+        got: set[str] = set()  # alert ids received
         while time.monotonic() < deadline:
-            with arrivals.lock:
-                got = {a for _w, a, _t in arrivals.seen}
-            if len(got & committed.keys()) == len(committed):
+            got.update(a for _w, a, _t in await receiver.update())
+            if committed.keys() <= got:
                 break
             await asyncio.sleep(0.02)
         ours = set(committed)
@@ -181,11 +323,8 @@ async def run_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
         for notifier in notifiers.values():
             await notifier.aclose()
         await asyncio.to_thread(store.close)
-        server.shutdown()
-        server.server_close()
-        thread.join()
-    with arrivals.lock:
-        seen = [s for s in arrivals.seen if s[1] in committed]
+        await receiver.stop()
+    seen = [s for s in receiver.seen if s[1] in committed]
     first_arrival: dict[str, float] = {}
     for _wid, alert_id, at in seen:
         first_arrival.setdefault(alert_id, at)
@@ -205,6 +344,7 @@ async def run_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "attempts": attempts,
         "delivered": statuses.count("delivered"),
         "cpu_s": cpu_s,
+        "receiver_cpu_s": receiver.cpu_s,
         "claims": transactions["claim"],
         "records": transactions["record"],
     }
@@ -228,6 +368,7 @@ def count_transactions(store: Store) -> dict[str, int]:
         setattr(store, name, wrapper)
 
     counted("claim", "claim")
+    counted("claim_next", "claim")
     counted("finish", "record")
     counted("finish_many", "record")
     return counts
@@ -275,6 +416,9 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
         ),
         ("CPU time per delivery", f"{r['cpu_s'] / max(1, r['alerts']) * 1000:.2f} ms (process)"),
     ]
+    if args.receiver_cpu:
+        per = r["receiver_cpu_s"] / max(1, r["raw"]) * 1000
+        rows.append(("receiver CPU per request", f"{per:.2f} ms (its own process)"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -295,10 +439,24 @@ def main() -> None:
         "--rate", type=float, default=0.0, help="alerts per second (a batch every batch/rate s)"
     )
     parser.add_argument("--per-host", type=int, default=4, help="sends in flight per host")
+    parser.add_argument(
+        "--record-wait",
+        type=float,
+        default=None,
+        help="ms a group commit waits for company (default: the worker's)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     parser.add_argument(
         "--pg", action="store_true", help="use $EARNWATCH_TEST_PG_URL as --database-url"
+    )
+    parser.add_argument(
+        "--light-client",
+        action="store_true",
+        help="POST over plain asyncio streams, not httpx (the worker's own cost)",
+    )
+    parser.add_argument(
+        "--receiver-cpu", action="store_true", help="also print the receiver's CPU time"
     )
     args = parser.parse_args()
     if args.alerts < 1 or args.batch < 1 or args.concurrency < 1 or args.per_host < 1:
@@ -313,7 +471,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="earnwatch-bench-") as folder:
         if url is None:
             url = f"sqlite:///{Path(folder) / 'earnwatch.db'}"
-        result = asyncio.run(run_bench(args, url))
+        receiver = Receiver.start()
+        try:
+            result = asyncio.run(run_bench(args, url, receiver))
+        finally:
+            if receiver.process.is_alive():
+                receiver.process.terminate()
     report(args, result)
     if result["received"] != result["alerts"] or result["duplicates"]:
         sys.exit(1)

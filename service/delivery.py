@@ -49,13 +49,7 @@ from typing import Literal
 from service.backoff import RetryPolicy
 from service.clock import Clock
 from service.delivery_records import MAX_BATCH, MAX_WAIT, GroupCommit
-from service.delivery_slots import (
-    Claims,
-    destination_of,
-    destinations,
-    lease_over_deadlines,
-    renewing,
-)
+from service.delivery_slots import Claims, Destinations, lease_over_deadlines, renewing
 from service.errors import DeliveryError, StoreError
 from service.notify.base import ChannelConfig, Notifier
 from service.notify.http import scrub
@@ -123,6 +117,7 @@ class DeliveryWorker:
         self._claims = Claims(
             per_host, recheck=channel_recheck, monotonic=lambda: clock.now().timestamp()
         )
+        self._destinations = Destinations(notifiers)
 
     @property
     def lease(self) -> timedelta:
@@ -136,7 +131,8 @@ class DeliveryWorker:
     async def run_once(self, limit: int | None = None) -> int:
         """Claim up to `limit` (default: `concurrency`) due deliveries, send them with at
         most `concurrency` in flight, record every outcome. Returns how many were claimed."""
-        claimed = await self._claim(limit or self._concurrency)
+        skip = self._skip(self._destinations.of_all(self._channels()))
+        claimed, _ = await self._claim(limit or self._concurrency, skip, upcoming=False)
         if claimed:
             async with self._renewing():
                 await asyncio.gather(*(self._deliver(delivery) for delivery in claimed))
@@ -157,22 +153,29 @@ class DeliveryWorker:
                     self._wake.clear()  # a wake() from here on is not lost
                     # deliveries waiting for a host slot hold no worker slot
                     free = self._concurrency - (len(inflight) - self._claims.waiting())
+                    capped = False  # every channel's host is at its cap: nothing to claim
                     if free > 0 and claim_now:
+                        targets = self._destinations.of_all(self._channels())
+                        skip = self._skip(targets)
+                        # a claim would skip every channel: wait for a host's slot (its end
+                        # wakes us, `_sent`) rather than claim nothing, once a send ends
+                        capped = bool(targets) and skip.issuperset(targets)
+                    if free > 0 and claim_now and not capped:
                         claim_now = False
                         try:
-                            claimed = await self._claim(free)
+                            claimed, upcoming = await self._claim(free, skip)
                             for delivery in claimed:
                                 inflight.add(asyncio.create_task(self._deliver(delivery)))
                             # a full claim: more may be due; the next end of a send claims
-                            saturated = len(claimed) == free
-                            wait = self._idle_wait if saturated else await self._seconds_until_due()
+                            saturated = upcoming is None
+                            wait = self._seconds_until(upcoming, targets)
                         except StoreError as exc:
                             logger.error("delivery: cannot claim: %s", exc)
                             wait = self._idle_wait
                         due_at = loop.time() + wait
                     # no free slot: wait for a send to end (or a wake), never spin on a due time
                     timeout = None
-                    if due_at is not None and free > 0:
+                    if due_at is not None and free > 0 and not capped:
                         timeout = max(0.0, due_at - loop.time())
                     wake_wait = asyncio.ensure_future(self._wake.wait())
                     try:
@@ -207,30 +210,54 @@ class DeliveryWorker:
 
     # --- claims, leases and host slots ---------------------------------------------------
 
-    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
-        skip, back = self._claims.excluded(destinations(self._notifiers, self._channels()))
+    def _skip(self, targets: Mapping[str, str | None]) -> set[str]:
+        """The channels the next claim skips (`Claims.excluded`), noting those back."""
+        skip, back = self._claims.excluded(targets)
         for name in back:
             logger.info("delivery: channel %r is back in the rule file; sending", name)
+        return skip
+
+    async def _claim(
+        self, limit: int, skip: set[str], *, upcoming: bool = True
+    ) -> tuple[list[ClaimedDelivery], dict[str, datetime] | None]:
+        """Claim up to `limit`, skipping the channels in `skip` and what we hold, and bind
+        each to its host. With `upcoming`, and unless `limit` were taken, also when each
+        channel's next delivery is due (`Store.claim_next`: one transaction, one thread
+        hop); else None."""
         held = self._claims.ids()  # never claimed again while we work on them
-        claimed = await asyncio.to_thread(
-            self._store.claim, self._clock.now(), limit, self._lease, skip, held
-        )
+        now = self._clock.now()
+        if upcoming:
+            claimed, due = await asyncio.to_thread(
+                self._store.claim_next, now, limit, self._lease, skip, held
+            )
+        else:
+            claimed = await asyncio.to_thread(
+                self._store.claim, now, limit, self._lease, skip, held
+            )
+            due = None
         channels = self._channels()
         for delivery in claimed:
             notifier = self._notifiers.get(delivery.kind)
             config = channels.get(delivery.channel)
             where = None
             if notifier is not None and isinstance(config, notifier.Config):
-                where = destination_of(notifier, config, delivery.channel)
+                where = self._destinations.of(notifier, config, delivery.channel)
             self._claims.bind(delivery, where)
-        return claimed
+        return claimed, due
 
-    async def _seconds_until_due(self) -> float:
-        skip, _ = self._claims.excluded(destinations(self._notifiers, self._channels()))
-        due = await asyncio.to_thread(self._store.next_due, skip, self._claims.ids())
-        if due is None:
+    def _seconds_until(
+        self, upcoming: dict[str, datetime] | None, targets: Mapping[str, str | None]
+    ) -> float:
+        """How long to sleep before the next claim: until the next delivery a claim
+        would consider is due (at most `idle_wait`, at least 10 ms); `idle_wait` after a
+        claim that took all it could (`upcoming` None: the next end of a send claims)."""
+        if upcoming is None:
             return self._idle_wait
-        wait = (due - self._clock.now()).total_seconds()
+        skip, _ = self._claims.excluded(targets)  # what the claim's binding made full too
+        moments = [due for channel, due in upcoming.items() if channel not in skip]
+        if not moments:
+            return self._idle_wait
+        wait = (min(moments) - self._clock.now()).total_seconds()
         return min(self._idle_wait, max(0.01, wait))
 
     def _renewing(self) -> AbstractAsyncContextManager[None]:

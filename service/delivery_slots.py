@@ -164,6 +164,35 @@ def destinations(
     return out
 
 
+class Destinations:
+    """`destinations()` and `destination_of()`, remembered per channel while its config
+    (and notifier) stay the same objects: a rule-file reload makes new configs, so a
+    changed URL is read again. Used from the worker's event loop only."""
+
+    def __init__(self, notifiers: Mapping[str, Notifier]) -> None:
+        self._by_config = {n.Config: n for n in notifiers.values()}
+        self._known: dict[str, tuple[Notifier, ChannelConfig, str]] = {}
+
+    def of(self, notifier: Notifier, config: ChannelConfig, channel: str) -> str:
+        """`destination_of(notifier, config, channel)`."""
+        known = self._known.get(channel)
+        if known is not None and known[0] is notifier and known[1] is config:
+            return known[2]
+        where = destination_of(notifier, config, channel)
+        self._known[channel] = (notifier, config, where)
+        return where
+
+    def of_all(self, channels: Mapping[str, ChannelConfig]) -> dict[str, str | None]:
+        """`destinations(notifiers, channels)`; forgets the channels no longer there."""
+        out: dict[str, str | None] = {}
+        for name, config in channels.items():
+            notifier = self._by_config.get(type(config))
+            out[name] = None if notifier is None else self.of(notifier, config, name)
+        if len(self._known) > len(out):
+            self._known = {name: v for name, v in self._known.items() if name in out}
+        return out
+
+
 @contextlib.asynccontextmanager
 async def renewing(
     store: Store, claims: Claims, lease: timedelta, clock: Clock, every: float

@@ -222,3 +222,44 @@ async def test_a_process_never_claims_again_what_it_still_sends_even_past_its_le
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_no_claim_is_made_while_every_channels_host_is_at_its_cap(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(store, "slow", 8)
+    notifier = HostNotifier(deadline=0.5, stuck=frozenset({"slow.example"}))
+    only = {"slow": CHANNELS["slow"]}
+    mine = DeliveryWorker(
+        store,
+        {"webhook": notifier},
+        lambda: only,
+        clock=clock,
+        rng=random.Random(1),
+        concurrency=4,
+        per_host=2,
+        idle_wait=0.02,
+    )
+    claims: list[int] = []
+    real = store.claim_next
+    monkeypatch.setattr(
+        store,
+        "claim_next",
+        lambda *a: claims.append(a[1]) or real(*a),  # type: ignore[func-returns-value]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(mine.run(stop))
+    try:
+        await until(lambda: notifier.open["slow.example"] == 2, "the host at its cap")
+        made = len(claims)
+        for _ in range(5):  # wakes (new alerts recorded) and idle ticks: nothing to claim
+            mine.wake()
+            await asyncio.sleep(0.05)
+        assert len(claims) == made  # not even an empty claim
+        # the deadline cuts the two sends: the host has slots again, and claims resume
+        await until(lambda: len(claims) > made, "a claim once a slot is free")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert notifier.max_open["slow.example"] == 2

@@ -228,6 +228,28 @@ class Store:
         with self._errors("claim"), self._write() as connection:
             return outbox.claim(connection, now, limit, lease, holder, exclude, held)
 
+    def claim_next(
+        self,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        exclude: Collection[str] = (),
+        held: Collection[str] = (),
+    ) -> tuple[list[ClaimedDelivery], dict[str, datetime] | None]:
+        """`claim()`, and, when it took fewer than `limit` (nothing more is due now), in
+        the same transaction: when each channel's next delivery becomes claimable
+        (`next_due` by channel, what was just claimed counting as held; the caller
+        leaves out the channels it skips). None when it took `limit`: more may be due."""
+        if limit <= 0:
+            return [], None
+        holder = self._lease_holder()
+        with self._errors("claim"), self._write() as connection:
+            claimed = outbox.claim(connection, now, limit, lease, holder, exclude, held)
+            if len(claimed) == limit:
+                return claimed, None
+            ours = [*held, *(delivery.id for delivery in claimed)]
+            return claimed, outbox.next_due_by_channel(connection, ours)
+
     def finish(
         self,
         delivery_id: str,

@@ -22,18 +22,18 @@ Promises:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Table, and_, func, or_, select, true, update
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
 from service.engine import AMENDED_SUFFIX, RESOLVED_SUFFIX, Alert
 from service.notify.base import Message
-from service.store.replica import dead_lease_holders
+from service.store.plain import Plain, marks, moment_of
+from service.store.replica import dead_holders
 from service.store.tables import (
     ALERT,
     ATTEMPT,
@@ -80,41 +80,122 @@ def dialect_insert(connection: Connection, table: Table) -> postgresql.Insert | 
     return sqlite.insert(table)
 
 
+#: The hot path's statements (see `plain.py`), over the column names.
+_INSERT_ALERT: Final = (
+    "INSERT INTO alert (id, dedup_key, rule, symbol, report_key, fired_at, message_json)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING"
+)
+_INSERT_DELIVERY: Final = (
+    "INSERT INTO delivery (id, alert_id, channel, kind, status, attempts, next_attempt_at,"
+    " created_at, hold_reason) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)"
+)
+_INSERT_ATTEMPT: Final = (
+    "INSERT INTO attempt (delivery_id, number, started_at, finished_at, outcome, status_code,"
+    " error, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# A delivered outcome is final and applies whoever holds the claim; any other applies
+# only while the caller holds it (its attempt number, still sending). A value left NULL
+# keeps the column's (COALESCE): one statement text for every outcome.
+_MOVE: Final = (
+    "UPDATE delivery SET status = ?, lease_until = NULL, last_error = COALESCE(?, last_error),"
+    " next_attempt_at = COALESCE(?, next_attempt_at), delivered_at = COALESCE(?, delivered_at)"
+    f" WHERE id = ? AND status <> '{DELIVERED}'"
+)
+_MOVE_HELD: Final = f"{_MOVE} AND status = '{SENDING}' AND attempts = ?"
+#: `_MOVE`/`_MOVE_HELD` of many deliveries at once (PostgreSQL), as (id, status, error,
+#: next_attempt_at, delivered_at, attempt number) rows; the ids of those moved.
+_MOVE_ROW: Final = (
+    "(?, ?, CAST(? AS text), CAST(? AS timestamptz), CAST(? AS timestamptz), CAST(? AS integer))"
+)
+_MOVE_MANY: Final = (
+    "UPDATE delivery SET status = v.status, lease_until = NULL,"
+    " last_error = COALESCE(v.error, delivery.last_error),"
+    " next_attempt_at = COALESCE(v.next_at, delivery.next_attempt_at),"
+    " delivered_at = COALESCE(v.delivered_at, delivery.delivered_at)"
+    " FROM (VALUES {rows}) AS v (id, status, error, next_at, delivered_at, number)"
+    f" WHERE delivery.id = v.id AND delivery.status <> '{DELIVERED}' AND (v.status ="
+    f" '{DELIVERED}' OR (delivery.status = '{SENDING}' AND delivery.attempts = v.number))"
+    " RETURNING delivery.id"
+)
+_CLAIMED_COLUMNS: Final = (
+    "delivery.id, delivery.alert_id, delivery.channel, delivery.kind, delivery.attempts,"
+    " delivery.created_at, delivery.next_attempt_at,"
+    " (SELECT alert.message_json FROM alert WHERE alert.id = delivery.alert_id)"
+)
+#: Due deliveries go earliest first; of those due at the same moment (deferred to the end
+#: of one quiet window, say) the older first, so a channel gets its alerts in the order
+#: they fired (the id is random: the last tie-break only).
+_CLAIM_ORDER_SQL: Final = "next_attempt_at, created_at, id"
+
+
 def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) -> list[str]:
     """Insert new alerts and their deliveries; return the ids of the alerts inserted."""
+    db = Plain(connection)
     inserted: list[str] = []
+    deliveries: list[tuple[object, ...]] = []
+    waiting: list[tuple[tuple[object, ...], Sequence[Route]]] = []  # rendered, not inserted
+
+    def insert_waiting() -> None:
+        for alert_id, channels in _insert_alerts(db, waiting):
+            deliveries.extend(
+                _delivery_row(db, alert_id, route, now) for route in _one_per_channel(channels)
+            )
+            inserted.append(alert_id)
+        waiting.clear()
+
     for alert, render, channels in alerts:
         alert_id = new_id()
         message = render(alert, alert_id)
         if message.id != alert_id:
             raise ValueError(f"render() must use the alert id it is given ({alert.rule})")
-        if alert.kind == "resolved":
-            resolves = _resolved_alert_id(connection, alert)
-            message = replace(message, kind="resolved", resolves=resolves)
-        elif alert.kind == "amended":
-            amends = _resolved_alert_id(connection, alert)
-            message = replace(message, kind="amended", amends=amends)
-        statement = (
-            dialect_insert(connection, ALERT)
-            .values(
-                id=alert_id,
-                dedup_key=alert.dedup_key,
-                rule=alert.rule,
-                symbol=alert.symbol,
-                report_key=alert.report_key,
-                fired_at=alert.fired_at,
-                message_json=message.to_json(),
-            )
-            .on_conflict_do_nothing(index_elements=["dedup_key"])
-            .returning(ALERT.c.id)
+        if alert.kind in ("resolved", "amended"):
+            insert_waiting()  # the alert it names may be one of those
+            named = _resolved_alert_id(connection, alert)
+            if alert.kind == "resolved":
+                message = replace(message, kind="resolved", resolves=named)
+            else:
+                message = replace(message, kind="amended", amends=named)
+        row = (
+            alert_id,
+            alert.dedup_key,
+            alert.rule,
+            alert.symbol,
+            alert.report_key,
+            db.when(alert.fired_at),
+            message.to_json(),
         )
-        if connection.execute(statement).scalar_one_or_none() is None:
-            continue  # already fired: the dedup key decides, silently
-        rows = [_delivery_row(alert_id, route, now) for route in _one_per_channel(channels)]
-        if rows:
-            connection.execute(DELIVERY.insert(), rows)
-        inserted.append(alert_id)
+        waiting.append((row, channels))
+    insert_waiting()
+    # the deliveries go in together at the end (a lookup above reads alerts only)
+    db.run_many(_INSERT_DELIVERY, deliveries)
     return inserted
+
+
+#: Alerts per multi-row INSERT on PostgreSQL (7 parameters each, of at most 65,535).
+_ALERTS_PER_INSERT: Final = 500
+
+
+def _insert_alerts(
+    db: Plain, waiting: Sequence[tuple[tuple[object, ...], Sequence[Route]]]
+) -> list[tuple[str, Sequence[Route]]]:
+    """Insert these alert rows, in order, each skipped when its dedup key exists (also
+    when an earlier one of them has it); the (id, routes) of those inserted. SQLite: one
+    INSERT each (no round trip to save); PostgreSQL: one multi-row INSERT ... RETURNING."""
+    if db.sqlite:
+        return [
+            (str(row[0]), routes)
+            for row, routes in waiting
+            if db.run(_INSERT_ALERT, row).rowcount == 1
+        ]
+    out: list[tuple[str, Sequence[Route]]] = []
+    for start in range(0, len(waiting), _ALERTS_PER_INSERT):
+        chunk = waiting[start : start + _ALERTS_PER_INSERT]
+        rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        statement = _INSERT_ALERT.replace("VALUES (?, ?, ?, ?, ?, ?, ?)", f"VALUES {rows}")
+        params = [value for row, _routes in chunk for value in row]
+        new = {str(i) for (i,) in db.run(f"{statement} RETURNING id", params)}
+        out += [(str(row[0]), routes) for row, routes in chunk if row[0] in new]
+    return out
 
 
 def _resolved_alert_id(connection: Connection, alert: Alert) -> str | None:
@@ -151,9 +232,10 @@ def _one_per_channel(routes: Sequence[Route]) -> list[Route]:
     return list(seen.values())
 
 
-def _delivery_row(alert_id: str, route: Route, now: datetime) -> dict[str, object]:
-    """The outbox row of one channel, as the stages decided: pending (send), muted (kept,
-    never sent) or deferred (due at the deferral's end)."""
+def _delivery_row(db: Plain, alert_id: str, route: Route, now: datetime) -> tuple[object, ...]:
+    """The outbox row of one channel (`_INSERT_DELIVERY`'s parameters), as the stages
+    decided: pending (send), muted (kept, never sent) or deferred (due at the deferral's
+    end)."""
     channel, kind = route[0], route[1]
     decision = route[2] if len(route) == 3 else None
     status, due, reason = PENDING, now, None
@@ -163,34 +245,53 @@ def _delivery_row(alert_id: str, route: Route, now: datetime) -> dict[str, objec
         reason = decision.reason
         if decision.until > now:
             status, due = DEFERRED, decision.until
-    return {
-        "id": new_id(),
-        "alert_id": alert_id,
-        "channel": channel,
-        "kind": kind,
-        "status": status,
-        "attempts": 0,
-        "next_attempt_at": due,
-        "created_at": now,
-        "hold_reason": reason,
-    }
+    return (new_id(), alert_id, channel, kind, status, db.when(due), db.when(now), reason)
 
 
-#: Due deliveries go earliest first; of those due at the same moment (deferred to the end
-#: of one quiet window, say) the older first, so a channel gets its alerts in the order
-#: they fired (the id is random: the last tie-break only).
-_CLAIM_ORDER: Final = (DELIVERY.c.next_attempt_at, DELIVERY.c.created_at, DELIVERY.c.id)
-
-
-def _due(now: datetime, dead: Sequence[str] = ()) -> ColumnElement[bool]:
-    c = DELIVERY.c
+def _claimable(
+    db: Plain,
+    now: datetime,
+    dead: Sequence[str],
+    exclude: Collection[str],
+    held: Collection[str],
+) -> tuple[str, list[object]]:
+    """The WHERE clause (and its parameters) of the deliveries a claim may take: pending
+    and due, or sending under a lease that ran out or whose holder is gone; not of the
+    channels in `exclude`, not in `held`."""
+    at = db.when(now)
     due = [
-        and_(c.status.in_(WAITING), c.next_attempt_at <= now),
-        and_(c.status == SENDING, c.lease_until <= now),
+        f"(status IN ({marks(len(WAITING))}) AND next_attempt_at <= ?)",
+        "(status = ? AND lease_until <= ?)",
     ]
+    params: list[object] = [*WAITING, at, SENDING, at]
     if dead:  # leases of replicas known to be gone are void whatever their time says
-        due.append(and_(c.status == SENDING, c.lease_holder.in_(dead)))
-    return or_(*due)
+        due.append(f"(status = ? AND lease_holder IN ({marks(len(dead))}))")
+        params += [SENDING, *dead]
+    where = f"({' OR '.join(due)})"
+    if exclude:
+        where += f" AND channel NOT IN ({marks(len(exclude))})"
+        params += list(exclude)
+    if held:
+        where += f" AND id NOT IN ({marks(len(held))})"
+        params += list(held)
+    return where, params
+
+
+def _dead_holders(connection: Connection, db: Plain, now: datetime, me: str | None) -> list[str]:
+    """Holders of leases still running whose replica is gone (PostgreSQL; else none).
+    `me`, the claimer, is alive (its liveness lock was just ensured): only the others'
+    leases are looked up in `pg_locks`, so a lone replica's claim needs no such query."""
+    if db.sqlite:
+        return []
+    holders = [
+        str(holder)
+        for (holder,) in db.run(
+            "SELECT DISTINCT lease_holder FROM delivery WHERE status = ? AND lease_until > ?"
+            " AND lease_holder IS NOT NULL AND lease_holder <> ?",
+            (SENDING, db.when(now), me or ""),
+        )
+    ]
+    return dead_holders(connection, holders) if holders else []
 
 
 def claim(
@@ -208,51 +309,40 @@ def claim(
     Deliveries of the channels in `exclude` are left alone (the worker excludes channels
     whose destination host is at its cap, or that left the rule file), and so are the
     deliveries in `held` (the caller's own, still in flight: never claimed twice)."""
-    c = DELIVERY.c
-    dead = dead_lease_holders(connection, now)
-    claimable = _due(now, dead) & _skipping(exclude, held)
-    due_ids = (
-        connection.execute(
-            select(c.id)
-            .where(claimable)
-            .order_by(*_CLAIM_ORDER)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        .scalars()
-        .all()
-    )
-    if not due_ids:
-        return []
+    db = Plain(connection)
+    dead = _dead_holders(connection, db, now, holder)
+    where, params = _claimable(db, now, dead, exclude, held)
     lease_until = now + lease
-    connection.execute(
-        update(DELIVERY)
-        .where(c.id.in_(due_ids), _due(now, dead))
-        .values(
-            status=SENDING,
-            lease_until=lease_until,
-            lease_holder=holder,
-            attempts=c.attempts + 1,
+    sets = [SENDING, db.when(lease_until), holder]
+    assignments = "status = ?, lease_until = ?, lease_holder = ?, attempts = attempts + 1"
+    pick = f"SELECT id FROM delivery WHERE {where} ORDER BY {_CLAIM_ORDER_SQL} LIMIT ?"
+    if db.sqlite:  # BEGIN IMMEDIATE: the only writer, nothing to skip
+        statement = (
+            f"UPDATE delivery SET {assignments} WHERE id IN ({pick}) RETURNING {_CLAIMED_COLUMNS}"
         )
-    )
-    rows = connection.execute(
-        select(c.id, c.alert_id, c.channel, c.kind, c.attempts, c.created_at, ALERT.c.message_json)
-        .join(ALERT, ALERT.c.id == c.alert_id)
-        .where(c.id.in_(due_ids), c.status == SENDING, c.lease_until == lease_until)
-        .order_by(*_CLAIM_ORDER)
-    ).all()
+        values = [*sets, *params, limit]
+    else:  # the rows picked are locked until commit; those others hold are skipped
+        statement = (
+            f"WITH picked AS MATERIALIZED ({pick} FOR UPDATE SKIP LOCKED)"
+            f" UPDATE delivery SET {assignments} FROM picked WHERE delivery.id = picked.id"
+            f" RETURNING {_CLAIMED_COLUMNS}"
+        )
+        values = [*params, limit, *sets]
+    # RETURNING has no order: the claim order is (next_attempt_at, created_at, id)
+    claimed: Iterable[Any] = db.run(statement, values)
+    rows = sorted(claimed, key=lambda r: (r[6], r[5], r[0]))
     return [
         ClaimedDelivery(
-            id=row.id,
-            alert_id=row.alert_id,
-            channel=row.channel,
-            kind=row.kind,
-            attempts=row.attempts,
-            created_at=row.created_at,
+            id=delivery_id,
+            alert_id=alert_id,
+            channel=channel,
+            kind=kind,
+            attempts=attempts,
+            created_at=moment_of(created_at),
             lease_until=lease_until,
-            message=Message.from_json(row.message_json),
+            message=Message.from_json(message_json),
         )
-        for row in rows
+        for delivery_id, alert_id, channel, kind, attempts, created_at, _due, message_json in rows
     ]
 
 
@@ -271,7 +361,8 @@ def finish(
 
 def finish_many(connection: Connection, finished: Sequence[Finished]) -> list[bool]:
     """`finish()` of each item, in the caller's one transaction (a group commit): one
-    INSERT of every attempt, then one guarded UPDATE per delivery. Whether each moved."""
+    INSERT of every attempt (executemany), then one guarded UPDATE per delivery, in
+    order. Whether each moved."""
     for item in finished:
         if item.new_status not in (PENDING, DELIVERED, DEAD):
             raise ValueError(f"finish() cannot set status {item.new_status!r}")
@@ -279,40 +370,49 @@ def finish_many(connection: Connection, finished: Sequence[Finished]) -> list[bo
             raise ValueError("a pending delivery needs next_attempt_at")
     if not finished:
         return []
-    errors = [(item.attempt.error or "")[:MAX_ERROR_CHARS] or None for item in finished]
-    connection.execute(
-        ATTEMPT.insert(),
-        [
-            {
-                "delivery_id": item.delivery_id,
-                "number": item.attempt.number,
-                "started_at": item.attempt.started_at,
-                "finished_at": item.attempt.finished_at,
-                "outcome": item.attempt.outcome,
-                "status_code": item.attempt.status_code,
-                "error": error,
-                "duration_ms": item.attempt.duration_ms,
-            }
-            for item, error in zip(finished, errors, strict=True)
-        ],
-    )
-    return [_move(connection, item, error) for item, error in zip(finished, errors, strict=True)]
-
-
-def _move(connection: Connection, item: Finished, error: str | None) -> bool:
-    c = DELIVERY.c
-    conditions = [c.id == item.delivery_id, c.status != DELIVERED]
-    if item.new_status != DELIVERED:
-        conditions += [c.status == SENDING, c.attempts == item.attempt.number]
-    values: dict[str, object] = {"status": item.new_status, "lease_until": None}
-    if error is not None:
-        values["last_error"] = error
-    if item.next_attempt_at is not None:
-        values["next_attempt_at"] = item.next_attempt_at
-    if item.new_status == DELIVERED:
-        values["delivered_at"] = item.attempt.finished_at
-    result = connection.execute(update(DELIVERY).where(*conditions).values(**values))
-    return result.rowcount == 1
+    db = Plain(connection)
+    attempts: list[tuple[object, ...]] = []
+    moves: list[tuple[object, ...]] = []
+    for item in finished:
+        attempt = item.attempt
+        error = (attempt.error or "")[:MAX_ERROR_CHARS] or None
+        attempts.append(
+            (
+                item.delivery_id,
+                attempt.number,
+                db.when(attempt.started_at),
+                db.when(attempt.finished_at),
+                attempt.outcome,
+                attempt.status_code,
+                error,
+                attempt.duration_ms,
+            )
+        )
+        delivered = item.new_status == DELIVERED
+        moves.append(
+            (
+                item.new_status,
+                error,
+                db.when(item.next_attempt_at),
+                db.when(attempt.finished_at) if delivered else None,
+                item.delivery_id,
+                attempt.number,
+            )
+        )
+    db.run_many(_INSERT_ATTEMPT, attempts)
+    ids = [item.delivery_id for item in finished]
+    if db.sqlite or len(set(ids)) < len(ids):  # no round trip to save / one after another
+        return [
+            db.run(_MOVE, m[:5]).rowcount == 1
+            if m[0] == DELIVERED
+            else db.run(_MOVE_HELD, m).rowcount == 1
+            for m in moves
+        ]
+    # PostgreSQL, each delivery once: the same guarded UPDATE for all, one round trip
+    rows = ", ".join([_MOVE_ROW] * len(moves))
+    params = [value for m in moves for value in (m[4], *m[:4], m[5])]
+    moved = {str(i) for (i,) in db.run(_MOVE_MANY.replace("{rows}", rows), params)}
+    return [delivery_id in moved for delivery_id in ids]
 
 
 def attempts_of(connection: Connection, delivery_id: str) -> list[AttemptRecord]:
@@ -388,29 +488,35 @@ def pending_count(connection: Connection) -> int:
     return int(connection.execute(query).scalar_one())
 
 
-def _skipping(exclude: Collection[str], held: Collection[str]) -> ColumnElement[bool]:
-    """Deliveries not of the channels in `exclude` and not in `held`."""
-    c = DELIVERY.c
-    condition: ColumnElement[bool] = true()
-    if exclude:
-        condition = condition & c.channel.not_in(list(exclude))
-    if held:
-        condition = condition & c.id.not_in(list(held))
-    return condition
-
-
 def next_due(
     connection: Connection, exclude: Collection[str] = (), held: Collection[str] = ()
 ) -> datetime | None:
     """When the earliest non-final delivery that `claim(exclude=, held=)` would consider
     becomes claimable, or None when there is none."""
-    c = DELIVERY.c
-    others = _skipping(exclude, held)
-    pending = connection.execute(
-        select(func.min(c.next_attempt_at)).where(c.status.in_(WAITING), others)
-    ).scalar_one_or_none()
-    leased = connection.execute(
-        select(func.min(c.lease_until)).where(c.status == SENDING, others)
-    ).scalar_one_or_none()
-    moments = [m for m in (pending, leased) if m is not None]
+    moments = [m for ch, m in next_due_by_channel(connection, held).items() if ch not in exclude]
     return min(moments) if moments else None
+
+
+def next_due_by_channel(connection: Connection, held: Collection[str] = ()) -> dict[str, datetime]:
+    """For each channel with a non-final delivery not in `held`: when the earliest of them
+    becomes claimable (pending or deferred: its `next_attempt_at`; sending: its lease's
+    end). `next_due(exclude=)` is the earliest of the channels not excluded."""
+    db = Plain(connection)
+    # the CASEs' parameters, then the WHERE's
+    params: list[object] = [*WAITING, SENDING, *WAITING, SENDING]
+    where = f"status IN ({marks(len(WAITING) + 1)})"
+    if held:
+        where += f" AND id NOT IN ({marks(len(held))})"
+        params += list(held)
+    rows: Iterable[Any] = db.run(
+        f"SELECT channel, MIN(CASE WHEN status IN ({marks(len(WAITING))}) THEN next_attempt_at"
+        " END), MIN(CASE WHEN status = ? THEN lease_until END)"
+        f" FROM delivery WHERE {where} GROUP BY channel",
+        params,
+    )
+    due: dict[str, datetime] = {}
+    for channel, waiting, leased in rows:
+        moments = [moment_of(m) for m in (waiting, leased) if m is not None]
+        if moments:
+            due[str(channel)] = min(moments)
+    return due

@@ -12,7 +12,7 @@ import pytest
 from service.engine import RESOLVED_SUFFIX, Alert, RuleState
 from service.errors import StoreError
 from service.stages import Decision
-from service.store import AttemptRecord, Store, open_store
+from service.store import AttemptRecord, Finished, Store, open_store
 from tests.store.helpers import T0, make_alert, render
 
 LEASE = timedelta(seconds=60)
@@ -303,3 +303,147 @@ def test_a_resolved_alert_whose_key_is_unknown_names_the_latest_fired_one_or_non
     entries = {e.alert_id: e for e in db.history()}
     assert entries[found].message.resolves == new_id
     assert entries[lost].message.resolves is None
+
+
+# --- the hot path's plain SQL (plain.py) against the Core statements it replaced ------------
+
+
+def _core_claimable_ids(
+    db: Store, now: datetime, limit: int, exclude: list[str], held: list[str]
+) -> list[str]:
+    """What the Core query the plain-SQL claim replaced would take, in its order."""
+    from sqlalchemy import and_, or_, select
+
+    from service.store.db import read_tx
+    from service.store.tables import DELIVERY, SENDING, WAITING
+
+    c = DELIVERY.c
+    due = or_(
+        and_(c.status.in_(WAITING), c.next_attempt_at <= now),
+        and_(c.status == SENDING, c.lease_until <= now),
+    )
+    query = (
+        select(c.id)
+        .where(due, c.channel.not_in(exclude), c.id.not_in(held))
+        .order_by(c.next_attempt_at, c.created_at, c.id)
+        .limit(limit)
+    )
+    with read_tx(db._engine) as connection:
+        return [str(i) for i in connection.execute(query).scalars()]
+
+
+def _deliveries(db: Store) -> dict[str, tuple[str, int]]:
+    return {d.id: (d.status, d.attempts) for e in db.history(limit=500) for d in e.deliveries}
+
+
+def test_the_plain_sql_claim_takes_the_rows_the_core_query_names_in_its_order(db: Store) -> None:
+    # a mix: pending due and not yet, deferred, leases run out and running, final rows,
+    # several channels (one excluded) and ids held by the claimer
+    for n in range(12):
+        fired = T0 + timedelta(minutes=n)
+        route = ("hook" if n % 3 else "team", "webhook")
+        if n in (4, 5):
+            route = (route[0], "webhook", Decision.defer(T0 + timedelta(hours=1 + n % 2), "q"))
+        db.record([(make_alert(n, when=fired), render, [route, ("spare", "slack")])], {}, fired)
+    early = db.claim(T0 + timedelta(minutes=3), 3, LEASE, exclude={"spare"})
+    db.finish(early[0].id, attempt(1), "delivered")
+    db.finish(early[1].id, attempt(1, "permanent"), "dead")
+    later = db.claim(T0 + timedelta(minutes=3), 1, timedelta(hours=5), exclude={"spare"})
+    now = T0 + timedelta(hours=1, minutes=5)  # early[2]'s lease ran out, later[0]'s runs
+    before = _deliveries(db)
+    held = [i for i, (status, _n) in before.items() if status == "pending"][:2]
+    every = _core_claimable_ids(db, now, 100, ["spare"], held)
+    assert early[2].id in every and later[0].id not in every
+    expected = _core_claimable_ids(db, now, 5, ["spare"], held)
+    assert len(expected) == 5 < len(every)  # a real choice: more are due than it takes
+    claimed = db.claim(now, 5, LEASE, exclude={"spare"}, held=held)
+    assert [d.id for d in claimed] == expected
+    after = _deliveries(db)
+    for delivery in claimed:
+        assert after[delivery.id] == ("sending", before[delivery.id][1] + 1)
+        assert delivery.attempts == after[delivery.id][1]
+        assert delivery.lease_until == now + LEASE and delivery.created_at.tzinfo is UTC
+        assert delivery.message.id == delivery.alert_id
+    assert {i: s for i, s in after.items() if i not in expected} == {
+        i: s for i, s in before.items() if i not in expected
+    }
+
+
+def test_claim_next_claims_as_claim_does_and_says_when_each_channel_is_due_next(
+    db: Store,
+) -> None:
+    later = T0 + timedelta(hours=1)
+    db.record([(make_alert(n), render, [("a", "webhook")]) for n in range(3)], {}, T0)
+    db.record([(make_alert(9), render, [("b", "webhook", Decision.defer(later, "q"))])], {}, T0)
+    db.record([(make_alert(7, rule="c"), render, [("c", "webhook")])], {}, T0)
+    [leased] = db.claim(T0, 10, LEASE, exclude={"a", "b"})
+    claimed, upcoming = db.claim_next(T0, 10, LEASE, exclude={"b"})
+    assert sorted(d.channel for d in claimed) == ["a", "a", "a"]
+    # what it just claimed counts as held: channel a has nothing else to wait for
+    assert upcoming == {"b": later, "c": leased.lease_until}
+    ids = [d.id for d in claimed]
+    assert db.next_due(held=ids) == leased.lease_until
+    assert db.next_due(exclude={"c"}, held=ids) == later
+    db.record([(make_alert(n, rule="d"), render, [("a", "webhook")]) for n in range(2)], {}, T0)
+    full, none = db.claim_next(T0, 2, LEASE)
+    assert len(full) == 2 and none is None  # it took all it could: more may be due
+    assert db.claim_next(T0, 0, LEASE) == ([], None)
+
+
+def test_a_group_of_finished_attempts_moves_each_delivery_as_finish_would(db: Store) -> None:
+    db.record([(make_alert(n), render, [("hook", "webhook")]) for n in range(3)], {}, T0)
+    one, two, three = db.claim(T0, 3, LEASE)
+    retry_at = T0 + timedelta(seconds=30)
+    done = T0 + timedelta(milliseconds=40)
+    moved = db.finish_many(
+        [
+            Finished(one.id, attempt(1), "delivered"),
+            Finished(
+                two.id, attempt(1, "retry", status_code=503, error="HTTP 503"), "pending", retry_at
+            ),
+            Finished(three.id, attempt(7, "retry"), "pending", retry_at),  # not its claim
+            Finished(one.id, attempt(1, "permanent"), "dead"),  # delivered is final
+        ]
+    )
+    assert moved == [True, True, False, False]
+    entries = {d.id: d for e in db.history() for d in e.deliveries}
+    assert (entries[one.id].status, entries[one.id].delivered_at) == ("delivered", done)
+    assert entries[two.id].status == "pending" and entries[two.id].next_attempt_at == retry_at
+    assert entries[two.id].last_error == "HTTP 503"
+    assert entries[three.id].status == "sending"
+    # every attempt is recorded, moved or not
+    assert [a.outcome for a in db.attempts(one.id)] == ["ok", "permanent"]
+    assert [(a.number, a.status_code) for a in db.attempts(two.id)] == [(1, 503)]
+    assert [a.number for a in db.attempts(three.id)] == [7]
+    assert db.claim(retry_at, 10, LEASE)[0].id == two.id
+
+
+def test_a_group_of_distinct_deliveries_moves_in_one_statement_with_the_same_guards(
+    db: Store,
+) -> None:
+    # each delivery once (PostgreSQL moves them with one UPDATE): the claim's fence and
+    # the finality of delivered hold row by row, as in finish()
+    db.record([(make_alert(n), render, [("hook", "webhook")]) for n in range(4)], {}, T0)
+    one, two, three, four = db.claim(T0, 4, LEASE)
+    assert db.finish(four.id, attempt(1), "delivered")
+    retry_at = T0 + timedelta(seconds=30)
+    moved = db.finish_many(
+        [
+            Finished(one.id, attempt(1), "delivered"),
+            Finished(two.id, attempt(1, "permanent", error="HTTP 404"), "dead"),
+            Finished(three.id, attempt(2, "retry"), "pending", retry_at),  # not its claim
+            Finished(four.id, attempt(1, "permanent"), "dead"),  # delivered is final
+        ]
+    )
+    assert moved == [True, True, False, False]
+    entries = {d.id: d for e in db.history() for d in e.deliveries}
+    assert [entries[d.id].status for d in (one, two, three, four)] == [
+        "delivered",
+        "dead",
+        "sending",
+        "delivered",
+    ]
+    assert entries[one.id].delivered_at == T0 + timedelta(milliseconds=40)
+    assert entries[two.id].last_error == "HTTP 404" and entries[two.id].delivered_at is None
+    assert entries[three.id].next_attempt_at == T0  # unchanged
+    assert [len(db.attempts(d.id)) for d in (one, two, three, four)] == [1, 1, 1, 2]
