@@ -344,7 +344,8 @@ class H11Client:
         protocol = connection.protocol
         reader = connection.reader
         writing = True
-        received = False
+        received = 0  # bytes of the reply so far
+        ended = False  # the server closed its side (a close-delimited body ends so)
         try:
             async with asyncio.timeout(self._timeout):
                 try:
@@ -369,15 +370,22 @@ class H11Client:
                 while True:
                     event = protocol.next_event()
                     if event is h11.NEED_DATA:
+                        size = _READ_SIZE
+                        if not status:  # h11 checks its cap only between reads: cut exact
+                            size = min(size, MAX_HEADER_BYTES + 1 - received)
+                            if size <= 0:
+                                raise RemoteProtocolError("the reply's header block is too large")
                         try:
-                            chunk = await reader.read(_READ_SIZE)
+                            chunk = await reader.read(size)
                         except OSError as exc:
                             if reused and not received:
                                 raise _Stale from exc
                             raise ReadError("the connection broke while reading") from exc
-                        if not chunk and reused and not received:
-                            raise _Stale
-                        received = True
+                        if not chunk:
+                            if reused and not received:
+                                raise _Stale
+                            ended = True
+                        received += len(chunk)
                         protocol.receive_data(chunk)
                     elif type(event) is h11.Response:
                         status = event.status_code
@@ -405,7 +413,7 @@ class H11Client:
             self._discard(connection, abort=True)
             with suppress(Exception):
                 await connection.writer.wait_closed()
-        elif protocol.our_state is h11.DONE and protocol.their_state is h11.DONE:
+        elif not ended and protocol.our_state is h11.DONE and protocol.their_state is h11.DONE:
             protocol.start_next_cycle()
             self._keep(connection)
         else:
