@@ -14,9 +14,11 @@ What it keeps from the httpx client it replaces (`build_client(guard=...)`):
 - TLS with the shared verifying context (certifi's CA bundle);
 - limits: MAX_CONNECTIONS open in all, MAX_KEEPALIVE kept idle, each closed after
   KEEPALIVE_EXPIRY seconds idle; `aclose()` closes them all;
-- timeouts: a connect (the resolve, then each address) within min(timeout, 5 s); waiting
-  for a free connection, and then writing the request and reading the whole reply, each
-  within `timeout`. They raise ConnectTimeout, PoolTimeout, WriteTimeout or ReadTimeout;
+- timeouts as httpx had them: a connect (the resolve, then each address) within
+  min(timeout, 5 s); waiting for a free connection, writing the request, and each read of
+  the reply, within `timeout` (ConnectTimeout, PoolTimeout, WriteTimeout, ReadTimeout).
+  A reply that keeps dripping is cut by the delivery worker's deadline of a whole send
+  (EARNWATCH_DELIVERY_TIMEOUT), not here;
 - errors are classes named as httpx names them (ConnectError, ReadError,
   RemoteProtocolError...), and their messages never hold a URL's path or query;
 - a reply is read up to `limit` bytes of body (one past it says "truncated", and such a
@@ -254,8 +256,9 @@ class _Connection:
         self.expires = 0.0
         self.closed = False
 
-    def usable(self, now: float) -> bool:
-        return now < self.expires and not self.reader.at_eof() and not self.writer.is_closing()
+    def open(self) -> bool:
+        """Not closed by either side, as far as the loop has seen."""
+        return not self.reader.at_eof() and not self.writer.is_closing()
 
 
 class H11Client:
@@ -347,7 +350,7 @@ class H11Client:
         received = 0  # bytes of the reply so far
         ended = False  # the server closed its side (a close-delimited body ends so)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout) as timer:  # the write, then each read
                 try:
                     data = protocol.send(request) or b""
                     if content:
@@ -375,6 +378,7 @@ class H11Client:
                             size = min(size, MAX_HEADER_BYTES + 1 - received)
                             if size <= 0:
                                 raise RemoteProtocolError("the reply's header block is too large")
+                        timer.reschedule(asyncio.get_running_loop().time() + self._timeout)
                         try:
                             chunk = await reader.read(size)
                         except OSError as exc:
@@ -469,11 +473,10 @@ class H11Client:
         stack = self._idle.get(origin)
         if not stack:
             return None
-        now = asyncio.get_running_loop().time()
-        while stack:
+        while stack:  # past their expiry they are gone: the sweeper runs at the soonest
             connection = stack.pop()
             self._idle_count -= 1
-            if connection.usable(now):
+            if connection.open():
                 return connection
             self._discard(connection)
         return None
@@ -508,7 +511,7 @@ class H11Client:
         for origin, stack in list(self._idle.items()):
             kept = []
             for connection in stack:
-                if connection.usable(now):
+                if now < connection.expires and connection.open():
                     kept.append(connection)
                     if soonest is None or connection.expires < soonest:
                         soonest = connection.expires

@@ -37,6 +37,8 @@ class Answer:
 
     data: bytes = OK
     then: str = "keep"
+    drip: bytes = b""  # sent after `data`, a byte every `pause` seconds
+    pause: float = 0.0
 
 
 @dataclass
@@ -149,6 +151,9 @@ class RawServer:
                     self._stop.wait()
                     return
                 sock.sendall(reply.data)
+                for byte in reply.drip:
+                    time.sleep(reply.pause)
+                    sock.sendall(bytes([byte]))
                 if reply.then == "close":
                     return
         except OSError:
@@ -303,6 +308,15 @@ async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
             assert client.open_connections == 0
     assert str(caught.value) == f"http://127.0.0.1:{server.port}/***: timed out (ReadTimeout)"
     assert not caught.value.permanent
+
+
+async def test_the_read_timeout_is_per_read_so_a_slow_but_steady_reply_completes() -> None:
+    # as httpx's read timeout was: the whole send is bounded by the delivery deadline
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"
+    with RawServer(script(Answer(head, drip=b"steady", pause=0.1))) as server:
+        async with H11Client(guard=PRIVATE, timeout=0.5) as client:
+            reply = await post(client, server.url(), b"{}", {})
+    assert reply.body == b"steady"
 
 
 async def test_a_refused_connection_names_the_host_only_and_is_retryable() -> None:
