@@ -1,14 +1,17 @@
-"""The one place httpx clients are built: timeouts, limits, User-Agent, `redact_url()`, and
-the guard against server-side request forgery (SSRF).
+"""The one place httpx clients are built (the providers' and the heartbeat's): timeouts,
+limits, User-Agent, `redact_url()`, the shared TLS context, and the guard against
+server-side request forgery (SSRF) that the channels' client (service/h11client.py)
+applies too.
 
 Never log a request URL or `str()` of an httpx error (both may embed a key): log
 `redact_url(url)` instead.
 
 The SSRF guard classifies the addresses a host name *resolves to*, never the text of the
 host (`0x7f000001`, `2130706433` and `127.1` all resolve to 127.0.0.1). `check_target()`
-does it once, for `earnwatch check`; a client built with `build_client(guard=...)` does it
-again at connect time on every address it resolves, then connects to the checked address
-itself, so a DNS answer that changes between the two (rebinding) cannot slip through.
+does it once, for `earnwatch check`; a client built with `build_client(guard=...)`, or an
+`H11Client`, does it again at connect time on every address it resolves, then connects to
+the checked address itself, so a DNS answer that changes between the two (rebinding)
+cannot slip through.
 Redirects are never followed, so a 3xx cannot lead anywhere either.
 """
 
