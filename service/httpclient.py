@@ -1,14 +1,17 @@
-"""The one place httpx clients are built: timeouts, limits, User-Agent, `redact_url()`, and
-the guard against server-side request forgery (SSRF).
+"""The one place httpx clients are built (the providers' and the heartbeat's): timeouts,
+limits, User-Agent, `redact_url()`, the shared TLS context, and the guard against
+server-side request forgery (SSRF) that the channels' client (service/h11client.py)
+applies too.
 
 Never log a request URL or `str()` of an httpx error (both may embed a key): log
 `redact_url(url)` instead.
 
 The SSRF guard classifies the addresses a host name *resolves to*, never the text of the
 host (`0x7f000001`, `2130706433` and `127.1` all resolve to 127.0.0.1). `check_target()`
-does it once, for `earnwatch check`; a client built with `build_client(guard=...)` does it
-again at connect time on every address it resolves, then connects to the checked address
-itself, so a DNS answer that changes between the two (rebinding) cannot slip through.
+does it once, for `earnwatch check`; a client built with `build_client(guard=...)`, or an
+`H11Client`, does it again at connect time on every address it resolves, then connects to
+the checked address itself, so a DNS answer that changes between the two (rebinding)
+cannot slip through.
 Redirects are never followed, so a 3xx cannot lead anywhere either.
 """
 
@@ -18,6 +21,7 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +29,8 @@ from service import __version__
 from service.errors import UnsafeTargetError
 
 if TYPE_CHECKING:  # httpx, httpcore and anyio load with the first client: `check` needs none
+    import ssl
+
     import httpx
 
 USER_AGENT: Final = f"earnwatch/{__version__} (+https://github.com/earnwatch/earnwatch)"
@@ -104,6 +110,28 @@ def redact_url(url: str | httpx.URL) -> str:
         host = f"{host}:{parts.port}"
     path = "/***" if parts.path not in ("", "/") or parts.query else parts.path
     return urlunsplit((parts.scheme, host, path, "", ""))
+
+
+class ResolveError(Exception):
+    """The connect-time guard could not resolve a host name (no httpcore needed)."""
+
+
+class ResolveTimeout(ResolveError):
+    """Resolving a host name took longer than the connect timeout."""
+
+
+@cache
+def verified_context() -> ssl.SSLContext:
+    """The one verifying TLS context (certifi's CA bundle, loaded once: about 1 MiB per
+    context) that every client with the default `verify=True` shares, httpx's and the
+    channels' alike; an SSLContext is made to be shared between connections. Built as
+    httpx builds it (`ssl.create_default_context(cafile=certifi.where())`), without
+    importing httpx."""
+    import ssl
+
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 # --- address policy --------------------------------------------------------------------
@@ -189,9 +217,10 @@ def _system_resolve(host: str, port: int) -> list[str]:
 
 
 async def _system_resolve_async(host: str, port: int) -> list[str]:
-    import anyio
+    import asyncio
 
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -239,9 +268,10 @@ class TargetGuard:
     resolve: Resolver = field(default=_system_resolve_async)
 
     async def addresses(self, host: str, port: int, timeout: float | None) -> list[str]:
-        """The checked addresses to connect to, in order; raises UnsafeTargetError."""
-        import anyio
-        import httpcore
+        """The checked addresses to connect to, in order; raises UnsafeTargetError for a
+        refused one, ResolveError (ResolveTimeout after `timeout` seconds) when the name
+        does not resolve. Each client maps the last two to its own connect errors."""
+        import asyncio
 
         host = _normal_host(host)
         where = f"connect to port {port}"
@@ -250,14 +280,14 @@ class TargetGuard:
             if reason is not None:
                 raise _refuse(where, host, reason, always=reason.startswith("cloud"))
         try:
-            with anyio.fail_after(timeout):
+            async with asyncio.timeout(timeout):
                 addresses = await self.resolve(host, port)
         except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from exc
+            raise ResolveTimeout(f"resolving {host!r} timed out") from exc
         except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host!r}") from exc
+            raise ResolveError(f"cannot resolve {host!r}") from exc
         if not addresses:
-            raise httpcore.ConnectError(f"cannot resolve {host!r}")
+            raise ResolveError(f"cannot resolve {host!r}")
         if host in self.allowed_hosts:
             return list(addresses)
         return _check_addresses(where, host, addresses, allow_private=self.allow_private)

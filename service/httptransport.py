@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable
-from functools import cache
 from typing import Any, Final
 
 import httpcore
@@ -15,17 +14,9 @@ import httpx
 from pydantic import SecretStr
 
 from service.errors import UnsafeTargetError
-from service.httpclient import TargetGuard
+from service.httpclient import ResolveError, ResolveTimeout, TargetGuard, verified_context
 
 LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connections=10)
-
-
-@cache
-def verified_context() -> ssl.SSLContext:
-    """The one verifying TLS context (certifi's CA bundle, loaded once: about 1 MiB per
-    context) that every client with the default `verify=True` shares; an SSLContext is
-    made to be shared between connections."""
-    return httpx.create_ssl_context(verify=True, trust_env=False)
 
 
 def ssl_context(verify: Any) -> ssl.SSLContext:
@@ -51,8 +42,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await self._guard.addresses(host, port, timeout)
+        except ResolveTimeout as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except ResolveError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
         failure: Exception | None = None
-        for address in await self._guard.addresses(host, port, timeout):
+        for address in addresses:
             try:
                 return await self._inner.connect_tcp(
                     address, port, timeout, local_address, socket_options

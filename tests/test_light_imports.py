@@ -327,3 +327,67 @@ def test_a_trading_day_question_loads_no_other_country_or_exchange(tmp_path: Pat
     assert "holidays.countries" not in loaded
     assert "holidays.financial" not in loaded
     assert len(loaded) < 80  # the base classes and calendars; the whole package is ~340
+
+
+# --- the channels' HTTP client without httpx ---------------------------------------------
+
+CHANNEL_SEND = """\
+import asyncio, sys
+from datetime import UTC, datetime
+
+from service.config import Settings
+from service.notify import build_notifiers
+from service.notify.base import Message
+from service.notify.webhook import WebhookConfig
+
+
+RECEIVED = []
+
+
+async def answer(reader, writer):
+    while not reader.at_eof():
+        try:
+            head = await reader.readuntil(b"\\r\\n\\r\\n")
+        except asyncio.IncompleteReadError:
+            break
+        length = int(head.lower().split(b"content-length:")[1].split(b"\\r\\n")[0])
+        RECEIVED.append(await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+        await writer.drain()
+    writer.close()
+
+
+async def main():
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    notifiers = build_notifiers(Settings())
+    message = Message("alert_1", "rule", "LUMN", "title", "text", datetime.now(UTC), {})
+    config = WebhookConfig.model_validate({"url": f"http://127.0.0.1:{port}/hook"})
+    for n in range(3):
+        await notifiers["webhook"].send(message, config, delivery_id=f"d{n}")
+    for notifier in notifiers.values():
+        await notifier.aclose()
+    server.close()
+    assert len(RECEIVED) == 3, RECEIVED
+    print(" ".join(sorted({name.split(".", 1)[0] for name in sys.modules})))
+
+
+asyncio.run(main())
+"""
+
+
+def test_sending_a_webhook_loads_neither_httpx_nor_httpcore_nor_anyio(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EARNWATCH_")}
+    done = subprocess.run(
+        [sys.executable, "-c", CHANNEL_SEND],
+        cwd=tmp_path,
+        env={**clean, "EARNWATCH_ALLOW_PRIVATE_TARGETS": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    tops = set(done.stdout.split())
+    assert {"h11", "service"} <= tops  # it did build the notifiers and send
+    assert tops & {"httpx", "httpcore", "anyio"} == set()

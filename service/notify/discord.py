@@ -39,8 +39,8 @@ from service.notify.http import (
 from service.notify.plugin import ChannelType, NotifierContext
 from service.retry_after import retry_after
 
-if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
-    import httpx
+if TYPE_CHECKING:  # h11 loads with the client (NotifierContext.http_client), not the registry
+    from service.h11client import H11Client
 
 # Discord's limits (characters): message content, and an embed's parts and total.
 CONTENT_LIMIT: Final = 2000
@@ -155,7 +155,7 @@ class DiscordNotifier:
     kind: ClassVar[str] = "discord"
     Config: ClassVar[type[ChannelConfig]] = DiscordConfig
 
-    def __init__(self, client: httpx.AsyncClient, *, deadline: float = 10.0) -> None:
+    def __init__(self, client: H11Client, *, deadline: float = 10.0) -> None:
         self._client = client
         self.deadline = deadline
 

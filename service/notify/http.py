@@ -1,11 +1,13 @@
 """One HTTP POST attempt for the HTTP channels, with every failure turned into a
 DeliveryError whose message names the host but never the URL's path, query or a secret.
 
-Transport failures (refused, reset, timeout) are retryable; a target the SSRF guard
-refuses, or a URL httpx cannot use, is permanent. Status codes are classified by the
-caller (`classify_status`, or Slack's own rules). At most `MAX_REPLY_BYTES` of a reply's
-body are read (asked for uncompressed, read raw): a receiver cannot make us hold a large
-body, nor a compression bomb. The total deadline of a send is the delivery worker's.
+The channels send through `H11Client` (service/h11client.py: asyncio streams and h11,
+behind the SSRF guard), not httpx. Transport failures (refused, reset, timeout) are
+retryable; a target the SSRF guard refuses, or a URL the client cannot use, is permanent.
+Status codes are classified by the caller (`classify_status`, or Slack's own rules). At
+most `MAX_REPLY_BYTES` of a reply's body are read (asked for uncompressed, read raw): a
+receiver cannot make us hold a large body, nor a compression bomb. The total deadline of
+a send is the delivery worker's.
 
 A receiver's reply may quote what we sent it (`Cannot POST /services/T000/B000/SECRET`):
 `scrub()` takes the channel's secrets, and its URL's path and query, out of any text
@@ -22,12 +24,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from pydantic import SecretStr
 
 from service.errors import DeliveryError, UnsafeTargetError
-from service.httpclient import read_at_most, redact_url
+from service.httpclient import redact_url
 from service.logs import SecretMask
 from service.notify.base import ChannelConfig
 
-if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
-    import httpx
+if TYPE_CHECKING:  # h11 loads with the client (NotifierContext.http_client), not the registry
+    from service.h11client import H11Client, Headers
 
 C = TypeVar("C", bound=ChannelConfig)
 
@@ -42,7 +44,7 @@ class Reply:
     """A receiver's answer: status, headers and the first `MAX_REPLY_BYTES` of its body."""
 
     status_code: int
-    headers: httpx.Headers
+    headers: Headers  # read-only, looked up without regard to case
     body: bytes
     truncated: bool = False
 
@@ -52,34 +54,41 @@ class Reply:
 
 
 async def post(
-    client: httpx.AsyncClient,
+    client: H11Client,
     url: str,
     content: bytes,
     headers: Mapping[str, str],
     *,
     limit: int = MAX_REPLY_BYTES,
 ) -> Reply:
-    """POST once and read at most `limit` bytes of the reply; raise DeliveryError on any
-    transport failure."""
-    import httpx
+    """POST once and read at most `limit` bytes of the reply (asking for it uncompressed:
+    the client sends `accept-encoding: identity`); raise DeliveryError on any transport
+    failure."""
+    from service.h11client import InvalidURL, TimeoutException, TransportError, UnsupportedProtocol
 
-    where = redact_url(url)
     try:
-        async with client.stream(
-            "POST", url, content=content, headers={"accept-encoding": "identity", **headers}
-        ) as response:
-            body, truncated = await read_at_most(response.aiter_raw(), limit)
-            return Reply(response.status_code, response.headers, body, truncated)
+        status, reply_headers, body, truncated = await client.post(
+            url, content, headers, limit=limit
+        )
     except UnsafeTargetError as exc:
-        raise DeliveryError(f"{where}: {exc}", permanent=True) from None
-    except httpx.TimeoutException as exc:
+        raise DeliveryError(f"{redact_url(url)}: {exc}", permanent=True) from None
+    except TimeoutException as exc:
+        where = redact_url(url)
         raise DeliveryError(f"{where}: timed out ({type(exc).__name__})", permanent=False) from exc
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+    except (UnsupportedProtocol, InvalidURL) as exc:
         raise DeliveryError(
-            f"{where}: unusable URL ({type(exc).__name__})", permanent=True
+            f"{_where(url)}: unusable URL ({type(exc).__name__})", permanent=True
         ) from None
-    except httpx.TransportError as exc:
-        raise DeliveryError(f"{where}: {type(exc).__name__}", permanent=False) from exc
+    except TransportError as exc:
+        raise DeliveryError(f"{redact_url(url)}: {type(exc).__name__}", permanent=False) from exc
+    return Reply(status, reply_headers, body, truncated)
+
+
+def _where(url: str) -> str:
+    try:
+        return redact_url(url)
+    except ValueError:
+        return "(invalid URL)"
 
 
 def url_destination(url: str) -> str:

@@ -53,8 +53,8 @@ from service.notify.plugin import ChannelType, NotifierContext
 from service.retry_after import retry_after
 from service.rules.model import one_or_many_schema
 
-if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
-    import httpx
+if TYPE_CHECKING:  # h11 loads with the client (NotifierContext.http_client), not the registry
+    from service.h11client import H11Client
 
 #: ntfy's default `message-size-limit` (ntfy.sh's too), in bytes.
 BODY_LIMIT: Final = 4096
@@ -177,7 +177,7 @@ class NtfyNotifier:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: H11Client,
         *,
         wall_clock: Callable[[], float] = time.time,
         deadline: float = 10.0,

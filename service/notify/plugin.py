@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from service.config import Settings
-from service.httpclient import TargetGuard, build_client
+from service.httpclient import TargetGuard
 from service.notify.base import ChannelConfig, Notifier
 
 if TYPE_CHECKING:
-    import httpx
+    from service.h11client import H11Client
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 #: Field names that say "a URL": such a field must be declared in `url_fields`.
@@ -48,9 +48,12 @@ class NotifierContext:
     deadline: float  # seconds one send may take in all (EARNWATCH_DELIVERY_TIMEOUT)
     smtp_ssl_context: ssl.SSLContext | None = None
 
-    def http_client(self) -> httpx.AsyncClient:
-        """A new guarded client; the notifier owns it and closes it in `aclose()`."""
-        return build_client(timeout=self.timeout, guard=self.guard)
+    def http_client(self) -> H11Client:
+        """A new guarded client (HTTP/1.1 on h11, no httpx); the notifier owns it and
+        closes it in `aclose()`."""
+        from service.h11client import H11Client
+
+        return H11Client(timeout=self.timeout, guard=self.guard)
 
 
 @dataclass(frozen=True, slots=True)

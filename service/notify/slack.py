@@ -25,8 +25,8 @@ from service.notify.pacing import Pacer
 from service.notify.plugin import ChannelType, NotifierContext
 from service.retry_after import retry_after
 
-if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
-    import httpx
+if TYPE_CHECKING:  # h11 loads with the client (NotifierContext.http_client), not the registry
+    from service.h11client import H11Client
 
 TEXT_LIMIT: Final = 3000  # Slack's limit for a section's text
 HEADER_LIMIT: Final = 150  # Slack's limit for a header block
@@ -89,7 +89,7 @@ class SlackNotifier:
     Config: ClassVar[type[ChannelConfig]] = SlackConfig
 
     def __init__(
-        self, client: httpx.AsyncClient, *, pacer: SlackPacer | None = None, deadline: float = 10.0
+        self, client: H11Client, *, pacer: SlackPacer | None = None, deadline: float = 10.0
     ) -> None:
         """`pacer`'s `max_wait` should stay well under `deadline`: a turn further off is
         a retry at that time, not a send cut short by its deadline."""

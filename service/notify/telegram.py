@@ -47,8 +47,8 @@ from service.notify.pacing import Pacer
 from service.notify.plugin import ChannelType, NotifierContext
 from service.retry_after import RETRY_AFTER_CAP, retry_after
 
-if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
-    import httpx
+if TYPE_CHECKING:  # h11 loads with the client (NotifierContext.http_client), not the registry
+    from service.h11client import H11Client
 
 DEFAULT_API_URL: Final = "https://api.telegram.org"
 TEXT_LIMIT: Final = 4096  # Telegram's limit, counted here in UTF-16 units (never over)
@@ -197,7 +197,7 @@ class TelegramNotifier:
     Config: ClassVar[type[ChannelConfig]] = TelegramConfig
 
     def __init__(
-        self, client: httpx.AsyncClient, *, pacer: ChatPacer | None = None, deadline: float = 10.0
+        self, client: H11Client, *, pacer: ChatPacer | None = None, deadline: float = 10.0
     ) -> None:
         """`pacer`'s `max_wait` should stay well under `deadline`: a turn further off is
         a retry at that time, not a send cut short by its deadline."""

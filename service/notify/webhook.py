@@ -39,8 +39,8 @@ from service.notify.base import ChannelConfig, Message, classify_status, jsonabl
 from service.notify.http import detail, expect, http_url, post, url_destination
 from service.notify.plugin import ChannelType, NotifierContext
 
-if TYPE_CHECKING:  # httpx loads with the client (build_client), not with the registry
-    import httpx
+if TYPE_CHECKING:  # h11 loads with the client (NotifierContext.http_client), not the registry
+    from service.h11client import H11Client
 
 PAYLOAD_VERSION: Final = "1"
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -145,7 +145,7 @@ class WebhookNotifier:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: H11Client,
         *,
         wall_clock: Callable[[], float] = time.time,
         deadline: float = 10.0,

@@ -11,10 +11,10 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
-from service.httpclient import TargetGuard, build_client
+from service.h11client import H11Client
+from service.httpclient import TargetGuard
 from service.notify.base import Message
 from service.notify.discord import DiscordConfig, DiscordNotifier
 from service.notify.email import EmailConfig, EmailNotifier
@@ -56,8 +56,8 @@ def amended_message() -> Message:
 MESSAGE = amended_message()
 
 
-def client() -> httpx.AsyncClient:
-    return build_client(timeout=5.0, guard=TargetGuard(allow_private=True))
+def client() -> H11Client:
+    return H11Client(timeout=5.0, guard=TargetGuard(allow_private=True))
 
 
 def says_amended_with_both_figures(text: str) -> None:

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from service.config import Settings
 from service.errors import DeliveryError
+from service.h11client import H11Client
 from service.httpclient import TargetGuard, build_client
 from service.notify import CHANNEL_CONFIGS, NOTIFIERS, build_notifiers
 from service.notify.base import ChannelConfig, Message, Notifier
@@ -81,28 +82,28 @@ Factory = Callable[[], tuple[Notifier, Callable[[str], ChannelConfig]]]
 
 
 def _webhook() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     return WebhookNotifier(client), lambda url: WebhookConfig.model_validate(
         {"url": url, "secret": SIGNING_SECRET, "headers": {"Authorization": HEADER_SECRET}}
     )
 
 
 def _slack() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     return SlackNotifier(client, pacer=SlackPacer(0.0)), lambda url: SlackConfig(url=SecretStr(url))
 
 
 def _discord() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
     # Discord's success is 204 (200 with `?wait=true`): the table's `200 ok` holds, as
     # any 2xx is success; its replies without a JSON `message` are kept as the body.
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     return DiscordNotifier(client), lambda url: DiscordConfig(url=SecretStr(url))
 
 
 def _ntfy() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
     # Every OUTCOMES row holds as is: ntfy's success is any 2xx (the message JSON it
     # answers with is not required), and its errors are classified by status.
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     return NtfyNotifier(client), lambda url: NtfyConfig.model_validate(
         {"url": url, "token": HEADER_SECRET}  # sent as `Authorization: Bearer ...`
     )
@@ -111,7 +112,7 @@ def _ntfy() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
 def _telegram() -> tuple[Notifier, Callable[[str], ChannelConfig]]:
     """The receiver's origin is the `api_url`; the URL's secret goes into the token, which
     Telegram carries in the path (`/bot<token>/sendMessage`)."""
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
 
     def make(url: str) -> ChannelConfig:
         parts = urlsplit(url)
@@ -241,17 +242,21 @@ async def test_a_refused_connection_and_a_refused_target_leak_no_secret(
 async def test_httpx_itself_logs_full_urls_at_info(
     receiver: Receiver, message: Message, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Why the logging setup must raise the `httpx` logger to WARNING."""
+    """Why the logging setup must raise the `httpx` logger to WARNING: the providers and
+    the heartbeat send through httpx. The channels' client (h11) logs no request at all."""
     caplog.set_level(logging.INFO, logger="httpx")
+    async with build_client(timeout=2.0) as client:
+        await client.post(receiver.url_for(f"/{URL_SECRET}"), content=b"{}")
+    assert URL_SECRET in caplog.text
+    caplog.clear()
+    caplog.set_level(logging.DEBUG)
     notifier, make = _webhook()
     try:
         await notifier.send(message, make(receiver.url_for(f"/{URL_SECRET}")), delivery_id="d")
     finally:
         await notifier.aclose()
-    assert URL_SECRET in caplog.text
-    assert not [
-        r for r in caplog.records if r.name.startswith("service") and URL_SECRET in r.getMessage()
-    ]
+    assert len(receiver.requests) == 2
+    assert not [r for r in caplog.records if URL_SECRET in r.getMessage()]
 
 
 @pytest.mark.parametrize("case", ["delivered", "auth failed", "no starttls", "refused rcpt"])

@@ -12,7 +12,8 @@ import pytest
 from service.clock import FakeClock
 from service.config import Settings
 from service.delivery import DeliveryWorker
-from service.httpclient import TargetGuard, build_client
+from service.h11client import H11Client
+from service.httpclient import TargetGuard
 from service.notify import build_notifiers
 from service.notify.base import ChannelConfig
 from service.notify.email import EmailConfig, EmailNotifier, SmtpOptions
@@ -77,7 +78,7 @@ async def deliver_once(
 
 async def test_a_dripping_slack_reply_is_cut_at_the_deadline(store: Store) -> None:
     with DripReceiver(interval=0.5) as slow:
-        client = build_client(timeout=2.0, guard=TargetGuard(allow_private=True))
+        client = H11Client(timeout=2.0, guard=TargetGuard(allow_private=True))
         notifier = SlackNotifier(client, pacer=SlackPacer(0.0), deadline=1.5)
         config = SlackConfig.model_validate({"url": slow.url_for("/services/T/B/x")})
         try:
@@ -90,7 +91,7 @@ async def test_a_dripping_slack_reply_is_cut_at_the_deadline(store: Store) -> No
 
 async def test_a_dripping_telegram_reply_is_cut_at_the_deadline(store: Store) -> None:
     with DripReceiver(interval=0.5) as slow:
-        client = build_client(timeout=2.0, guard=TargetGuard(allow_private=True))
+        client = H11Client(timeout=2.0, guard=TargetGuard(allow_private=True))
         notifier = TelegramNotifier(client, pacer=ChatPacer(0.0), deadline=1.5)
         config = TelegramConfig.model_validate(
             {"bot_token": "123:SECRETtoken", "chat_id": 1, "api_url": slow.url_for("")}

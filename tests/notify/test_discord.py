@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.errors import DeliveryError
-from service.httpclient import TargetGuard, build_client
+from service.h11client import H11Client
+from service.httpclient import TargetGuard
 from service.notify.base import Message
 from service.notify.discord import (
     COLOR,
@@ -40,7 +41,7 @@ UNKNOWN_WEBHOOK = json.dumps({"message": "Unknown Webhook", "code": 10015})
 
 @pytest.fixture
 async def notifier() -> AsyncIterator[DiscordNotifier]:
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     discord = DiscordNotifier(client)
     yield discord
     await discord.aclose()

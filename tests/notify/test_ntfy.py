@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.errors import DeliveryError
-from service.httpclient import TargetGuard, build_client
+from service.h11client import H11Client
+from service.httpclient import TargetGuard
 from service.notify.base import Message
 from service.notify.ntfy import BODY_LIMIT, NtfyConfig, NtfyNotifier, body, header_value
 from tests.servers import Receiver, Reply
@@ -56,7 +57,7 @@ RATE_LIMITED = ntfy_error(
 
 @pytest.fixture
 async def notifier() -> AsyncIterator[NtfyNotifier]:
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     ntfy = NtfyNotifier(client)
     yield ntfy
     await ntfy.aclose()
@@ -230,7 +231,7 @@ async def test_a_timeout_and_a_refused_connection_are_retryable(
 
 def test_destination_is_the_servers_host_and_port() -> None:
     cfg = NtfyConfig.model_validate({"url": "https://ntfy.sh/my-earnings"})
-    notifier = NtfyNotifier(build_client(timeout=0.5))
+    notifier = NtfyNotifier(H11Client(timeout=0.5, guard=TargetGuard()))
     assert notifier.destination(cfg) == "ntfy.sh:443"
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from service.errors import DeliveryError
-from service.httpclient import TargetGuard, build_client
+from service.h11client import H11Client
+from service.httpclient import TargetGuard
 from service.notify.base import Message
 from service.notify.http import MAX_REPLY_BYTES, post
 from service.notify.slack import SlackConfig, SlackNotifier, SlackPacer
@@ -31,14 +32,14 @@ SECRET_PATH = "/services/T000/B000/XOXBsecretTOKENvalue"
 
 @pytest.fixture
 async def webhook() -> AsyncIterator[WebhookNotifier]:
-    notifier = WebhookNotifier(build_client(timeout=5.0, guard=TargetGuard(allow_private=True)))
+    notifier = WebhookNotifier(H11Client(timeout=5.0, guard=TargetGuard(allow_private=True)))
     yield notifier
     await notifier.aclose()
 
 
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackNotifier]:
-    client = build_client(timeout=5.0, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=5.0, guard=TargetGuard(allow_private=True))
     notifier = SlackNotifier(client, pacer=SlackPacer(0.0))
     yield notifier
     await notifier.aclose()
@@ -70,7 +71,7 @@ async def test_a_512_mb_error_body_is_read_up_to_64_kib_and_the_rest_never_recei
 
 async def test_post_keeps_at_most_the_limit_and_says_it_cut(receiver: Receiver) -> None:
     receiver.script(Reply(500, b"e" * (MAX_REPLY_BYTES + 10)))
-    async with build_client(timeout=5.0) as client:
+    async with H11Client(timeout=5.0, guard=TargetGuard(allow_private=True)) as client:
         reply = await post(client, receiver.url_for("/x"), b"{}", {})
     assert len(reply.body) == MAX_REPLY_BYTES and reply.truncated
     assert receiver.requests[0].headers["accept-encoding"] == "identity"  # no bomb
@@ -83,7 +84,7 @@ async def test_a_reply_that_ends_at_the_limit_is_not_cut_and_one_byte_more_is(
     # Whatever the chunking, the boundary decides (a chunk ending exactly at the limit
     # once read as "not cut" although more followed).
     receiver.script(Reply(500, b"e" * (MAX_REPLY_BYTES + extra)))
-    async with build_client(timeout=5.0) as client:
+    async with H11Client(timeout=5.0, guard=TargetGuard(allow_private=True)) as client:
         reply = await post(client, receiver.url_for("/x"), b"{}", {})
     assert len(reply.body) == MAX_REPLY_BYTES and reply.truncated is cut
 

@@ -14,7 +14,8 @@ import anyio
 import pytest
 
 from service.errors import DeliveryError
-from service.httpclient import TargetGuard, build_client
+from service.h11client import H11Client
+from service.httpclient import TargetGuard
 from service.notify.base import Message
 from service.notify.slack import SlackConfig, SlackNotifier, SlackPacer
 from tests.servers import Receiver, Reply
@@ -25,7 +26,7 @@ INTERVAL = 0.2
 
 @pytest.fixture
 async def notifier() -> AsyncIterator[SlackNotifier]:
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     slack = SlackNotifier(client, pacer=SlackPacer(INTERVAL))
     yield slack
     await slack.aclose()
@@ -96,7 +97,7 @@ async def test_a_429_honours_retry_after_and_holds_that_url_back(
     receiver: Receiver, message: Message
 ) -> None:
     clock = FakeClock()
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     slack = SlackNotifier(client, pacer=SlackPacer(1.0, clock=clock, sleep=clock.sleep))
     receiver.script(Reply(429, "rate_limited", {"Retry-After": "2"}))
     try:
@@ -115,7 +116,7 @@ async def test_a_429_with_an_http_date_retry_after_honours_that_date(
 ) -> None:
     # The receiver's own Date header (BaseHTTPRequestHandler sends one) is what it counts from.
     clock = FakeClock()
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     slack = SlackNotifier(
         client, pacer=SlackPacer(1.0, clock=clock, sleep=clock.sleep, max_wait=60)
     )

@@ -14,7 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.errors import DeliveryError
-from service.httpclient import TargetGuard, build_client
+from service.h11client import H11Client
+from service.httpclient import TargetGuard
 from service.notify.base import Message
 from service.notify.telegram import (
     DEFAULT_API_URL,
@@ -57,7 +58,7 @@ def failed(status: int, description: str, **parameters: Any) -> Reply:
 
 @pytest.fixture
 async def notifier() -> AsyncIterator[TelegramNotifier]:
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     telegram = TelegramNotifier(client, pacer=ChatPacer(0.0))
     yield telegram
     await telegram.aclose()
@@ -94,7 +95,7 @@ async def test_flood_control_429_is_retryable_after_telegrams_retry_after_and_ho
     receiver: Receiver, message: Message
 ) -> None:
     clock = FakeClock()
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     telegram = TelegramNotifier(
         client, pacer=ChatPacer(1.0, clock=clock, sleep=clock.sleep, max_wait=30.0)
     )
@@ -275,7 +276,7 @@ def test_the_text_is_cut_to_telegrams_4096_characters_counted_as_telegram_counts
 def test_the_api_url_defaults_to_telegram_and_the_destination_is_its_host_and_port() -> None:
     cfg = TelegramConfig.model_validate({"bot_token": TOKEN, "chat_id": CHAT})
     assert cfg.api_url == DEFAULT_API_URL
-    notifier = TelegramNotifier(build_client(timeout=1.0, guard=TargetGuard()))
+    notifier = TelegramNotifier(H11Client(timeout=1.0, guard=TargetGuard()))
     assert notifier.destination(cfg) == "api.telegram.org:443"
     assert TOKEN not in repr(cfg)
 

@@ -14,7 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.errors import DeliveryError
-from service.httpclient import TargetGuard, build_client
+from service.h11client import H11Client
+from service.httpclient import TargetGuard
 from service.notify.base import Message
 from service.notify.webhook import WebhookConfig, WebhookNotifier, sign, signing_key
 from tests.servers import Receiver, Reply
@@ -44,7 +45,7 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance: f
 
 @pytest.fixture
 async def notifier() -> AsyncIterator[WebhookNotifier]:
-    client = build_client(timeout=0.5, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=0.5, guard=TargetGuard(allow_private=True))
     webhook = WebhookNotifier(client)
     yield webhook
     await webhook.aclose()
