@@ -14,8 +14,9 @@ from service.clock import FakeClock
 from service.delivery import DeliveryWorker
 from service.digest import MAX_LATE, due_firing, report_line
 from service.errors import RuleFileError
+from service.h11client import H11Client
 from service.health import HealthState
-from service.httpclient import TargetGuard, build_client
+from service.httpclient import TargetGuard
 from service.market import NEW_YORK, EarningsEvent, ReportTime
 from service.marketdata import MarketData
 from service.metrics import Metrics
@@ -140,7 +141,7 @@ def _pipeline(store: Store, ruleset: RuleSet, data: MarketData) -> Pipeline:
 
 
 def _worker(store: Store, ruleset: RuleSet, clock: FakeClock) -> DeliveryWorker:
-    client = build_client(timeout=2.0, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=2.0, guard=TargetGuard(allow_private=True))
     channels = {name: c.config for name, c in ruleset.channels.items()}
     return DeliveryWorker(
         store,

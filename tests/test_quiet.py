@@ -21,8 +21,9 @@ from service.config import Settings
 from service.delivery import DeliveryWorker
 from service.engine import Alert, evaluate
 from service.errors import RuleFileError
+from service.h11client import H11Client
 from service.health import HealthState
-from service.httpclient import TargetGuard, build_client
+from service.httpclient import TargetGuard
 from service.market import Quote, Snapshot
 from service.marketdata import MarketData
 from service.metrics import Metrics
@@ -312,7 +313,7 @@ def _pipeline(store: Store, ruleset: RuleSet) -> Pipeline:
 
 
 def _worker(store: Store, ruleset: RuleSet, clock: FakeClock) -> DeliveryWorker:
-    client = build_client(timeout=2.0, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=2.0, guard=TargetGuard(allow_private=True))
     channels = {name: c.config for name, c in ruleset.channels.items()}
     return DeliveryWorker(
         store,

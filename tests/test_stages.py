@@ -17,8 +17,9 @@ from service.commands import show_history
 from service.config import Settings
 from service.delivery import DeliveryWorker
 from service.engine import Alert
+from service.h11client import H11Client
 from service.health import HealthState
-from service.httpclient import TargetGuard, build_client
+from service.httpclient import TargetGuard
 from service.market import Quote
 from service.marketdata import MarketData
 from service.metrics import Metrics
@@ -126,7 +127,7 @@ def _pipeline(store: Store, ruleset: RuleSet, stages: list[Stage], metrics: Metr
 
 
 def _worker(store: Store, ruleset: RuleSet, clock: FakeClock) -> DeliveryWorker:
-    client = build_client(timeout=2.0, guard=TargetGuard(allow_private=True))
+    client = H11Client(timeout=2.0, guard=TargetGuard(allow_private=True))
     channels = {name: c.config for name, c in ruleset.channels.items()}
     return DeliveryWorker(
         store,
