@@ -11,7 +11,12 @@ provider requests the fake received in that window and in every sliding 60 s win
 whole run (Finnhub's free tier allows 60 a minute), then sends SIGTERM and times the exit.
 
     .venv/bin/python bench/daemon_idle.py [--symbols 500] [--rules 5000] [--settle 20]
-        [--seconds 60]
+        [--seconds 60] [--python PATH]
+
+`--python` runs the daemon with another interpreter, e.g. that of a venv made as a user
+makes it (`python3 -m venv /tmp/user && /tmp/user/bin/pip install .`, no test extra): the
+test extra brings selenium's trio, which httpcore then imports, and that is not what a
+user's daemon holds. The daemon's code is still this checkout's (PYTHONPATH).
 
 Imports `tests.fakes.finnhub` and `tests.servers` (the repository root is put on sys.path).
 """
@@ -132,6 +137,9 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=20.0, help="seconds before sampling")
     parser.add_argument("--seconds", type=float, default=60.0, help="sampling window")
     parser.add_argument("--keep", action="store_true", help="print the folder; do not delete")
+    parser.add_argument(
+        "--python", default=sys.executable, help="the interpreter that runs the daemon"
+    )
     args = parser.parse_args()
     rng = random.Random(7)
     symbols = symbols_of(args.symbols)
@@ -165,7 +173,7 @@ def main() -> None:
         with log_path.open("wb") as out:
             started = time.monotonic()
             process = subprocess.Popen(
-                [sys.executable, "-m", "service", "run", "--rules", "rules.yaml"],
+                [args.python, "-m", "service", "run", "--rules", "rules.yaml"],
                 cwd=folder,
                 env=env,
                 stdout=out,

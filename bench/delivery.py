@@ -18,7 +18,7 @@ receiver's, which runs elsewhere) is printed: on a shared machine it says more t
 wall clock does. `--receiver-cpu` also prints the receiver's.
 
     .venv/bin/python bench/delivery.py [--alerts 1000] [--concurrency 16] [--batch 50]
-        [--pause 0 | --rate R] [--per-host 4] [--database-url postgresql+psycopg://...]
+        [--pause 0 | --rate R] [--per-host 8] [--database-url postgresql+psycopg://...]
         [--receiver-cpu]
 
 The issue's two figures: deliveries per second at a burst (the defaults) and the p99
@@ -438,7 +438,12 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=0.0, help="alerts per second (a batch every batch/rate s)"
     )
-    parser.add_argument("--per-host", type=int, default=4, help="sends in flight per host")
+    parser.add_argument(
+        "--per-host",
+        type=int,
+        default=getattr(delivery, "DEFAULT_PER_HOST", 4),
+        help="sends in flight per host (default: the worker's)",
+    )
     parser.add_argument(
         "--record-wait",
         type=float,

@@ -95,7 +95,7 @@ class Settings(BaseModel):
     # A send's total deadline (connect, request, reply body) and the sends in flight per
     # destination host; see service/delivery.py.
     delivery_timeout: timedelta = timedelta(seconds=10)
-    delivery_per_host: int = Field(4, ge=1)
+    delivery_per_host: int = Field(8, ge=1)  # = delivery.DEFAULT_PER_HOST
     slack_interval: timedelta = timedelta(seconds=1)
     allow_private_targets: bool = False
     allowed_hosts: str = ""

@@ -60,6 +60,12 @@ logger = logging.getLogger(__name__)
 
 #: Sends in flight by default (EARNWATCH_DELIVERY_CONCURRENCY's default).
 DEFAULT_CONCURRENCY = 16
+#: Sends in flight per destination host by default (EARNWATCH_DELIVERY_PER_HOST's). A
+#: send holds its slot until its attempt is recorded, so with 4 one receiver got at most
+#: 4 / (send + group commit) a second: 462-470/s on PostgreSQL, 763/s on SQLite; with 8,
+#: 542-556/s and 1,011/s (bench/delivery.py, BENCHMARKS.md). Half the default concurrency
+#: still leaves the other half to the other hosts when one is slow.
+DEFAULT_PER_HOST = 8
 
 #: What a finished attempt did to its delivery, as metrics count it.
 Result = Literal["delivered", "retry", "dead"]
@@ -77,7 +83,7 @@ class DeliveryWorker:
         clock: Clock,
         rng: random.Random,
         concurrency: int = DEFAULT_CONCURRENCY,
-        per_host: int = 4,
+        per_host: int = DEFAULT_PER_HOST,
         max_attempts: int = 12,
         max_age: timedelta = timedelta(hours=24),
         lease: timedelta = timedelta(minutes=2),

@@ -263,3 +263,16 @@ async def test_no_claim_is_made_while_every_channels_host_is_at_its_cap(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert notifier.max_open["slow.example"] == 2
+
+
+def test_the_settings_defaults_are_the_worker_s() -> None:
+    """EARNWATCH_DELIVERY_CONCURRENCY and _PER_HOST default to the worker's own defaults
+    (the figures behind them are in service/delivery.py): one number, not two to keep in
+    step."""
+    from service import delivery
+    from service.config import load_settings
+
+    settings = load_settings(env_file=None)
+    assert settings.delivery_concurrency == delivery.DEFAULT_CONCURRENCY
+    assert settings.delivery_per_host == delivery.DEFAULT_PER_HOST
+    assert delivery.DEFAULT_PER_HOST < delivery.DEFAULT_CONCURRENCY  # room for other hosts
