@@ -5,7 +5,6 @@ Only this module and `daemon.py` read the wall clock. Everything else takes `now
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -25,6 +24,8 @@ class SystemClock:
         return datetime.now(UTC)
 
     async def sleep(self, seconds: float) -> None:
+        import asyncio  # loaded by whoever runs a loop; `check` imports this module without one
+
         await asyncio.sleep(seconds)
 
 
@@ -64,6 +65,8 @@ class FakeClock:
             self._offset += moment - now
 
     async def sleep(self, seconds: float) -> None:
+        import asyncio
+
         if self._speed > 0:
             await asyncio.sleep(seconds / self._speed)
         else:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 #: The longest wait a Retry-After may impose, in seconds, whatever the server says.
@@ -51,6 +50,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def _http_date(value: str) -> datetime | None:
+    from email.utils import parsedate_to_datetime  # with the first date read, not by `check`
+
     try:
         return _utc(parsedate_to_datetime(value))
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from service.engine import Alert
-from service.rules import Channel
+if TYPE_CHECKING:  # annotations only: the channel registry imports this module via quiet hours
+    from service.engine import Alert
+    from service.rules import Channel
 
 Action = Literal["send", "mute", "defer"]
 #: How the outbox records a mute: `silenced` for a silence, `muted` for any other stage.

@@ -9,10 +9,9 @@ each with one shared client behind the SSRF guard.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel
 
@@ -24,6 +23,9 @@ from service.notify.email import EmailConfig
 from service.notify.plugin import ChannelType, NotifierContext, registry
 from service.notify.slack import SlackConfig
 from service.notify.webhook import WebhookConfig
+
+if TYPE_CHECKING:  # ssl loads with a client or a mail, not with the registry
+    import ssl
 
 CHANNEL_TYPES: Final[Mapping[str, ChannelType]] = registry(
     webhook.CHANNEL,

@@ -17,12 +17,9 @@ from __future__ import annotations
 import html
 import logging
 import re
-import ssl
 from contextlib import suppress
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import format_datetime
-from typing import Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -33,6 +30,10 @@ from service.notify.base import ChannelConfig, Message
 from service.notify.http import expect
 from service.notify.plugin import ChannelType, NotifierContext
 from service.rules.model import one_or_many_schema
+
+if TYPE_CHECKING:  # ssl and the email package load with the first mail, not with the registry
+    import ssl
+    from email.message import EmailMessage
 
 log = logging.getLogger(__name__)
 _ADDRESS = re.compile(r"^[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+$")
@@ -107,6 +108,9 @@ def build_email(
 ) -> EmailMessage:
     """The MIME message (multipart/alternative: text/plain, text/html); deterministic.
     Its values read as on every channel (figures.shown_values)."""
+    from email.message import EmailMessage
+    from email.utils import format_datetime
+
     values = shown_values(message.values)
     fired = message.fired_at.isoformat(timespec="seconds")
     text = "\n".join(
@@ -162,6 +166,8 @@ class EmailNotifier:
                 permanent=True,
             )
         mail = build_email(message, cfg, sender=opts.sender, delivery_id=delivery_id)
+        import ssl
+
         import aiosmtplib  # with the first mail, not with the registry
 
         smtp = aiosmtplib.SMTP(
@@ -212,6 +218,8 @@ class EmailNotifier:
 
 def _delivery_error(where: str, exc: BaseException) -> DeliveryError:
     """RFC 5321 classes: 4xx and broken connections retry, 5xx and TLS failures do not."""
+    import ssl
+
     import aiosmtplib
 
     tls = exc if isinstance(exc, ssl.SSLError) else None

@@ -6,18 +6,32 @@ cutting the send at its deadline."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.errors import DeliveryError
+
+if TYPE_CHECKING:  # asyncio loads with the first turn: the channel registry needs no loop
+    import asyncio
+
+
+def _lock() -> asyncio.Lock:
+    import asyncio
+
+    return asyncio.Lock()
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
 
 
 @dataclass(slots=True)
 class _Slot:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: asyncio.Lock = field(default_factory=_lock)
     next_at: float = float("-inf")
 
 
@@ -32,7 +46,7 @@ class Pacer:
         interval: float,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[Any]] = _sleep,
         max_wait: float = 60.0,
     ) -> None:
         self._interval = interval

@@ -15,7 +15,6 @@ mask: `ChannelType.problems()` refuses a declaration that leaves a URL-like or a
 from __future__ import annotations
 
 import re
-import ssl
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,7 +27,9 @@ from service.config import Settings
 from service.httpclient import TargetGuard
 from service.notify.base import ChannelConfig, Notifier
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # ssl loads with a client or a mail, not with the registry
+    import ssl
+
     from service.h11client import H11Client
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -13,16 +13,18 @@ moves on to the next provider instead of stalling the poll. Time comes from an i
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from service.clock import Clock
 from service.errors import ProviderRateLimited
 from service.retry_after import RETRY_AFTER_CAP
+
+if TYPE_CHECKING:  # asyncio loads with the first wait: `check` builds limiters without a loop
+    import asyncio
 
 #: The pause after a 429 that does not say how long.
 DEFAULT_PAUSE: Final = 60.0
@@ -41,6 +43,8 @@ class _MonotonicClock:
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
+        import asyncio  # with the first wait, not with the provider registry
+
         await asyncio.sleep(seconds)
 
 
@@ -64,7 +68,7 @@ class RateLimiter:
         self._max_pause = max_pause
         self._calls = [deque[float](maxlen=r.calls) for r in self.rates]
         self._paused_until = self._now()
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made on the first acquire(), in a loop
 
     def _now(self) -> float:
         if self._clock is not None:
@@ -89,6 +93,10 @@ class RateLimiter:
     async def acquire(self) -> None:
         """Take one call, sleeping while the buckets refill; raise ProviderRateLimited
         (retry_after = the wait) when the wait would exceed `max_wait`."""
+        if self._lock is None:
+            import asyncio
+
+            self._lock = asyncio.Lock()
         async with self._lock:
             while (wait := self.wait_time()) > 0:
                 if wait > self._max_wait:

@@ -17,7 +17,6 @@ other malformed answer.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -87,6 +86,8 @@ async def fetch(
 ) -> Answer:
     """GET `endpoint` (a path below the client's base URL) with `params`, within the
     client's timeout as a total deadline (the wait for the limiter is not counted)."""
+    import asyncio
+
     import httpx
 
     await limiter.acquire()
