@@ -35,7 +35,9 @@ class ChannelConfig(BaseModel):
     validation error never quotes the input: it may be a secret URL or token. The fields
     here are every channel's (`quiet_hours`), read by the stages, never by a notifier."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, defer_build=True
+    )
 
     quiet_hours: QuietHours | None = Field(
         None, description="deliveries due inside this window wait for its end"
