@@ -116,6 +116,18 @@ def test_check_of_a_file_without_messages_imports_no_database_client_web_or_jinj
     assert {"service", "pydantic", "yaml"} <= tops  # it did load and validate the file
 
 
+def test_check_loads_no_event_loop_tls_or_engine(tmp_path: Path) -> None:
+    """A check reads and validates; it runs nothing. asyncio (the clock, the limiters, the
+    pacers), ssl (the channels' TLS context, email) and the engine load with their first
+    use, not with the registries `check` imports."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    names, code, output = imported_modules(["check", "--rules", "rules.yaml"], tmp_path)
+    assert code == 0, output
+    tops = {name.split(".", 1)[0] for name in names}
+    assert tops & {"asyncio", "ssl", "_ssl"} == set()
+    assert names & {"service.engine", "service.daemon", "service.pipeline"} == set()
+
+
 def test_a_message_brings_jinja2_and_a_digest_apscheduler_and_nothing_else(
     tmp_path: Path,
 ) -> None:
