@@ -88,10 +88,13 @@ def test_a_text_that_fails_is_no_template_and_fails_again() -> None:
 
 
 @pytest.mark.parametrize("op", ["<", "<=", ">", ">=", "==", "!="])
-def test_a_negative_constant_reads_as_the_variable_compared_with_its_negative(op: str) -> None:
-    """`change_pct < -5` is one closure now: the same results as the comparison of the
-    variable with the negated constant (`comparison`), fixed or from a template, on any
-    value a rule may see (and the same exception on one it may not)."""
+def test_a_number_or_its_negative_reads_as_the_comparison_of_the_variable_with_it(
+    op: str,
+) -> None:
+    """`change_pct < 5` and `change_pct < -5` are one closure each (the comparison
+    written in it for an order): the same results as the generic comparison of the
+    variable with the constant, or the negated constant (`comparison`), fixed or from a
+    template, on any value a rule may see (and the same exception on one it may not)."""
     import math
     import operator
 
@@ -102,19 +105,21 @@ def test_a_negative_constant_reads_as_the_variable_compared_with_its_negative(op
     odd = [None, 0, -5, -5.0, 5, True, False, math.nan, math.inf, -math.inf, 10**400, -0.0]
     rng = random.Random(op)
     templates: Templates = {}
-    for number in [*NUMBERS, "5", "0", "0.0"]:
-        constant = float(number) if "." in number else int(number)
-        reference = comparison(
-            compare[op], variable_number("change_pct"), lambda _v, c=constant: -c
-        )
-        text = f"change_pct {op} -{number}"
-        for compiled in (compile_condition(text), compile_condition(text, templates)):
-            for value in [*odd, *(rng.uniform(-50, 50) for _ in range(20))]:
-                v = {"change_pct": value}
-                assert compiled(v) == reference(v), (text, value)
-                assert type(compiled(v)) is type(reference(v))
-            for bad in ("x", date(2026, 2, 3)):
-                assert outcome(compiled, bad) == outcome(reference, bad), (text, bad)
+    for sign in ("", "-"):
+        for number in [*NUMBERS, "5", "0", "0.0"]:
+            constant = float(number) if "." in number else int(number)
+            constant = -constant if sign else constant
+            reference = comparison(
+                compare[op], variable_number("change_pct"), lambda _v, c=constant: c
+            )
+            text = f"change_pct {op} {sign}{number}"
+            for compiled in (compile_condition(text), compile_condition(text, templates)):
+                for value in [*odd, *(rng.uniform(-50, 50) for _ in range(20))]:
+                    v = {"change_pct": value}
+                    assert compiled(v) == reference(v), (text, value)
+                    assert type(compiled(v)) is type(reference(v))
+                for bad in ("x", date(2026, 2, 3)):
+                    assert outcome(compiled, bad) == outcome(reference, bad), (text, bad)
 
 
 def outcome(fn: Callable[[dict[str, object]], object], value: object) -> object:
