@@ -323,29 +323,40 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
     targets = snapshot.targets
     if quote is not None:
         price, prev_close = quote.price, quote.prev_close
-        out: dict[str, Value] = {
-            "price": price,
-            "prev_close": prev_close,
-            "change_pct": pct_change(price, prev_close),
-            "day_high": quote.day_high,
-            "day_low": quote.day_low,
-        }
+        day_high, day_low = quote.day_high, quote.day_low
     else:
-        price = None
-        out = dict.fromkeys(("price", "prev_close", "change_pct", "day_high", "day_low"))
+        price = prev_close = day_high = day_low = None
     if targets is not None:
-        out["target_median"] = targets.median
-        out["target_mean"] = targets.mean
-        out["target_high"] = targets.high
-        out["target_low"] = targets.low
+        median, mean, high, low = targets.median, targets.mean, targets.high, targets.low
     else:
-        out["target_median"] = out["target_mean"] = out["target_high"] = None
-        out["target_low"] = None
-    out["session"] = _session_at(now)
+        median = mean = high = low = None
     today = _today_at(now)
     event = _select(snapshot.events, today) if snapshot.events else None
     if event is None:
-        out.update(dict.fromkeys(EARNINGS_VARS))
+        out: dict[str, Value] = {
+            "price": price,
+            "prev_close": prev_close,
+            "change_pct": pct_change(price, prev_close) if quote is not None else None,
+            "day_high": day_high,
+            "day_low": day_low,
+            "target_median": median,
+            "target_mean": mean,
+            "target_high": high,
+            "target_low": low,
+            "session": _session_at(now),
+        }
+        out.update(_NO_EARNINGS)
+        # Only the numbers taken as they are from the snapshot may not be finite.
+        if math.isfinite(
+            sum(
+                [
+                    x
+                    for x in (price, prev_close, day_high, day_low, median, mean, high, low)
+                    if isinstance(x, float)
+                ]
+            )
+        ):
+            return out
         return _all_known(out)
     hours = (event.published_at - now).total_seconds() / 3600.0
     period = event.fiscal_period
@@ -365,27 +376,77 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
     # Figures not confirmed yet are no figures a rule may compare: no beat or miss from them.
     eps_actual = event.eps_actual if reported else None
     revenue_actual = event.revenue_actual if reported else None
-    out["earnings_date"] = event.date
     when = event.time
-    out["earnings_time"] = _TIME_VALUES[when] if when.__class__ is ReportTime else when.value
-    out["hours_to_earnings"] = hours
-    out["days_to_earnings"] = (event.date - today).days
-    out["reported"] = reported
-    out["eps_estimate"] = eps_estimate
-    out["eps_actual"] = eps_actual
-    out["eps_surprise_pct"] = pct_change(eps_actual, eps_estimate)
-    out["revenue_estimate"] = revenue_estimate
-    out["revenue_actual"] = revenue_actual
-    out["revenue_surprise_pct"] = pct_change(revenue_actual, revenue_estimate)
-    out["price_at_report"] = price_at_report
-    out["move_since_report_pct"] = pct_change(price, price_at_report) if event_reported else None
-    out["fiscal_period"] = period
-    out["eps_estimate_latest"] = event.eps_estimate
-    out["revenue_estimate_latest"] = event.revenue_estimate
-    out.update(_lifecycle(event, history) if history is not None else _NO_LIFECYCLE)
+    plain = when.__class__ is ReportTime
+    # One literal, in the order the variables were always given in.
+    out = {
+        "price": price,
+        "prev_close": prev_close,
+        "change_pct": pct_change(price, prev_close) if quote is not None else None,
+        "day_high": day_high,
+        "day_low": day_low,
+        "target_median": median,
+        "target_mean": mean,
+        "target_high": high,
+        "target_low": low,
+        "session": _session_at(now),
+        "earnings_date": event.date,
+        "earnings_time": _TIME_VALUES[when] if plain else when.value,
+        "hours_to_earnings": hours,
+        "days_to_earnings": (event.date - today).days,
+        "reported": reported,
+        "eps_estimate": eps_estimate,
+        "eps_actual": eps_actual,
+        "eps_surprise_pct": pct_change(eps_actual, eps_estimate),
+        "revenue_estimate": revenue_estimate,
+        "revenue_actual": revenue_actual,
+        "revenue_surprise_pct": pct_change(revenue_actual, revenue_estimate),
+        "price_at_report": price_at_report,
+        "move_since_report_pct": pct_change(price, price_at_report) if event_reported else None,
+        "fiscal_period": period,
+        "eps_estimate_latest": event.eps_estimate,
+        "revenue_estimate_latest": event.revenue_estimate,
+    }
+    if history is not None or not plain or confirmation is not _UNCONFIRMED:
+        out.update(_lifecycle(event, history) if history is not None else _NO_LIFECYCLE)
+        out["price_at_open"] = price_at_open
+        out["gap_pct"] = pct_change(price_at_open, price_at_report)
+        out.update(confirmation)
+        return _all_known(out)
+    out.update(_NO_LIFECYCLE)
     out["price_at_open"] = price_at_open
     out["gap_pct"] = pct_change(price_at_open, price_at_report)
-    out.update(confirmation)
+    out.update(_UNCONFIRMED)
+    # Every other value is finite or no float: a number derived here (the percentages
+    # and the hours) is, and so is every value of a constant table. Only the numbers
+    # taken as they are from the snapshot are checked (the others' walk skipped).
+    if math.isfinite(
+        sum(
+            [
+                x
+                for x in (
+                    price,
+                    prev_close,
+                    day_high,
+                    day_low,
+                    median,
+                    mean,
+                    high,
+                    low,
+                    eps_estimate,
+                    eps_actual,
+                    revenue_estimate,
+                    revenue_actual,
+                    price_at_report,
+                    event.eps_estimate,
+                    event.revenue_estimate,
+                    price_at_open,
+                )
+                if isinstance(x, float)
+            ]
+        )
+    ):
+        return out
     return _all_known(out)
 
 
@@ -402,6 +463,8 @@ def _all_known(out: dict[str, Value]) -> dict[str, Value]:
     return out
 
 
+#: The earnings variables of a symbol without a report (`dict.fromkeys(EARNINGS_VARS)`).
+_NO_EARNINGS: Final[Mapping[str, Value]] = MappingProxyType(dict.fromkeys(EARNINGS_VARS))
 #: Each ReportTime's `.value` (the enum's property is slow).
 _TIME_VALUES: Final[Mapping[ReportTime, str]] = {t: t.value for t in ReportTime}
 #: `_confirmation` without confirmation, less `reported`; `_lifecycle` without a history.

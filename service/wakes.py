@@ -61,26 +61,37 @@ def next_wake(
     or earlier for the next pass, NEVER when no moment of the clock alone can change it.
     `state` is its state after the evaluation at `now`; `midnight` is `next_midnight`."""
     wake = NEVER
-    if state.pending_since is not None and rule.hold is not None:
-        wake = state.pending_since.timestamp() + rule.hold.total_seconds() - WAKE_MARGIN
+    hold = rule.hold
+    if hold is not None and state.pending_since is not None:
+        wake = state.pending_since.timestamp() + hold.total_seconds() - WAKE_MARGIN
     if not rule.time_dependent:
         return wake
-    wake = min(wake, midnight)
-    for condition in (rule.when, rule.clear_when):
-        if condition is None:
-            continue
-        thresholds = getattr(condition, "clock", None)  # a stand-in condition: unknown
-        if thresholds is None:
-            return now  # reads the clock some other way: every pass
-        if not thresholds:
-            continue
-        hours = values.get("hours_to_earnings")
-        if not isinstance(hours, int | float) or isinstance(hours, bool):
-            continue  # no report: what changes it is new data, or the day
-        for threshold in thresholds:
-            until = (hours - threshold) * 3600.0  # seconds until the hours cross it
-            if until > -WAKE_MARGIN:  # not crossed yet, or only just (rounding)
-                wake = min(wake, now + until - WAKE_MARGIN)
+    if midnight < wake:  # min(wake, midnight), as `min` keeps the first of equals
+        wake = midnight
+    # Both conditions' thresholds at once: either one that reads the clock some other
+    # way (no `clock`: a stand-in condition) wakes at every pass.
+    thresholds = getattr(rule.when, "clock", None)
+    clear = rule.clear_when
+    if clear is not None:
+        more = getattr(clear, "clock", None)
+        if thresholds is None or more is None:
+            return now
+        thresholds += more
+    elif thresholds is None:
+        return now
+    if not thresholds:
+        return wake
+    hours = values.get("hours_to_earnings")
+    if hours.__class__ is not float and (
+        not isinstance(hours, int | float) or isinstance(hours, bool)
+    ):
+        return wake  # no report: what changes it is new data, or the day
+    for threshold in thresholds:
+        until = (hours - threshold) * 3600.0  # seconds until the hours cross it
+        if until > -WAKE_MARGIN:  # not crossed yet, or only just (rounding)
+            moment = now + until - WAKE_MARGIN
+            if moment < wake:
+                wake = moment
     return wake
 
 

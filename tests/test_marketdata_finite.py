@@ -6,9 +6,18 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from service.market import EarningsEvent, Quote, ReportTime, Snapshot, pct_change, variables
+from service.market import (
+    EarningsEvent,
+    PriceTargets,
+    Quote,
+    ReportTime,
+    Snapshot,
+    pct_change,
+    variables,
+)
 from service.marketdata import MarketData
 
 NOW = datetime(2026, 2, 4, 15, 0, tzinfo=UTC)
@@ -58,3 +67,47 @@ def test_pct_change_is_unknown_unless_finite() -> None:
     assert pct_change(0.23, 1e-320) is None
     assert pct_change(1e308, -1e308) is None  # 2e308 overflows
     assert pct_change(-0.17, -0.1521) == (-0.17 + 0.1521) / 0.1521 * 100
+
+
+def test_each_non_finite_input_alone_is_unknown_with_or_without_a_report() -> None:
+    """`variables` checks only the numbers it takes as they are from the snapshot when
+    nothing else can be non-finite: each of them, alone NaN or infinite, is unknown."""
+    event = EarningsEvent("LUMN", date(2026, 2, 3), ReportTime.AMC, 2025, 4, 0.2, 0.23, 3e9, 3.1e9)
+    fields = {
+        "quote": ["price", "prev_close", "day_high", "day_low"],
+        "targets": ["median", "mean", "high", "low"],
+        "event": ["eps_estimate", "eps_actual", "revenue_estimate", "revenue_actual"],
+        "report_prices": ["2025Q4"],
+        "open_prices": ["2025Q4"],
+    }
+    for bad in (math.nan, math.inf, -math.inf):
+        for part, names in fields.items():
+            for name in names:
+                for with_event in (True, False):
+                    if part in ("event", "report_prices", "open_prices") and not with_event:
+                        continue
+                    quote = Quote("LUMN", 8.46, 8.0, 8.6, 8.3)
+                    targets = PriceTargets("LUMN", 9.0, 9.1, 12.0, 6.0)
+                    ev, reports, opens = event, {"2025Q4": 8.1}, {"2025Q4": 8.2}
+                    if part == "quote":
+                        quote = replace(quote, **{name: bad})
+                    elif part == "targets":
+                        targets = replace(targets, **{name: bad})
+                    elif part == "event":
+                        ev = replace(ev, **{name: bad})
+                    elif part == "report_prices":
+                        reports = {name: bad}
+                    else:
+                        opens = {name: bad}
+                    snapshot = Snapshot(
+                        "LUMN",
+                        quote=quote,
+                        events=(ev,) if with_event else (),
+                        targets=targets,
+                        report_prices=reports,
+                        open_prices=opens,
+                    )
+                    seen = variables(snapshot, NOW)
+                    floats = [v for v in seen.values() if isinstance(v, float)]
+                    assert all(math.isfinite(v) for v in floats), (part, name, bad)
+                    assert len(floats) > 5  # the others are still known

@@ -329,9 +329,12 @@ def _variable(name: str) -> Fn:
 
 
 def _open_comparison(
-    compare: Callable[[Any, Any], bool], name: str, index: int
+    compare: Callable[[Any, Any], bool], name: str, index: int, negated: bool = False
 ) -> Callable[[Consts], Fn]:
-    """`compare_variable` of the constant at `index` of the constants to come."""
+    """`compare_variable` of the constant at `index` of the constants to come (negated:
+    of its negative)."""
+    if negated:
+        return lambda k: compare_variable(compare, name, -k[index])  # type: ignore[operator]
     return lambda k: compare_variable(compare, name, k[index])
 
 
@@ -451,13 +454,25 @@ class _Compiler:
                 raise _at(right, f"cannot compare a {left_kind} with a {right_kind}")
             if left_kind in (BOOL, STR) and isinstance(op, _ORDERED):
                 raise _at(right, f"a {left_kind} can only be compared with == or !=")
-            constant = _number(right) if isinstance(right, ast.Constant) else None
-            if isinstance(left_node, ast.Name) and left_kind == NUM and constant is not None:
-                name, index = left_node.id, self.param(right)
+            # A number, or a negative one (`change_pct < -5`: its closure is the one
+            # `comparison` of the variable and the negated constant gives, in one call).
+            negated = isinstance(right, ast.UnaryOp) and isinstance(right.op, ast.USub)
+            operand = right.operand if isinstance(right, ast.UnaryOp) and negated else right
+            literal = operand if isinstance(operand, ast.Constant) else None
+            constant = _number(literal) if literal is not None else None
+            if (
+                isinstance(left_node, ast.Name)
+                and left_kind == NUM
+                and literal is not None
+                and constant is not None
+            ):
+                name, index = left_node.id, self.param(literal)
                 if index is None:
-                    links.append(Staged(fixed=compare_variable(compare, name, right.value)))  # type: ignore[attr-defined]
+                    raw: float = literal.value  # type: ignore[assignment]  # a number
+                    value = -raw if negated else raw
+                    links.append(Staged(fixed=compare_variable(compare, name, value)))
                 else:
-                    links.append(Staged(make=_open_comparison(compare, name, index)))
+                    links.append(Staged(make=_open_comparison(compare, name, index, negated)))
             else:
                 links.append(
                     _combine(lambda a, b, c=compare: comparison(c, a, b), left_fn, right_fn)

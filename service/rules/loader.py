@@ -67,6 +67,9 @@ class Loader:
         #: Their staged trees, for conditions that differ only in their numbers.
         self.templates: Templates = {}
         self.fingerprints: dict[tuple[str, str | None, Any, Any], str] = {}
+        #: The names of a rule's conditions -> (reads an earnings variable, one of the
+        #: clock): conditions of one template share their names' set.
+        self.reads: dict[frozenset[str], tuple[bool, bool]] = {}
         self.symbols: dict[str, str] = {}  # symbols written as valid, upper-case, text
 
     # --- reporting -------------------------------------------------------------------
@@ -299,8 +302,11 @@ class Loader:
             return model, None
         hold = model.for_ if model.for_ is not None else defaults.for_
         cooldown = model.cooldown if model.cooldown is not None else defaults.cooldown
-        names = when.names | (clear.names if clear else frozenset())
-        if model.notify_amended and not names & EARNINGS_VARS:
+        names = when.names | clear.names if clear else when.names
+        kinds = self.reads.get(names)
+        if kinds is None:
+            kinds = self.reads[names] = (bool(names & EARNINGS_VARS), bool(names & TIME_VARS))
+        if model.notify_amended and not kinds[0]:
             self.problem(
                 (*path, "notify_amended"),
                 "`notify_amended:` needs a rule that fires on a report: its `when` or "
@@ -318,8 +324,8 @@ class Loader:
             channels=tuple(notify or ()),
             template=template,
             fingerprint=self.fingerprint(when, clear, hold, cooldown),
-            uses_earnings=bool(names & EARNINGS_VARS),
-            time_dependent=bool(names & TIME_VARS),
+            uses_earnings=kinds[0],
+            time_dependent=kinds[1],
             line=self.doc.line(path),
             urgent=model.urgent,
             notify_resolved=model.notify_resolved,

@@ -4,6 +4,8 @@ gets the closure a compile of its own text builds, with the same results on any 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from datetime import date
 
 import pytest
 
@@ -83,3 +85,46 @@ def test_a_text_that_fails_is_no_template_and_fails_again() -> None:
         compile_condition("reported > 5", templates)
     with pytest.raises(ExprError, match="cannot compare"):
         compile_condition("reported > 6", templates)
+
+
+@pytest.mark.parametrize("op", ["<", "<=", ">", ">=", "==", "!="])
+def test_a_number_or_its_negative_reads_as_the_comparison_of_the_variable_with_it(
+    op: str,
+) -> None:
+    """`change_pct < 5` and `change_pct < -5` are one closure each (the comparison
+    written in it for an order): the same results as the generic comparison of the
+    variable with the constant, or the negated constant (`comparison`), fixed or from a
+    template, on any value a rule may see (and the same exception on one it may not)."""
+    import math
+    import operator
+
+    from service.rules.evaluation import comparison, variable_number
+
+    compare = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+    compare |= {"==": operator.eq, "!=": operator.ne}
+    odd = [None, 0, -5, -5.0, 5, True, False, math.nan, math.inf, -math.inf, 10**400, -0.0]
+    rng = random.Random(op)
+    templates: Templates = {}
+    for sign in ("", "-"):
+        for number in [*NUMBERS, "5", "0", "0.0"]:
+            constant = float(number) if "." in number else int(number)
+            constant = -constant if sign else constant
+            reference = comparison(
+                compare[op], variable_number("change_pct"), lambda _v, c=constant: c
+            )
+            text = f"change_pct {op} {sign}{number}"
+            for compiled in (compile_condition(text), compile_condition(text, templates)):
+                for value in [*odd, *(rng.uniform(-50, 50) for _ in range(20))]:
+                    v = {"change_pct": value}
+                    assert compiled(v) == reference(v), (text, value)
+                    assert type(compiled(v)) is type(reference(v))
+                for bad in ("x", date(2026, 2, 3)):
+                    assert outcome(compiled, bad) == outcome(reference, bad), (text, bad)
+
+
+def outcome(fn: Callable[[dict[str, object]], object], value: object) -> object:
+    """What `fn` gives of `change_pct` = `value`, or the type of what it raised."""
+    try:
+        return fn({"change_pct": value})
+    except Exception as exc:
+        return type(exc)
