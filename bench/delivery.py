@@ -236,14 +236,16 @@ class LightWebhook(WebhookNotifier):
         self._idle.clear()
 
 
-def alerts_for(batch: int, first: int, now: datetime) -> list[NewAlert]:
+def alerts_for(batch: int, first: int, now: datetime, prefix: str = "bench") -> list[NewAlert]:
+    """`batch` miss alerts numbered from `first`, one webhook delivery each; `prefix`
+    keeps the dedup keys of two benches apart in one database."""
     out: list[NewAlert] = []
     for i in range(first, first + batch):
         symbol = f"S{i % 500:03d}"
         alert = Alert(
             rule=f"bench-miss-{i % 50}",
             symbol=symbol,
-            dedup_key=f"bench:{now.isoformat()}:{i}",
+            dedup_key=f"{prefix}:{now.isoformat()}:{i}",
             fired_at=now,
             text=f"{symbol} missed: EPS -0.30 vs -0.21 (alert {i})",
             channels=("hook",),

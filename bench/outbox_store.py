@@ -26,27 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.engine import Alert
-from service.notify.render import render
-from service.store import AttemptRecord, Finished, NewAlert, Store, open_store
+from service.store import AttemptRecord, Finished, Store, open_store
 
-
-def alerts_for(batch: int, first: int, now: datetime) -> list[NewAlert]:
-    out: list[NewAlert] = []
-    for i in range(first, first + batch):
-        symbol = f"S{i % 500:03d}"
-        alert = Alert(
-            rule=f"bench-miss-{i % 50}",
-            symbol=symbol,
-            dedup_key=f"bench-store:{now.isoformat()}:{i}",
-            fired_at=now,
-            text=f"{symbol} missed: EPS -0.30 vs -0.21 (alert {i})",
-            channels=("hook",),
-            values={"eps_actual": -0.30, "eps_estimate": -0.21, "price": 8.46},
-            report_key="2025Q4",
-        )
-        out.append((alert, render, [("hook", "webhook")]))
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from delivery import alerts_for  # the burst bench's alerts, so both measure the same rows
 
 
 class Meter:
@@ -71,7 +54,7 @@ def run(args: argparse.Namespace, url: str) -> None:
     try:
         for first in range(0, args.alerts, args.batch):
             now = datetime.now(UTC)
-            batch = alerts_for(min(args.batch, args.alerts - first), first, now)
+            batch = alerts_for(min(args.batch, args.alerts - first), first, now, "bench-store")
             with meters["record"]:
                 store.record(batch, {}, now)
             transactions["record"] += 1
