@@ -407,16 +407,12 @@ def variables(snapshot: Snapshot, now: datetime) -> dict[str, Value]:
         "eps_estimate_latest": event.eps_estimate,
         "revenue_estimate_latest": event.revenue_estimate,
     }
-    if history is not None or not plain or confirmation is not _UNCONFIRMED:
-        out.update(_lifecycle(event, history) if history is not None else _NO_LIFECYCLE)
-        out["price_at_open"] = price_at_open
-        out["gap_pct"] = pct_change(price_at_open, price_at_report)
-        out.update(confirmation)
-        return _all_known(out)
-    out.update(_NO_LIFECYCLE)
+    out.update(_lifecycle(event, history) if history is not None else _NO_LIFECYCLE)
     out["price_at_open"] = price_at_open
     out["gap_pct"] = pct_change(price_at_open, price_at_report)
-    out.update(_UNCONFIRMED)
+    out.update(confirmation)
+    if history is not None or not plain or confirmation is not _UNCONFIRMED:
+        return _all_known(out)
     # Every other value is finite or no float: a number derived here (the percentages
     # and the hours) is, and so is every value of a constant table. Only the numbers
     # taken as they are from the snapshot are checked (the others' walk skipped).
