@@ -102,6 +102,8 @@ def test_a_delivery_whose_channel_an_edit_removed_waits_and_arrives_once_it_is_b
             wait_for(lambda: len(hook.requests) >= 2, 15, "two refused attempts", daemon)
             rules.write_text(WITHOUT_HOOK)  # the edit removes the channel...
             wait_for(lambda: "is not in the rule file" in daemon.log(), 15, "the wait", daemon)
+            # the claim is handed back just after that line is logged: read the row once it is
+            wait_for(lambda: hook_delivery(db)[0] == "pending", 15, "the release", daemon)
             status, attempts = hook_delivery(db)
             seen = len(hook.requests)
             time.sleep(4)  # before: dead at once, and dead for good once the file came back
