@@ -26,8 +26,10 @@ What it keeps from the httpx client it replaces (`build_client(guard=...)`):
   asks for `accept-encoding: identity`.
 
 A keep-alive connection the server closed while it sat idle (seen as EOF or a reset before
-any byte of the reply) is retried once on a new connection; nothing else is retried here
-(the delivery worker retries, with the same webhook-id).
+any byte of the reply, or a `408 Request Timeout` as the reply: a server's notice that it
+timed the idle connection out, which may have been sent before the request) is retried
+once on a new connection; nothing else is retried here (the delivery worker retries, with
+the same webhook-id).
 """
 
 from __future__ import annotations
@@ -393,6 +395,8 @@ class H11Client:
                         protocol.receive_data(chunk)
                     elif type(event) is h11.Response:
                         status = event.status_code
+                        if status == 408 and reused:  # the server timed the idle connection
+                            raise _Stale  # out before it hung up (as Go's net/http reads it)
                         raw_headers = list(event.headers)
                     elif type(event) is h11.Data:
                         body += event.data

@@ -278,6 +278,28 @@ async def test_a_reused_connection_closed_before_any_reply_is_retried_once() -> 
     assert [s.connection for s in server.requests] == [0, 0, 1]
 
 
+TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+async def test_a_408_on_a_reused_connection_is_its_idle_timeout_and_retried_once() -> None:
+    # A server that times out idle keep-alive connections says so with a 408 and hangs up;
+    # a request sent on that connection reads the 408 as its reply.
+    with RawServer(script(Answer(), Answer(TIMED_OUT, then="close"))) as server:
+        async with H11Client(guard=PRIVATE, timeout=2.0) as client:
+            await post(client, server.url(), b"{}", {})
+            reply = await post(client, server.url(), b"{}", {})
+    assert reply.status_code == 200
+    assert [s.connection for s in server.requests] == [0, 0, 1]
+    assert server.requests[1].body == server.requests[2].body == b"{}"
+
+
+async def test_a_408_on_a_new_connection_is_the_reply() -> None:
+    with RawServer(lambda n: Answer(TIMED_OUT, then="close")) as server:
+        async with H11Client(guard=PRIVATE, timeout=2.0) as client:
+            reply = await post(client, server.url(), b"{}", {})
+    assert reply.status_code == 408 and len(server.requests) == 1
+
+
 async def test_a_new_connection_closed_before_any_reply_is_not_retried() -> None:
     with RawServer(lambda n: Answer(b"", then="close")) as server:
         async with H11Client(guard=PRIVATE, timeout=2.0) as client:
