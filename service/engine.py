@@ -26,7 +26,7 @@ from service.market import (
     Value,
     variables,
 )
-from service.rules import CompiledRule, RuleSet
+from service.rules import CompiledRule, RuleSet, SymbolRules
 from service.rules.expr import Compiled
 from service.rules.messages import amended_message, resolved_message
 from service.wakes import Key, Wakes, next_midnight, next_wake
@@ -423,9 +423,13 @@ def evaluate_work(
     for symbol, rules in work:
         snapshot = snapshots.get(symbol)
         values = variables(snapshot, now) if snapshot is not None else UNKNOWN
-        for rule in rules:
-            evaluated += 1
-            key = (rule.name, symbol)
+        if rules.__class__ is SymbolRules and rules.symbol == symbol:
+            keys: Iterable[Key] = rules.keys  # built once
+        else:
+            rules = tuple(rules)
+            keys = [(rule.name, symbol) for rule in rules]
+        evaluated += len(rules)
+        for rule, key in zip(rules, keys):  # noqa: B905  # the same length
             old = get_state(key)
             when = rule.when
             try:
