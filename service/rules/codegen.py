@@ -98,7 +98,9 @@ def _maker(source: str) -> Callable[[tuple[Any, ...], tuple[Any, ...]], Fn]:
     generating (300 us), and a rule file repeats few shapes."""
     namespace: dict[str, Any] = {"number": number, "isfinite": math.isfinite}
     exec(compile(source, "<condition>", "exec"), namespace)  # our own text
-    made: Callable[[tuple[Any, ...], tuple[Any, ...]], Fn] = namespace["make"]
+    # Taken out of its namespace, which it keeps as its globals: no reference cycle, so
+    # one dropped from the cache is freed at once (even frozen by a reload's gc.freeze()).
+    made: Callable[[tuple[Any, ...], tuple[Any, ...]], Fn] = namespace.pop("make")
     return made
 
 
