@@ -66,6 +66,13 @@ def generated(
     (other constants are written in)."""
     if sum(1 for _ in ast.walk(root)) > MAX_NODES:
         return None
+    if (
+        isinstance(root, ast.Compare)
+        and len(root.ops) == 1
+        and isinstance(root.left, ast.Name)
+        and _is_number(root.comparators[0])
+    ):
+        return None  # `price > 5`: one closure already (`compare_variable`), as fast
     writer = _Writer(numeric, constants, params or {})
     try:
         result = writer.node(root, 1, 0)
@@ -73,6 +80,7 @@ def generated(
         return None
     body = [f"    {line}" for line in writer.lines]
     opens = [f"  k{index} = k[{index}]" for index in sorted(writer.opened)]
+    opens += [f"  m{index} = -k[{index}]" for index in sorted(writer.negated)]
     fixed = [f"  c{index} = c[{index}]" for index in range(len(writer.fixed))]
     source = "\n".join(
         [
@@ -80,7 +88,6 @@ def generated(
             *opens,
             *fixed,
             "  def condition(v):",
-            "    get = v.get",
             *body,
             f"    return {result}",
             "  return condition",
@@ -119,6 +126,8 @@ class _Writer:
         self.lines: list[str] = []
         self.fixed: list[Any] = []  # constants written in, as c0, c1, ...
         self.opened: set[int] = set()  # indexes of the open constants read, as k0, k1, ...
+        self.negated: set[int] = set()  # ... and of those read negated, as m0, m1, ...
+        self.known: set[str] = set()  # the names that hold a constant (never unknown)
         self.count = 0
 
     def temp(self) -> str:
@@ -144,14 +153,19 @@ class _Writer:
     # --- leaves: `_constant`, `_variable`, `variable_number` --------------------------
     def constant(self, value: Any) -> str:
         self.fixed.append(value)
-        return f"c{len(self.fixed) - 1}"
+        name = f"c{len(self.fixed) - 1}"
+        self.known.add(name)
+        return name
 
-    def _Constant(self, node: ast.Constant, depth: int, indent: int) -> str:
+    def _Constant(self, node: ast.Constant, depth: int, indent: int, negate: bool = False) -> str:
         index = self.params.get((node.lineno, node.col_offset))
         if index is not None and isinstance(node.value, int | float):
-            self.opened.add(index)
-            return f"k{index}"
-        return self.constant(node.value)
+            (self.negated if negate else self.opened).add(index)
+            name = f"{'m' if negate else 'k'}{index}"
+            self.known.add(name)
+            return name
+        value: Any = node.value
+        return self.constant(-value if negate else value)
 
     def _Name(self, node: ast.Name, depth: int, indent: int) -> str:
         if node.id in self.constants:
@@ -159,7 +173,7 @@ class _Writer:
         if node.id not in self.numeric:
             raise _Unsupported
         t = self.temp()
-        self.emit(indent, f"{t} = get({node.id!r})")
+        self.emit(indent, f"{t} = v.get({node.id!r})")
         if self.numeric[node.id]:  # variable_number: a finite float first, else number()
             self.emit(indent, f"if {t}.__class__ is float:")
             self.emit(indent + 1, f"if not isfinite({t}):")
@@ -191,7 +205,15 @@ class _Writer:
     def _UnaryOp(self, node: ast.UnaryOp, depth: int, indent: int) -> str:
         if isinstance(node.op, ast.UAdd):
             return self.node(node.operand, depth + 1, indent)
-        x = self.node(node.operand, depth + 1, indent)
+        operand = node.operand
+        if (
+            isinstance(node.op, ast.USub)
+            and isinstance(operand, ast.Constant)
+            and isinstance(operand.value, int | float)
+            and not isinstance(operand.value, bool)
+        ):
+            return self._Constant(operand, depth, indent, negate=True)
+        x = self.node(operand, depth + 1, indent)
         t = self.temp()
         if isinstance(node.op, ast.Not):
             self.emit(indent, f"{t} = None if {x} is None else not {x}")
@@ -226,13 +248,34 @@ class _Writer:
         if op is None:  # `in`
             raise _Unsupported
         right = node.comparators[0]
-        a = self.node(node.left, depth + 1, indent)
+        left = node.left
+        if isinstance(left, ast.Name) and self.numeric.get(left.id) and _is_number(right):
+            # compare_variable: `price > 5`, `change_pct < -5`
+            b = self.node(right, depth + 1, indent)
+            t = self.temp()
+            self.emit(indent, f"{t} = v.get({left.id!r})")
+            self.emit(indent, f"if {t} is not None:")
+            self.emit(indent + 1, f"if {t}.__class__ is float:")
+            self.emit(indent + 2, f"{t} = {t} {op} {b} if isfinite({t}) else None")
+            self.emit(indent + 1, "else:")
+            self.emit(indent + 2, f"{t} = number({t})")
+            self.emit(indent + 2, f"if {t} is not None:")
+            self.emit(indent + 3, f"{t} = {t} {op} {b}")
+            return t
+        a = self.node(left, depth + 1, indent)
         t = self.temp()
-        self.emit(indent, f"if {a} is None:")  # the right side is not read then
-        self.emit(indent + 1, f"{t} = None")
-        self.emit(indent, "else:")
-        b = self.node(right, depth + 1, indent + 1)
-        self.emit(indent + 1, f"{t} = None if {b} is None else {a} {op} {b}")
+        if a in self.known:
+            b = self.node(right, depth + 1, indent)
+        else:
+            self.emit(indent, f"if {a} is None:")  # the right side is not read then
+            self.emit(indent + 1, f"{t} = None")
+            self.emit(indent, "else:")
+            indent += 1
+            b = self.node(right, depth + 1, indent)
+        if b in self.known:
+            self.emit(indent, f"{t} = {a} {op} {b}")
+        else:
+            self.emit(indent, f"{t} = None if {b} is None else {a} {op} {b}")
         return t
 
     # --- logic: `kleene_and`, `kleene_or` ----------------------------------------------
@@ -240,6 +283,17 @@ class _Writer:
         stop = "False" if isinstance(node.op, ast.And) else "True"
         end = "True" if stop == "False" else "False"
         t = self.temp()
+        if len(node.values) == 2:  # `both` / `either`
+            x = self.node(node.values[0], depth + 1, indent)
+            self.emit(indent, f"if {x} is {stop}:")
+            self.emit(indent + 1, f"{t} = {stop}")
+            self.emit(indent, "else:")
+            y = self.node(node.values[1], depth + 1, indent + 1)
+            self.emit(indent + 1, f"if {y} is {stop}:")
+            self.emit(indent + 2, f"{t} = {stop}")
+            self.emit(indent + 1, "else:")
+            self.emit(indent + 2, f"{t} = None if {x} is None or {y} is None else {end}")
+            return t
         unknown = self.temp()
         self.emit(indent, f"{unknown} = False")
         level = indent
@@ -253,3 +307,14 @@ class _Writer:
             self.emit(level + 1, f"{unknown} = True")
         self.emit(level, f"{t} = None if {unknown} else {end}")
         return t
+
+
+def _is_number(node: ast.expr) -> bool:
+    """A numeric constant, or a negated one (`5`, `-5`): what `compare_variable` takes."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    )

@@ -155,10 +155,11 @@ def test_templates_share_one_generated_function_per_shape() -> None:
 
 
 def test_what_is_not_covered_keeps_its_closures() -> None:
-    for text in ['earnings_time in ["bmo", "amc"]', "0 < price < 5", 'session == "pre"']:
+    kept = ['earnings_time in ["bmo", "amc"]', "0 < price < 5", "price > 5", "price < -5"]
+    for text in [*kept, 'session == "pre"', "price > 5 and reported"]:
         tree = ast.parse(text, mode="eval")
         made = generated(tree.body, _NUMERIC, CONSTANTS, None)
-        assert (made is None) == (text != 'session == "pre"')
+        assert (made is None) == (text in kept)
     deep = " and ".join(["(price > 1"] * 14) + ")" * 14
     assert generated(ast.parse(deep, mode="eval").body, _NUMERIC, CONSTANTS, None) is None
     assert compile_condition(deep).fn({"price": 2.0}) is True  # its closures
