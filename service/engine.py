@@ -424,17 +424,14 @@ def evaluate_work(
         snapshot = snapshots.get(symbol)
         values = variables(snapshot, now) if snapshot is not None else UNKNOWN
         if rules.__class__ is SymbolRules and rules.symbol == symbol:
-            keys: Iterable[Key] = rules.keys  # built once
+            rows = rules.rows  # built once: (rule, key, its `when` function)
         else:
-            rules = tuple(rules)
-            keys = [(rule.name, symbol) for rule in rules]
-        evaluated += len(rules)
-        for rule, key in zip(rules, keys):  # noqa: B905  # the same length
+            rows = SymbolRules(symbol, rules).rows
+        evaluated += len(rows)
+        for rule, key, when in rows:
             old = get_state(key)
-            when = rule.when
             try:
-                # Its closure straight away (a stand-in condition is called as it is).
-                condition = when.fn(values) if when.__class__ is Compiled else when(values)
+                condition = when(values)
                 failed = None
             except Exception as exc:  # any failure of one rule stays that rule's
                 condition, failed = None, type(exc).__name__

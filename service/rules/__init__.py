@@ -91,7 +91,7 @@ class CompiledRule:
 
 class SymbolRules(tuple[CompiledRule, ...]):
     """The rules of one symbol, as `RuleSet.by_symbol` holds them: a tuple that also gives
-    the (rule name, symbol) key of each of its pairs, built once (`keys`). An evaluation
+    the (rule name, symbol) key of each of its pairs, built once (`keys`, `rows`). An evaluation
     pass looks every pair's state and wake up by its key: the same tuple each pass, so
     none is built and each lookup in a dict these keys filled matches by identity."""
 
@@ -110,6 +110,18 @@ class SymbolRules(tuple[CompiledRule, ...]):
         """`(rule.name, symbol)` of each rule, in order (built at its first use)."""
         symbol = self.symbol
         return tuple([(rule.name, symbol) for rule in self])
+
+    @cached_property
+    def rows(self) -> tuple[tuple[CompiledRule, tuple[str, str], Callable[..., Any]], ...]:
+        """(rule, its key, what evaluates its `when`) of each rule, in order: a compiled
+        condition's function itself (`Compiled.__call__` calls no more), a stand-in
+        condition (tests) as it is."""
+        return tuple(
+            [
+                (rule, key, rule.when.fn if rule.when.__class__ is Compiled else rule.when)
+                for rule, key in zip(self, self.keys, strict=True)
+            ]
+        )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
