@@ -26,7 +26,7 @@ from service.market import (
     Value,
     variables,
 )
-from service.rules import CompiledRule, RuleSet
+from service.rules import CompiledRule, RuleSet, SymbolRules
 from service.rules.expr import Compiled
 from service.rules.messages import amended_message, resolved_message
 from service.wakes import Key, Wakes, next_midnight, next_wake
@@ -423,14 +423,15 @@ def evaluate_work(
     for symbol, rules in work:
         snapshot = snapshots.get(symbol)
         values = variables(snapshot, now) if snapshot is not None else UNKNOWN
-        for rule in rules:
-            evaluated += 1
-            key = (rule.name, symbol)
+        if rules.__class__ is SymbolRules and rules.symbol == symbol:
+            rows = rules.rows  # built once: (rule, key, its `when` function)
+        else:
+            rows = SymbolRules(symbol, rules).rows
+        evaluated += len(rows)
+        for rule, key, when in rows:
             old = get_state(key)
-            when = rule.when
             try:
-                # Its closure straight away (a stand-in condition is called as it is).
-                condition = when.fn(values) if when.__class__ is Compiled else when(values)
+                condition = when(values)
                 failed = None
             except Exception as exc:  # any failure of one rule stays that rule's
                 condition, failed = None, type(exc).__name__

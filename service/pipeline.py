@@ -590,7 +590,8 @@ def _slices(work: list[Work], size: int) -> Iterator[list[Work]]:
     part: list[Work] = []
     count = 0
     for symbol, rules in work:
-        rules = tuple(rules)
+        if not isinstance(rules, tuple):  # a rule set's own tuple keeps its keys
+            rules = tuple(rules)
         part.append((symbol, rules))
         count += len(rules)
         if count >= size:

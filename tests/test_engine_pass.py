@@ -4,6 +4,8 @@ nor a new report) changes no state, alert, error or wake."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import random
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -15,10 +17,13 @@ from service.engine import (
     advance,
     amend,
     evaluate,
+    evaluate_work,
+    plan,
     resolved_alert,
 )
 from service.market import EarningsEvent, Quote, ReportTime, Snapshot, select_event, variables
-from service.rules import RuleSet
+from service.pipeline import _slices
+from service.rules import RuleSet, SymbolRules
 from service.wakes import next_midnight, next_wake
 from tests.rules.conftest import load
 
@@ -180,3 +185,47 @@ def test_the_report_a_rule_sees_is_the_first_of_equals_as_before() -> None:
     stale = EarningsEvent("AAA", date(2025, 12, 1), ReportTime.AMC, 2025, 2, 0.5, 0.6)
     assert select_event((stale, *pending), NOW) is pending[0]  # past 30 days: the next
     assert select_event((stale,), NOW) is None
+
+
+def test_a_rule_sets_own_rules_give_the_pass_of_plain_ones() -> None:
+    """`by_symbol` holds `SymbolRules`, whose pair keys the pass takes as they are; the
+    same work as plain lists (built keys) gives the same states, alerts, errors and wakes,
+    and the keys are each pair's (rule name, symbol)."""
+    ruleset = load(RULES)
+    for symbol, rules in ruleset.by_symbol.items():
+        assert isinstance(rules, SymbolRules) and rules.symbol == symbol
+        assert rules.keys == tuple((r.name, symbol) for r in rules)
+        assert rules.rows == tuple((r, (r.name, symbol), r.when.fn) for r in rules)
+        assert rules == tuple(rules)  # still the tuple it was
+        assert copy.deepcopy(rules).keys == rules.keys
+        assert pickle.loads(pickle.dumps(rules.keys)) == rules.keys
+    rng = random.Random(61)
+    for _ in range(200):
+        snaps = snapshots(rng)
+        states = {
+            (r.name, s): state
+            for s in SYMBOLS
+            for r in ruleset.by_symbol[s]
+            if (state := random_state(r, rng)) is not None
+        }
+        own = evaluate_work(plan(ruleset, states), snaps, states, NOW)
+        plain_work = [(s, list(rules)) for s, rules in plan(ruleset, states)]
+        plain = evaluate_work(plain_work, snaps, states, NOW)
+        # A SymbolRules given under another symbol's name is not taken at its word.
+        swapped = [("AAA", ruleset.by_symbol["BBB"])]
+        assert (
+            evaluate_work(swapped, snaps, states, NOW).states
+            == evaluate_work([("AAA", list(ruleset.by_symbol["BBB"]))], snaps, states, NOW).states
+        )
+        assert own.states == plain.states and own.errors == plain.errors
+        assert [a.dedup_key for a in own.alerts] == [a.dedup_key for a in plain.alerts]
+        assert own.wakes == plain.wakes and own.evaluated == plain.evaluated
+
+
+def test_the_pipelines_slices_keep_a_rule_sets_own_rules() -> None:
+    ruleset = load(RULES)
+    work = plan(ruleset, {})
+    parts = list(_slices(work, 10))
+    assert [w for part in parts for w in part] == work
+    assert all(rules.__class__ is SymbolRules for part in parts for _s, rules in part)
+    assert all(isinstance(rules, tuple) for _s, rules in next(_slices([("AAA", [])], 1)))

@@ -54,3 +54,36 @@ def test_webhook_header_values_are_registered_too(tmp_path: Path) -> None:
     )
     RuleFile(path, env_file=None, channel_configs=CHANNEL_CONFIGS, mask=mask).load()
     assert "tok-9f8e7d" not in mask.mask("Authorization: Bearer tok-9f8e7d")
+
+
+def test_a_reload_frees_the_old_rule_set_though_each_load_freezes_the_heap(
+    tmp_path: Path,
+) -> None:
+    """`collections_paused` ends each load with gc.freeze(): frozen objects are never
+    collected, so a rule set must hold no reference cycle (issue #16: its conditions are
+    generated functions now, their `make` shared by shape). The old one is freed by
+    reference counting alone as soon as the new one replaces it."""
+    import gc
+    import weakref
+
+    text = (
+        GOOD.replace("when: price > 1", 'when: price > 1 and session == "pre"')
+        + "    message: '{{ symbol }} at {{ price }}'\n"
+        + "  - name: listed\n    symbols: [LUMN]\n    when: earnings_time in ['bmo']\n"
+        + "  - name: shaped\n    symbols: [LUMN]\n    when: price < 5 and change_pct < -2\n"
+    )
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    rules = RuleFile(path, env_file=None, channel_configs=CHANNEL_CONFIGS)
+    try:
+        old = rules.load()
+        assert gc.get_freeze_count() > 0
+        refs = [weakref.ref(r.when.fn) for r in old.rules]  # generated, closures, generated
+        refs.append(weakref.ref(old.rules[0].template))
+        del old
+        path.write_text(text.replace("> 1", "> 2"))
+        assert rules.inspect().kind == "loaded"
+        rules.load()
+        assert [ref() for ref in refs] == [None] * len(refs)  # with no collection at all
+    finally:
+        gc.unfreeze()

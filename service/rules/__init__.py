@@ -8,9 +8,10 @@ loader must not import adapters). The loading itself is in `loader.py`.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -86,6 +87,41 @@ class CompiledRule:
         if failure is not None:
             text += f" (message template failed: {failure})"
         return cap_message(text), failure
+
+
+class SymbolRules(tuple[CompiledRule, ...]):
+    """The rules of one symbol, as `RuleSet.by_symbol` holds them: a tuple that also gives
+    the (rule name, symbol) key of each of its pairs, built once (`keys`, `rows`). An evaluation
+    pass looks every pair's state and wake up by its key: the same tuple each pass, so
+    none is built and each lookup in a dict these keys filled matches by identity."""
+
+    symbol: str
+
+    def __new__(cls, symbol: str, rules: Iterable[CompiledRule]) -> SymbolRules:
+        made = super().__new__(cls, rules)
+        made.symbol = symbol
+        return made
+
+    def __getnewargs__(self) -> tuple[str, tuple[CompiledRule, ...]]:
+        return self.symbol, tuple(self)  # a copy or a pickle makes it again
+
+    @cached_property
+    def keys(self) -> tuple[tuple[str, str], ...]:
+        """`(rule.name, symbol)` of each rule, in order (built at its first use)."""
+        symbol = self.symbol
+        return tuple([(rule.name, symbol) for rule in self])
+
+    @cached_property
+    def rows(self) -> tuple[tuple[CompiledRule, tuple[str, str], Callable[..., Any]], ...]:
+        """(rule, its key, what evaluates its `when`) of each rule, in order: a compiled
+        condition's function itself (`Compiled.__call__` calls no more), a stand-in
+        condition (tests) as it is."""
+        return tuple(
+            [
+                (rule, key, rule.when.fn if rule.when.__class__ is Compiled else rule.when)
+                for rule, key in zip(self, self.keys, strict=True)
+            ]
+        )
 
 
 @dataclass(frozen=True, slots=True, eq=False)

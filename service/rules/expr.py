@@ -23,6 +23,7 @@ from datetime import date
 from typing import Any, Final
 
 from service.market import VARIABLES, Value
+from service.rules.codegen import generated
 from service.rules.evaluation import (
     Fn,
     Vars,
@@ -54,6 +55,8 @@ VARIABLE_TYPES: Final[Mapping[str, str]] = {
     "earnings_time_previous": STR,
     "earnings_time_changed": BOOL,
 }
+#: Whether each variable is a number (read through `number`), for `codegen`.
+_NUMERIC: Final[Mapping[str, bool]] = {n: kind == NUM for n, kind in VARIABLE_TYPES.items()}
 CONSTANTS: Final[Mapping[str, bool]] = {"true": True, "false": False, "True": True, "False": False}
 FUNCTIONS: Final = ("date", "abs", "min", "max")
 #: The longest condition, in characters, and its deepest nesting of operators and calls.
@@ -162,6 +165,9 @@ def compile_condition(source: str, templates: Templates | None = None) -> Compil
         raise _at(tree.body, f"a condition must be true or false, but this is a {kind}")
     names = frozenset(compiler.names)
     clock = _clock_thresholds(tree.body) if names & _CLOCK else ()
+    factory = generated(tree.body, _NUMERIC, CONSTANTS, params)
+    if factory is not None:  # one function in place of the closure tree: the same values
+        staged = Staged(make=factory)
     consts = tuple(_literal(m.group()) for m in literals)
     if key is not None and params is not None and templates is not None and not names & _CLOCK:
         templates[key] = (staged, names)

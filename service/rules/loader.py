@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from service.errors import Problem
 from service.market import EARNINGS_VARS, NEW_YORK, TIME_VARS
-from service.rules import Channel, ChannelCheck, CompiledRule, DigestRule, RuleSet
+from service.rules import Channel, ChannelCheck, CompiledRule, DigestRule, RuleSet, SymbolRules
 from service.rules.checks import (
     EMPTY_RULES,
     NAME_HINT,
@@ -154,7 +154,7 @@ class Loader:
             channels=channels,
             groups=groups,
             disabled=tuple(disabled),
-            by_symbol={s: tuple(rs) for s, rs in by_symbol.items()},
+            by_symbol={s: SymbolRules(s, rs) for s, rs in by_symbol.items()},
             warnings=warnings,
             digests=tuple(digests),
         )
