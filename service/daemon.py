@@ -31,6 +31,7 @@ from apscheduler.events import (
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from service import heap
 from service.app import App, listen_error
 from service.clock import Clock
 from service.coalesce import Coalescer
@@ -130,6 +131,8 @@ class Daemon:
             log.error("cannot start: %s", exc)
             return 2
         self._app = app
+        # The rule file's load freed far more than the rule set keeps: give it back.
+        await asyncio.to_thread(heap.trim)
         try:
             if once:
                 await app.once()
