@@ -466,8 +466,8 @@ def test_the_web_stack_loads_jinja2_with_the_first_page_it_renders(token: str) -
 
 
 def test_the_stream_s_module_loads_websockets_only_to_connect() -> None:
-    """A daemon that starts outside market hours builds its stream and never connects
-    (no symbol to stream): websockets is imported by the first connection attempt."""
+    """A standby replica builds its stream and never connects (only the leader streams):
+    websockets is imported by the first connection attempt."""
     code = (
         "import sys; import service.providers.finnhub_stream as s; "
         "print('websockets' in sys.modules, callable(s.build_stream))"

@@ -262,8 +262,9 @@ class FinnhubStream:
     async def _session(self, stop: asyncio.Event) -> bool:
         """One connection, until it drops or `stop`. True when it worked (something
         arrived and no `error` came), so the backoff starts again from its base.
-        websockets (23 modules) is imported with the first connection: a daemon that
-        starts outside market hours, when no symbol is streamed, does not hold it."""
+        websockets (23 modules) is imported with the first connection: a standby
+        replica, or a daemon whose rules stream no symbol, never connects and does not
+        hold it."""
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
