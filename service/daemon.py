@@ -174,6 +174,13 @@ class Daemon:
         if await self.app.market():
             self.stopping.set()  # a replay ends once its alerts are out
 
+    async def _calendar(self) -> None:
+        """The calendar job. A cycle parses every report window's calendar (the first one,
+        at the start, is the start's largest piece of work after the rule file): what
+        that parsing freed goes back to the system (`service/heap.py`)."""
+        await self.app.calendar()
+        await asyncio.to_thread(heap.trim)
+
     async def _quotes(self) -> None:
         await self.app.quotes(self.stopping)
 
@@ -213,7 +220,7 @@ class Daemon:
         every(
             "calendar",
             self.settings.calendar_refresh.total_seconds(),
-            app.calendar,
+            self._calendar,
             next_run_time=start,
         )
         every("quotes", self.tick, self._quotes, next_run_time=start + timedelta(seconds=0.3))

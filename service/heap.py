@@ -2,10 +2,11 @@
 
 Loading and compiling a rule file allocates far more than the rule set it leaves (the YAML
 events, position tables, syntax trees); freed, that memory stays in the process for the
-next allocation unless the allocator is asked to return it. `trim()` asks, after the start
-and after each rule reload that read a new file: the idle daemon's resident memory is then
-what it uses. Where the C library is not glibc (musl, macOS) there is no such call, and
-`trim()` does nothing.
+next allocation unless the allocator is asked to return it. `trim()` asks, after the start,
+after each calendar cycle (every report window's calendar parsed) and after each rule
+reload that read a new file: the idle daemon's resident memory is then closer to what it
+uses. Where the C library is not glibc (musl, macOS) there is no such call, and `trim()`
+does nothing.
 """
 
 from __future__ import annotations

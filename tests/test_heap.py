@@ -1,6 +1,6 @@
 """`service/heap.py`: the heap a rule load freed goes back to the system (glibc's
-`malloc_trim`), after the daemon's start and after each reload that read a new file; a
-no-op where the C library has no such call."""
+`malloc_trim`), after the daemon's start, after each calendar cycle and after each reload
+that read a new file; a no-op where the C library has no such call."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_trim_does_nothing_where_the_c_library_has_no_malloc_trim(
         heap._malloc_trim.cache_clear()
 
 
-def test_the_daemon_trims_after_its_start_and_after_each_reload_that_read_a_file(
+def test_the_daemon_trims_after_its_start_each_calendar_cycle_and_each_reload_of_a_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trims: list[str] = []
@@ -97,7 +97,11 @@ def test_the_daemon_trims_after_its_start_and_after_each_reload_that_read_a_file
         while not daemon.started.is_set():
             assert not running.done(), "the daemon ended before it ran"
             await asyncio.sleep(0.02)
-        counts = [len(trims)]  # the start
+        for _ in range(500):  # the start, then the first calendar cycle (a job)
+            if len(trims) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        counts = [len(trims)]
         await reload(daemon)  # the same file: nothing was parsed
         counts.append(len(trims))
         path.write_text(many_rules(20, threshold=2000.0))
@@ -110,4 +114,4 @@ def test_the_daemon_trims_after_its_start_and_after_each_reload_that_read_a_file
         assert await running == 0
         return counts
 
-    assert asyncio.run(scenario()) == [1, 1, 2, 3]
+    assert asyncio.run(scenario()) == [2, 2, 3, 4]
