@@ -4,14 +4,18 @@ Starts the fake Finnhub of the test tree (`tests/fakes/finnhub.py`, a real HTTP 
 127.0.0.1) with a quote and an upcoming calendar row for each symbol (none reporting, no
 price targets: the free tier's 403), writes a rule file of 5,000 rules (price, target,
 earnings-reminder and miss rules, over groups and single symbols) and a `.env` with the
-default intervals, and runs `python -m service run` as a subprocess in a temporary folder.
+default intervals, and runs `earnwatch run` (`python -m service run`, through a wrapper that
+writes `sys.modules` on SIGUSR1) as a subprocess in a temporary folder.
 After `--settle` seconds it samples the process's resident memory (/proc/PID/status VmRSS)
 and CPU time (/proc/PID/stat utime + stime) every second for `--seconds`, counts the
 provider requests the fake received in that window and in every sliding 60 s window of the
-whole run (Finnhub's free tier allows 60 a minute), then sends SIGTERM and times the exit.
+whole run (Finnhub's free tier allows 60 a minute); at the end of the window it reads where
+the resident memory is (/proc/PID/smaps: heap, anonymous mappings, shared libraries), the
+threads and the modules loaded, then sends SIGTERM and times the exit. `--at-head` creates
+the database's schema before the start, as a restart finds it (no Alembic in the daemon).
 
     .venv/bin/python bench/daemon_idle.py [--symbols 500] [--rules 5000] [--settle 20]
-        [--seconds 60] [--python PATH]
+        [--seconds 60] [--python PATH] [--at-head]
 
 `--python` runs the daemon with another interpreter, e.g. that of a venv made as a user
 makes it (`python3 -m venv /tmp/user && /tmp/user/bin/pip install .`, no test extra): the
@@ -123,6 +127,60 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
 
 
+def memory_map(pid: int) -> dict[str, float]:
+    """MiB resident by kind, from /proc/PID/smaps: the brk heap, anonymous mappings
+    (Python's object arenas, malloc's thread arenas and large blocks, thread stacks),
+    shared libraries and other files."""
+    kinds = {"heap": 0.0, "anonymous": 0.0, "shared libraries": 0.0, "other files": 0.0}
+    kind = "anonymous"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=6)
+        if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            name = head[5] if len(head) > 5 else ""
+            if name == "[heap]":
+                kind = "heap"
+            elif not name or name.startswith("["):
+                kind = "anonymous"
+            elif ".so" in name:
+                kind = "shared libraries"
+            else:
+                kind = "other files"
+        elif line.startswith("Rss:"):
+            kinds[kind] += int(line.split()[1]) / 1024
+    return kinds
+
+
+def threads(pid: int) -> list[str]:
+    tasks = Path(f"/proc/{pid}/task")
+    return sorted((tasks / t / "comm").read_text().strip() for t in os.listdir(tasks))
+
+
+#: Runs `python -m service ...` as -m does, and writes the names in sys.modules to the
+#: file named by IDLE_MODULES_OUT on SIGUSR1 (a signal the daemon does not handle).
+MODULES_WRAPPER = """\
+import os, runpy, signal, sys
+def _dump(signum, frame):
+    with open(os.environ["IDLE_MODULES_OUT"], "w") as f:
+        f.write("\\n".join(sorted(sys.modules)))
+signal.signal(signal.SIGUSR1, _dump)
+sys.argv = ["service", *sys.argv[1:]]
+runpy.run_module("service", run_name="__main__", alter_sys=True)
+"""
+
+
+def modules_of(pid: int, out: Path) -> list[str]:
+    """The modules the daemon holds now (the wrapper writes them on SIGUSR1)."""
+    out.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if out.exists() and out.stat().st_size:
+            time.sleep(0.2)  # written in one call; let it finish
+            return out.read_text().split()
+        time.sleep(0.1)
+    return []
+
+
 def max_in_window(times: list[float], window: float) -> int:
     best = 0
     for i, t in enumerate(times):
@@ -136,6 +194,9 @@ def main() -> None:
     parser.add_argument("--rules", type=int, default=5000)
     parser.add_argument("--settle", type=float, default=20.0, help="seconds before sampling")
     parser.add_argument("--seconds", type=float, default=60.0, help="sampling window")
+    parser.add_argument(
+        "--at-head", action="store_true", help="migrate the database before the start"
+    )
     parser.add_argument("--keep", action="store_true", help="print the folder; do not delete")
     parser.add_argument(
         "--python", default=sys.executable, help="the interpreter that runs the daemon"
@@ -168,12 +229,26 @@ def main() -> None:
             if not k.startswith(("EARNWATCH_", "FINNHUB_", "SMTP_"))
         }
         env["PYTHONPATH"] = str(ROOT)
+        modules_out = folder / "modules.txt"
+        env["IDLE_MODULES_OUT"] = str(modules_out)
         log_path = folder / "daemon.log"
+        if args.at_head:
+            subprocess.run(
+                [
+                    args.python,
+                    "-c",
+                    "import sys; from service.store import open_store; "
+                    "open_store(sys.argv[1]).close()",
+                    f"sqlite:///{folder}/earnwatch.db",
+                ],
+                env=env,
+                check=True,
+            )
         market_open = is_market_open(datetime.now(NEW_YORK))
         with log_path.open("wb") as out:
             started = time.monotonic()
             process = subprocess.Popen(
-                [args.python, "-m", "service", "run", "--rules", "rules.yaml"],
+                [args.python, "-c", MODULES_WRAPPER, "run", "--rules", "rules.yaml"],
                 cwd=folder,
                 env=env,
                 stdout=out,
@@ -196,6 +271,9 @@ def main() -> None:
                     break
                 time.sleep(min(1.0, window_start + args.seconds - now))
             window_end = time.monotonic()
+            kinds = memory_map(pid)
+            names = threads(pid)
+            modules = modules_of(pid, modules_out)
             requests_window = len(fake.requests.times) - requests_before
             paths = Counter(
                 p.rsplit("/api/v1/", 1)[-1] for p, _q, _h in fake.requests[requests_before:]
@@ -225,11 +303,25 @@ def main() -> None:
     rss = [kib for _t, kib, _c in samples]
     rows = [
         ("symbols / rules", f"{args.symbols:,} / {args.rules:,}"),
+        ("database at start", "at the head (--at-head)" if args.at_head else "empty"),
         ("market open now (NYSE)", "yes" if market_open else "no"),
         ("settle, then sampled", f"{args.settle:.0f} s, then {seconds:.0f} s"),
         (
             "RSS start / end / peak",
             f"{rss[0] / 1024:.0f} / {rss[-1] / 1024:.0f} / {max(rss) / 1024:.0f} MiB",
+        ),
+        (
+            "RSS at the end, by kind (MiB)",
+            f"{rss[-1] / 1024:.1f}: " + ", ".join(f"{k} {v:.1f}" for k, v in kinds.items()),
+        ),
+        ("threads", f"{len(names)}  ({', '.join(names)})"),
+        (
+            "modules at the end",
+            f"{len(modules)}  ("
+            + ", ".join(
+                f"{k} {v}" for k, v in Counter(m.split(".")[0] for m in modules).most_common(12)
+            )
+            + ")",
         ),
         (
             "CPU used in the window",

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from service import parts
+from service import heap, parts
 from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.delivery import DeliveryWorker
@@ -336,7 +336,14 @@ class App:
         """Reload the rule file if it changed (always look with `force`). Reading,
         parsing, validating and compiling run in a thread; only recording the outcome and
         swapping the rule set in run on the loop. A refused or unreadable file keeps the
-        previous rules running, and says so once per cause."""
+        previous rules running, and says so once per cause. After a file was read (taken
+        or refused), the heap its load freed goes back to the system (`service/heap.py`)."""
+        if await self._reload(force=force):
+            await asyncio.to_thread(heap.trim)
+
+    async def _reload(self, *, force: bool) -> bool:
+        """`reload`; True when a new file was parsed (the previous rule set is then
+        unreferenced once this returns)."""
         rule_file = self.rule_file
         found = await asyncio.to_thread(rule_file.inspect, force=force)
         was_failing = rule_file.failure
@@ -352,13 +359,13 @@ class App:
                     found.reason,
                     self.settings.rules_watch,
                 )
-            return
+            return False
         if was_failing is not None:
             log.info("%s: the rule file can be read again", rule_file.path)
         if found.kind == "unchanged":
             if force or was_failing is not None:
                 log.info("rule file unchanged: %s", old.summary())
-            return
+            return False
         if found.kind == "refused":
             assert isinstance(found.error, RuleFileError)
             self.metrics.rule_reload_error()
@@ -368,7 +375,7 @@ class App:
                 "rule file refused (%d problem(s)); the previous rules keep running",
                 len(found.error.problems),
             )
-            return
+            return True
         ruleset = rule_file.current
         self.metrics.set_rules_loaded(len(ruleset.rules))
         log.info("rules reloaded: %s", ruleset.summary())
@@ -377,6 +384,7 @@ class App:
             await self.calendar()
         elif self.is_leading():
             await self.pipeline.evaluate(self.clock.now(), None)
+        return True
 
 
 def address(host: str, port: int) -> str:

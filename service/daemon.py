@@ -31,6 +31,7 @@ from apscheduler.events import (
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from service import heap
 from service.app import App, listen_error
 from service.clock import Clock
 from service.coalesce import Coalescer
@@ -130,6 +131,8 @@ class Daemon:
             log.error("cannot start: %s", exc)
             return 2
         self._app = app
+        # The rule file's load freed far more than the rule set keeps: give it back.
+        await asyncio.to_thread(heap.trim)
         try:
             if once:
                 await app.once()
@@ -171,6 +174,13 @@ class Daemon:
         if await self.app.market():
             self.stopping.set()  # a replay ends once its alerts are out
 
+    async def _calendar(self) -> None:
+        """The calendar job. A cycle parses every report window's calendar (the first one,
+        at the start, is the start's largest piece of work after the rule file): what
+        that parsing freed goes back to the system (`service/heap.py`)."""
+        await self.app.calendar()
+        await asyncio.to_thread(heap.trim)
+
     async def _quotes(self) -> None:
         await self.app.quotes(self.stopping)
 
@@ -210,7 +220,7 @@ class Daemon:
         every(
             "calendar",
             self.settings.calendar_refresh.total_seconds(),
-            app.calendar,
+            self._calendar,
             next_run_time=start,
         )
         every("quotes", self.tick, self._quotes, next_run_time=start + timedelta(seconds=0.3))

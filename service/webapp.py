@@ -25,10 +25,9 @@ import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import h11
-import jinja2
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,6 +39,9 @@ from service import web
 from service.health import MAX_REASON
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.metrics import Metrics
+
+if TYPE_CHECKING:
+    import jinja2
 
 log = logging.getLogger("service.web")
 
@@ -92,6 +94,10 @@ def _when(value: str | None) -> str:
 
 
 def _templates() -> jinja2.Environment:
+    """The page's templates. Built with the first page or login form served: Jinja2 (19
+    modules, ~1.7 MiB) is not loaded by a daemon whose page nobody opens."""
+    import jinja2
+
     folder = resources.files("service") / "data" / "web"
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
@@ -119,8 +125,14 @@ class Routes:
         self._status = status
         self._token = token.encode() if token else None
         self._session = session_value(token).encode() if token else None
-        self._templates = _templates() if status is not None else None
+        self._pages = status is not None  # the HTML page and the login form are served
+        self._environment: jinja2.Environment | None = None
         self._building = asyncio.Lock()
+
+    def _templates(self) -> jinja2.Environment:
+        if self._environment is None:
+            self._environment = _templates()
+        return self._environment
 
     # --- access ------------------------------------------------------------------------
     def _authorized(self, request: Request, *, cookie: bool = True) -> bool:
@@ -140,8 +152,8 @@ class Routes:
 
     def _unauthorized(self, html: bool) -> Response:
         headers = {"WWW-Authenticate": 'Bearer realm="earnwatch"'}
-        if html and self._templates is not None:
-            body = self._templates.get_template("login.html").render()
+        if html and self._pages:
+            body = self._templates().get_template("login.html").render()
             return Response(
                 body, 401, media_type="text/html; charset=utf-8", headers=headers | HTML_HEADERS
             )
@@ -185,8 +197,7 @@ class Routes:
         snapshot = await self._snapshot()
         if snapshot is None:
             return _text(500, "status unavailable\n")
-        assert self._templates is not None
-        template = self._templates.get_template("status.html")
+        template = self._templates().get_template("status.html")
         try:  # in a thread: a page of thousands of rules takes a while to render
             body = await asyncio.to_thread(template.render, s=snapshot, refresh=REFRESH_SECONDS)
         except Exception:

@@ -403,3 +403,76 @@ def test_sending_a_webhook_loads_neither_httpx_nor_httpcore_nor_anyio(tmp_path: 
     tops = set(done.stdout.split())
     assert {"h11", "service"} <= tops  # it did build the notifiers and send
     assert tops & {"httpx", "httpcore", "anyio"} == set()
+
+
+# --- the web stack without Jinja2 until a page is asked for ------------------------------
+
+WEB_PAGES = """\
+import asyncio, sys, urllib.error, urllib.request
+
+from service.metrics import Metrics
+from service.web import start_web
+from tests.test_status import snapshot
+
+
+def get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+async def main():
+    async def status():
+        return snapshot()
+
+    web = await start_web(
+        "127.0.0.1", 0, lambda: (True, "ok"), Metrics(), status=status, token=sys.argv[1] or None
+    )
+    seen = []
+    for path in ("/healthz", "/metrics", "/api/status", "/"):
+        code = await asyncio.to_thread(get, web.port, path)
+        seen.append(f"{path} {code} {'jinja2' in sys.modules}")
+    await web.aclose()
+    print(*seen, sep="\\n")
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("token", ["", "page-token"])
+def test_the_web_stack_loads_jinja2_with_the_first_page_it_renders(token: str) -> None:
+    """/healthz, /metrics and /api/status render no template: Jinja2 comes with the first
+    HTML answer (the status page, or the login form a token-guarded page answers with)."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", WEB_PAGES, token],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    closed = "401" if token else "200"
+    assert done.stdout.splitlines() == [
+        "/healthz 200 False",
+        f"/metrics {closed} False",
+        f"/api/status {closed} False",
+        f"/ {closed} True",
+    ]
+
+
+def test_the_stream_s_module_loads_websockets_only_to_connect() -> None:
+    """A standby replica builds its stream and never connects (only the leader streams):
+    websockets is imported by the first connection attempt."""
+    code = (
+        "import sys; import service.providers.finnhub_stream as s; "
+        "print('websockets' in sys.modules, callable(s.build_stream))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["False", "True"]

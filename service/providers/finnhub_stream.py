@@ -33,17 +33,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from pydantic import SecretStr
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from service.backoff import compute_backoff
 from service.config import Settings
 from service.errors import ConfigError
 from service.httpclient import redact_url
 from service.providers.finnhub import PROVIDER
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,13 @@ class FinnhubStream:
 
     async def _session(self, stop: asyncio.Event) -> bool:
         """One connection, until it drops or `stop`. True when it worked (something
-        arrived and no `error` came), so the backoff starts again from its base."""
+        arrived and no `error` came), so the backoff starts again from its base.
+        websockets (23 modules) is imported with the first connection: a standby
+        replica, or a daemon whose rules stream no symbol, never connects and does not
+        hold it."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
         healthy = False
         try:
             async with connect(
