@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from service import __version__
 
@@ -321,18 +321,6 @@ def _doc(command: Callable[..., int]) -> str:
     return " ".join((command.__doc__ or "").split())
 
 
-def _command(
-    commands: argparse._SubParsersAction[_Parser],
-    name: str,
-    command: Callable[..., int],
-) -> _Parser:
-    sub = commands.add_parser(
-        name, help=_doc(command), description=_doc(command), allow_abbrev=False
-    )
-    sub.set_defaults(command=command, parser=sub)
-    return sub
-
-
 def _json(parser: _Parser) -> None:
     parser.add_argument(
         "--json", dest="as_json", action="store_true", help="machine-readable output"
@@ -343,38 +331,32 @@ def _rules(parser: _Parser, help: str = RULES_HELP) -> None:
     parser.add_argument("--rules", type=_path, metavar="PATH", help=help)
 
 
-def build_parser() -> _Parser:
-    """Every command, argument and option of `earnwatch`, with its help."""
-    top = _Parser(
-        prog="earnwatch",
-        description="Earnings-event alerting: watch calendars and prices, evaluate rules, notify.",
-        allow_abbrev=False,
-    )
-    top.set_defaults(command=None, parser=top)
-    commands = top.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
-
-    sub = _command(commands, "check", check)
+def _check_args(sub: _Parser) -> None:
     sub.add_argument("path", nargs="?", type=_path, metavar="PATH", help="rule file to check")
     _rules(sub)
     sub.add_argument(
         "--budget", action="store_true", help="the calls per provider against its free tier"
     )
 
-    sub = _command(commands, "schema", schema)
+
+def _schema_args(sub: _Parser) -> None:
     sub.add_argument(
         "--tests", action="store_true", help="the schema of the rule-test file instead"
     )
 
-    sub = _command(commands, "test", test_rules)
+
+def _test_args(sub: _Parser) -> None:
     sub.add_argument(
         "files", nargs="+", type=_path, metavar="FILES", help="rule-test files (rules_test.yaml)"
     )
 
-    sub = _command(commands, "run", run)
+
+def _run_args(sub: _Parser) -> None:
     _rules(sub)
     sub.add_argument("--once", action="store_true", help="one full cycle, then exit")
 
-    sub = _command(commands, "history", history)
+
+def _history_args(sub: _Parser) -> None:
     sub.add_argument(
         "--limit",
         type=_number(int, 1),
@@ -390,17 +372,20 @@ def build_parser() -> _Parser:
     )
     _json(sub)
 
-    sub = _command(commands, "explain", explain)
+
+def _explain_args(sub: _Parser) -> None:
     sub.add_argument("rule", metavar="RULE", help="a rule name from the rule file")
     sub.add_argument("--symbol", metavar="SYMBOL", help="only this symbol")
     _rules(sub)
     _json(sub)
 
-    sub = _command(commands, "test-notify", test_notify)
+
+def _test_notify_args(sub: _Parser) -> None:
     sub.add_argument("channel", metavar="CHANNEL", help="a channel name from the rule file")
     _rules(sub)
 
-    sub = _command(commands, "calendar", calendar)
+
+def _calendar_args(sub: _Parser) -> None:
     sub.add_argument(
         "--days",
         type=_number(int, 1, 365),
@@ -411,7 +396,8 @@ def build_parser() -> _Parser:
     _rules(sub)
     _json(sub)
 
-    sub = _command(commands, "demo", demo)
+
+def _demo_args(sub: _Parser) -> None:
     sub.add_argument(
         "--seconds",
         type=_number(float, 5),
@@ -426,7 +412,8 @@ def build_parser() -> _Parser:
         help="a bundled scenario: lumn-q4-2025 (the default), or synthetic-moves (invented)",
     )
 
-    sub = _command(commands, "replay", replay)
+
+def _replay_args(sub: _Parser) -> None:
     sub.add_argument(
         "scenario",
         metavar="SCENARIO",
@@ -441,15 +428,12 @@ def build_parser() -> _Parser:
         "--plot", type=_path, metavar="FILE", help="draw the run into FILE (.png or .svg)"
     )
 
-    _command(commands, "version", version)
 
-    silence = commands.add_parser(
-        "silence", help=SILENCE_HELP, description=SILENCE_HELP, allow_abbrev=False
-    )
-    silence.set_defaults(command=None, parser=silence)
-    actions = silence.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+def _no_args(sub: _Parser) -> None:
+    pass
 
-    sub = _command(actions, "add", silence_add)
+
+def _silence_add_args(sub: _Parser) -> None:
     sub.add_argument("--rule", metavar="NAME", help="silence this rule")
     sub.add_argument("--symbol", metavar="SYMBOL", help="silence this symbol")
     sub.add_argument("--for", dest="for_", metavar="DURATION", help="how long, e.g. 30m, 2h, 1d")
@@ -461,11 +445,80 @@ def build_parser() -> _Parser:
     )
     sub.add_argument("--comment", metavar="TEXT", help="why (shown by list)")
 
-    sub = _command(actions, "list", silence_list)
+
+def _silence_list_args(sub: _Parser) -> None:
     _json(sub)
 
-    sub = _command(actions, "expire", silence_expire)
+
+def _silence_expire_args(sub: _Parser) -> None:
     sub.add_argument("silence_id", metavar="ID", help="the id `add` printed")
+
+
+Arguments = Callable[[_Parser], None]
+#: `earnwatch silence ...`: each action, what runs it and its arguments.
+SILENCE_ACTIONS: dict[str, tuple[Callable[..., int], Arguments]] = {
+    "add": (silence_add, _silence_add_args),
+    "list": (silence_list, _silence_list_args),
+    "expire": (silence_expire, _silence_expire_args),
+}
+#: Every command, in the order the help lists it: what runs it and its arguments
+#: (`silence` is the group of SILENCE_ACTIONS).
+COMMANDS: dict[str, tuple[Callable[..., int], Arguments] | None] = {
+    "check": (check, _check_args),
+    "schema": (schema, _schema_args),
+    "test": (test_rules, _test_args),
+    "run": (run, _run_args),
+    "history": (history, _history_args),
+    "explain": (explain, _explain_args),
+    "test-notify": (test_notify, _test_notify_args),
+    "calendar": (calendar, _calendar_args),
+    "demo": (demo, _demo_args),
+    "replay": (replay, _replay_args),
+    "version": (version, _no_args),
+    "silence": None,
+}
+
+
+def _add_commands(
+    parser: _Parser,
+    table: Mapping[str, tuple[Callable[..., int], Arguments] | None],
+    words: Sequence[str],
+) -> None:
+    """The commands of `table` as subcommands of `parser`. When the first of `words` names
+    one, only that one is built (a parser per command is ~1 ms: argparse looks up its
+    messages' translations for each), else all, for the help or the error listing them."""
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    chosen = words[0] if words and words[0] in table else None
+    for name, entry in table.items():
+        if chosen is not None and name != chosen:
+            continue
+        if entry is None:  # the silence group
+            sub = commands.add_parser(
+                name, help=SILENCE_HELP, description=SILENCE_HELP, allow_abbrev=False
+            )
+            sub.set_defaults(command=None, parser=sub)
+            if chosen is not None:
+                _add_commands(sub, SILENCE_ACTIONS, words[1:])
+            continue
+        command, arguments = entry
+        sub = commands.add_parser(
+            name, help=_doc(command), description=_doc(command), allow_abbrev=False
+        )
+        sub.set_defaults(command=command, parser=sub)
+        if chosen is not None:
+            arguments(sub)
+
+
+def build_parser(words: Sequence[str] = ()) -> _Parser:
+    """The parser of `earnwatch`, for the command line `words`: every command, argument
+    and option with its help (only the command `words` names has its arguments built)."""
+    top = _Parser(
+        prog="earnwatch",
+        description="Earnings-event alerting: watch calendars and prices, evaluate rules, notify.",
+        allow_abbrev=False,
+    )
+    top.set_defaults(command=None, parser=top)
+    _add_commands(top, COMMANDS, words)
     return top
 
 
@@ -474,8 +527,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # first time a model is built (~35 ms, and importlib.metadata and email with it);
     # Earnwatch uses none. A PYDANTIC_DISABLE_PLUGINS the user set is kept.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    parser = build_parser()
-    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args, extra = build_parser(words).parse_known_args(words)
     options = vars(args)
     command, used = options.pop("command"), options.pop("parser")
     if extra:
