@@ -19,7 +19,6 @@ from datetime import timedelta
 from typing import Final
 
 from service.config import Settings
-from service.confirm import SUSPECT_POLLING
 from service.market import PRICE_VARS, TARGET_VARS
 from service.providers import PROVIDERS, earnings_providers, quote_refresh_period
 from service.providers.plugin import Capability, ProviderType
@@ -110,6 +109,8 @@ class ConfirmationCost:
     poll: timedelta
 
     def line(self) -> str:
+        from service.confirm import SUSPECT_POLLING
+
         return (
             f"confirmation (EARNWATCH_CONFIRM=2): {self.second} is asked {self.agreed} "
             f"call(s) per report when it agrees at once, up to {self.alone} while only "
@@ -125,6 +126,8 @@ def confirmation_cost(settings: Settings) -> ConfirmationCost | None:
     wait, carrying = settings.confirm_wait_if_on, earnings_providers(settings)
     if wait is None or len(carrying) < 2:
         return None
+    from service.confirm import SUSPECT_POLLING  # only with EARNWATCH_CONFIRM on
+
     ptype = PROVIDERS[carrying[1]]
     per_poll = ptype.calendar_calls(3, 1) if ptype.calendar_calls else 1
     poll = settings.earnings_poll

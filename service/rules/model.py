@@ -60,7 +60,10 @@ class DefaultsModel(_Strict):
 
 
 class RuleModel(_Strict):
-    """One rule, as written."""
+    """One rule, as written. Built at its first use: the loader's fast path (`plain_rule`)
+    reads a plainly written rule without it, so `check` of a plain file never builds it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str = Field(pattern=NAME, description="unique name of the rule")
     symbols: Names = Field(min_length=1, description="symbols and/or group names")
@@ -184,7 +187,7 @@ def plain_rule(raw: dict[str, Any]) -> RuleFields | None:
 class ChannelModel(BaseModel):
     """A channel: `type` picks the channel kind; its other keys are that kind's options."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     type: str
 
