@@ -293,8 +293,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\nTry '{self.prog} --help' for help.\n")
 
 
-def _number(kind: type[int] | type[float], low: float, high: float | None = None) -> Any:
-    """An argparse type: `kind`, at least `low` (and at most `high`), else a clear error."""
+def _number(
+    kind: type[int] | type[float], low: float | None = None, high: float | None = None
+) -> Any:
+    """An argparse type: `kind`, at least `low` (and at most `high`) when given, else a
+    clear error."""
     word = "an integer" if kind is int else "a number"
 
     def convert(text: str) -> int | float:
@@ -302,19 +305,12 @@ def _number(kind: type[int] | type[float], low: float, high: float | None = None
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {word}") from None
-        if value < low or (high is not None and value > high):
+        if low is not None and (value < low or (high is not None and value > high)):
             bounds = f"at least {low:g}" if high is None else f"from {low:g} to {high:g}"
             raise argparse.ArgumentTypeError(f"{text!r} is out of range: {bounds}")
         return value
 
     return convert
-
-
-def _real(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
 def _doc(command: Callable[..., int]) -> str:
@@ -421,7 +417,10 @@ def _replay_args(sub: _Parser) -> None:
     )
     _rules(sub, "rule file (default: the scenario's bundled rules)")
     sub.add_argument(
-        "--speed", type=_real, metavar="N", help="N times real time (default: ~40 s in all)"
+        "--speed",
+        type=_number(float),
+        metavar="N",
+        help="N times real time (default: ~40 s in all)",
     )
     sub.add_argument("--instant", action="store_true", help="as fast as possible")
     sub.add_argument(

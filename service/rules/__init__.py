@@ -106,22 +106,26 @@ class SymbolRules(tuple[CompiledRule, ...]):
         return self.symbol, tuple(self)  # a copy or a pickle makes it again
 
     @cached_property
-    def keys(self) -> tuple[tuple[str, str], ...]:
-        """`(rule.name, symbol)` of each rule, in order (built at its first use)."""
-        symbol = self.symbol
-        return tuple([(rule.name, symbol) for rule in self])
-
-    @cached_property
     def rows(self) -> tuple[tuple[CompiledRule, tuple[str, str], Callable[..., Any]], ...]:
-        """(rule, its key, what evaluates its `when`) of each rule, in order: a compiled
-        condition's function itself (`Compiled.__call__` calls no more), a stand-in
-        condition (tests) as it is."""
+        """(rule, its key `(rule.name, symbol)`, what evaluates its `when`) of each rule, in
+        order, built at its first use: a compiled condition's function itself
+        (`Compiled.__call__` calls no more), a stand-in condition (tests) as it is."""
+        symbol = self.symbol
         return tuple(
             [
-                (rule, key, rule.when.fn if rule.when.__class__ is Compiled else rule.when)
-                for rule, key in zip(self, self.keys, strict=True)
+                (
+                    rule,
+                    (rule.name, symbol),
+                    rule.when.fn if rule.when.__class__ is Compiled else rule.when,
+                )
+                for rule in self
             ]
         )
+
+    @property
+    def keys(self) -> tuple[tuple[str, str], ...]:
+        """`(rule.name, symbol)` of each rule, in order: the keys of `rows`."""
+        return tuple([key for _, key, _ in self.rows])
 
 
 @dataclass(frozen=True, slots=True, eq=False)
