@@ -149,7 +149,7 @@ def run(rules: Path | None, once: bool) -> int:
 def history(limit: int, rule: str | None, status: str | None, as_json: bool) -> int:
     """List alerts with each delivery's status and attempts (secrets redacted)."""
     from service.commands import show_history
-    from service.store.tables import STATUSES
+    from service.store.statuses import STATUSES
 
     if status is not None and status not in STATUSES:
         _echo(f"--status: unknown status {status!r}; use {', '.join(STATUSES)}", err=True)

@@ -478,13 +478,21 @@ async def test_every_finished_attempt_is_reported_for_metrics(
 # --- group commit of finished attempts -------------------------------------------------
 
 
-def failing_flush(monkeypatch: pytest.MonkeyPatch, *, times: int | None) -> list[int]:
+def failing_flush(monkeypatch: pytest.MonkeyPatch, *, times: int | None, backend: str) -> list[int]:
     """Make the database fail inside the group commit's transaction, after its statements
-    ran (so a rollback must undo them): the first `times` groups (None: every group).
-    Returns the sizes of the groups that failed."""
-    from sqlalchemy.exc import OperationalError
-
+    ran (so a rollback must undo them): the first `times` groups (None: every group), with
+    the error the backend's driver layer raises (sqlite3's own on SQLite, SQLAlchemy's on
+    PostgreSQL). Returns the sizes of the groups that failed."""
     from service.store import outbox
+
+    def error() -> Exception:
+        if backend == "sqlite":
+            import sqlite3
+
+            return sqlite3.OperationalError("disk I/O error")
+        from sqlalchemy.exc import OperationalError
+
+        return OperationalError("COMMIT", {}, Exception("disk I/O error"))
 
     real = outbox.finish_many
     failed: list[int] = []
@@ -493,7 +501,7 @@ def failing_flush(monkeypatch: pytest.MonkeyPatch, *, times: int | None) -> list
         moved = real(connection, finished)
         if times is None or len(failed) < times:
             failed.append(len(finished))
-            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+            raise error()
         return moved
 
     monkeypatch.setattr(outbox, "finish_many", finish_many)
@@ -532,7 +540,7 @@ async def test_a_failed_group_commit_loses_no_record_and_records_each_attempt_on
 ) -> None:
     store = open_store(backend_url(backend, request, sqlite_url))
     record(store, 20)
-    failed = failing_flush(monkeypatch, times=1)
+    failed = failing_flush(monkeypatch, times=1, backend=backend)
     receiver = Receiver()
     worker = make_worker(store, FakeNotifier(receiver), clock, concurrency=8, per_host=8)
     assert await worker.run_once(limit=20) == 20
@@ -557,7 +565,7 @@ async def test_sends_whose_records_cannot_be_committed_are_resent_with_their_ids
     url = backend_url(backend, request, sqlite_url)
     store = open_store(url)
     record(store, 20)
-    failing_flush(monkeypatch, times=None)  # the database takes no record at all
+    failing_flush(monkeypatch, times=None, backend=backend)  # the database takes no record at all
     receiver = Receiver()
     first = FakeNotifier(receiver, script=[http_error(500)] * 5)  # 5 refused, 15 acked
     assert await make_worker(store, first, clock, concurrency=8, per_host=8).run_once(20) == 20

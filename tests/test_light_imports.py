@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from service.store import db
-from service.store.db import create_db_engine, current_revision, migrate, packaged_head
+from service.store.db import (
+    create_db_engine,
+    current_revision,
+    migrate,
+    open_database,
+    packaged_head,
+)
 
 WRAPPER = """\
 import atexit, os, sys
@@ -240,7 +246,7 @@ def test_help_and_version_import_no_command_s_libraries(tmp_path: Path, args: li
     assert tops & {"yaml", "pydantic", "pydantic_core"} == set()  # nothing is validated
 
 
-def test_run_on_a_current_sqlite_schema_imports_neither_alembic_nor_psycopg(
+def test_run_on_a_current_sqlite_schema_imports_neither_sqlalchemy_alembic_nor_psycopg(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "rules.yaml").write_text(RULES)
@@ -251,11 +257,12 @@ def test_run_on_a_current_sqlite_schema_imports_neither_alembic_nor_psycopg(
     }
     first, code, output = imported(["run", "--once", "--rules", "rules.yaml"], tmp_path, **env)
     assert code == 0, output
-    assert "alembic" in first  # an empty database: the migration ran
+    assert {"alembic", "sqlalchemy"} <= first  # an empty database: the migration ran
     again, code, output = imported(["run", "--once", "--rules", "rules.yaml"], tmp_path, **env)
     assert code == 0, output
-    assert "alembic" not in again  # the schema is at the head: one query, no Alembic
-    assert {"sqlalchemy", "apscheduler", "httpx"} <= again  # what run does need
+    # the schema is at the head: one plain query, no Alembic; SQLite runs on sqlite3
+    assert again & {"alembic", "sqlalchemy"} == set()
+    assert {"sqlite3", "apscheduler", "httpx"} <= again  # what run does need on SQLite
     for tops in (first, again):
         # PostgreSQL's driver, the stream (replay has none), templates (no message), the
         # web stack (EARNWATCH_HTTP off); settings are read without pydantic-settings
@@ -263,6 +270,47 @@ def test_run_on_a_current_sqlite_schema_imports_neither_alembic_nor_psycopg(
         assert tops & unneeded == set()
         # httpx's command-line tool, Mako's error-page highlighting (service/__init__.py)
         assert tops & {"rich", "pygments"} == set()  # click is typer's own
+
+
+def test_the_daemon_s_modules_import_no_sqlalchemy() -> None:
+    """`import service.daemon` (what `earnwatch run` loads before it opens the store) loads
+    the store's SQLite layer on sqlite3, and no SQLAlchemy: PostgreSQL's engine, the Core
+    tables and the migrations come only with a PostgreSQL URL or a schema behind the head."""
+    code = (
+        "import sys, service.daemon, service.store; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic', "
+        "'psycopg'}), 'service.store.lite' in sys.modules, 'service.store.tables' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["[]", "True", "False"]
+
+
+@pytest.mark.postgres
+def test_run_on_postgresql_imports_sqlalchemy_and_psycopg_and_on_sqlite_neither(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A SQLite daemon process holds no sqlalchemy module; a PostgreSQL one does (its
+    engine, psycopg through it), the schema at the head for both (no Alembic)."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    env = {"EARNWATCH_PROVIDERS": "replay", "EARNWATCH_HTTP": "off"}
+    sqlite = {**env, "EARNWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'earnwatch.db'}"}
+    postgresql = {**env, "EARNWATCH_DATABASE_URL": pg_url}
+    for backend in (sqlite, postgresql):  # the first run of each migrates the empty schema
+        _, code, output = imported(["run", "--once", "--rules", "rules.yaml"], tmp_path, **backend)
+        assert code == 0, output
+    on_sqlite, code, output = imported(
+        ["run", "--once", "--rules", "rules.yaml"], tmp_path, **sqlite
+    )
+    assert code == 0, output
+    on_postgresql, code, output = imported(
+        ["run", "--once", "--rules", "rules.yaml"], tmp_path, **postgresql
+    )
+    assert code == 0, output
+    assert on_sqlite & {"sqlalchemy", "alembic", "psycopg"} == set()
+    assert {"sqlalchemy", "psycopg"} <= on_postgresql
+    assert "alembic" not in on_postgresql
 
 
 def test_no_command_imports_sqlmodel_or_the_orm(tmp_path: Path) -> None:
@@ -283,7 +331,7 @@ def test_no_command_imports_sqlmodel_or_the_orm(tmp_path: Path) -> None:
     for args in commands:
         names, code, output = imported_modules(args, tmp_path, **env)
         assert code == 0, (args, output)
-        assert "sqlalchemy" in names or args[0] == "check"  # the store was loaded
+        assert "service.store" in names or args[0] == "check"  # the store was loaded
         assert not {name for name in names if name.split(".", 1)[0] == "sqlmodel"}, args
         assert not {name for name in names if name.startswith("sqlalchemy.orm")}, args
 
@@ -322,15 +370,20 @@ def test_the_packaged_head_read_from_the_files_is_alembic_s_head() -> None:
 def test_a_database_behind_the_head_is_still_migrated(tmp_path: Path) -> None:
     from alembic import command
 
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_db_engine(url)
     try:
         with db.write_tx(engine) as connection:
             command.upgrade(db.alembic_config(connection), "r0002")
-        assert current_revision(engine) == "r0002"
-        migrate(engine)
-        assert current_revision(engine) == packaged_head()
     finally:
         engine.dispose()
+    database = open_database(url)
+    try:
+        assert current_revision(database) == "r0002"
+        migrate(database)
+        assert current_revision(database) == packaged_head()
+    finally:
+        database.close()
 
 
 def test_an_unclear_head_in_the_files_leaves_the_decision_to_alembic(

@@ -42,7 +42,7 @@ class FlakyStore(Store):
 
 @pytest.fixture
 def flaky(store: Store) -> FlakyStore:
-    flaky = FlakyStore(store._engine)
+    flaky = FlakyStore(store._db)
     return flaky
 
 

@@ -1,4 +1,5 @@
-"""The persistent store: the only package that imports SQLAlchemy or Alembic.
+"""The persistent store: the only package that imports SQLAlchemy or Alembic (for
+PostgreSQL, and for a migration; SQLite runs on the standard library's sqlite3: `db.py`).
 
 `open_store(url)` connects to SQLite or PostgreSQL, migrates the schema to the newest
 revision and returns a `Store`. Its methods are short and synchronous (async callers use
@@ -18,29 +19,28 @@ holder, so a holder that died loses them at once (`replica.py`).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
-
 from service.engine import RuleState
 from service.errors import StoreError
 from service.store import leases, outbox, state
 from service.store import silences as silence_rows
 from service.store.db import (
-    create_db_engine,
+    Database,
+    backend_of,
     current_revision,
     migrate,
     normalize_url,
-    read_tx,
-    write_tx,
+    open_database,
 )
 from service.store.filelock import ProcessLock, sqlite_file
 from service.store.leader import describe_target
+from service.store.plain import BindError, Plain
 from service.store.replica import new_replica_id
 from service.store.startup import probe_write, void_leases_of_others
 from service.store.state import MarketData
@@ -91,26 +91,36 @@ def open_store(url: str, *, daemon: bool = False, failover: timedelta = DEFAULT_
     takes this replica's liveness lock (`replica.py`, timed from `failover`), or on SQLite
     voids the leases a previous process left. The locks go with `close()`."""
     lock: ProcessLock | None = None
-    if daemon and (database := sqlite_file(url)) is not None:
-        lock = ProcessLock.acquire(database)
+    if daemon and (path := sqlite_file(url)) is not None:
+        lock = ProcessLock.acquire(path)
     try:
-        engine = create_db_engine(url)
+        database = open_database(url)
     except BaseException:
         if lock is not None:
             lock.release()
         raise
-    store = Store(engine, file_lock=lock)
+    store = Store(database, file_lock=lock)
     try:
-        migrate(engine)
+        migrate(database)
         if daemon:
             store._start(url, failover)
-    except SQLAlchemyError as exc:
+    except BaseException as exc:
         store.close()
-        raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
-    except BaseException:
-        store.close()
+        if isinstance(exc, failures(database)):
+            raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
         raise
     return store
+
+
+def failures(database: Database) -> tuple[type[Exception], ...]:
+    """What a failure of the database raises: its backend's errors, a value refused before
+    the driver (`BindError`), and SQLAlchemy's errors once it is loaded (a migration on
+    SQLite; it is never imported for SQLite otherwise)."""
+    errors = (*database.errors, BindError)
+    loaded = sys.modules.get("sqlalchemy.exc")
+    if loaded is not None:
+        errors = (*errors, loaded.SQLAlchemyError)
+    return errors
 
 
 def _where(url: str) -> str:
@@ -118,11 +128,14 @@ def _where(url: str) -> str:
     database = sqlite_file(url)
     if database is not None:
         return str(database)
-    parsed = make_url(normalize_url(url))
-    return describe_target(parsed) if parsed.get_backend_name() == "postgresql" else "in memory"
+    if backend_of(url) == "postgresql":
+        from sqlalchemy.engine import make_url  # loaded already on PostgreSQL
+
+        return describe_target(make_url(normalize_url(url)))
+    return "in memory"
 
 
-def _describe(exc: SQLAlchemyError) -> str:
+def _describe(exc: BaseException) -> str:
     """One line naming the failure, without SQL parameters (they may hold alert text)."""
     original = getattr(exc, "orig", None) or exc
     first = str(original).strip().splitlines()
@@ -132,8 +145,9 @@ def _describe(exc: SQLAlchemyError) -> str:
 class Store:
     """The outbox, rule state and market data on one database. Thread-safe."""
 
-    def __init__(self, engine: Engine, *, file_lock: ProcessLock | None = None) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, *, file_lock: ProcessLock | None = None) -> None:
+        self._db = database
+        self._failures = failures(database)
         self._file_lock = file_lock
         self._replica_lock: ReplicaLock | None = None
         #: This process's identity as a lease holder (see `replica.py`).
@@ -144,24 +158,25 @@ class Store:
         self._write_lock = threading.Lock() if self.backend == "sqlite" else None
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction (`db.write_tx`), after this process's other SQLite writers."""
+    def _write(self) -> Iterator[Plain]:
+        """A write transaction (`Database.write`), after this process's other SQLite
+        writers."""
         if self._write_lock is None:
-            with write_tx(self._engine) as connection:
-                yield connection
+            with self._db.write() as db:
+                yield db
             return
-        with self._write_lock, write_tx(self._engine) as connection:
-            yield connection
+        with self._write_lock, self._db.write() as db:
+            yield db
 
     def _start(self, url: str, failover: timedelta) -> None:
-        """The daemon's start (see `open_store`). Raises StoreError or SQLAlchemyError."""
+        """The daemon's start (see `open_store`). Raises StoreError or a database error."""
         try:
-            with self._write() as connection:
-                probe_write(connection, self.replica_id, datetime.now(UTC))
+            with self._write() as db:
+                probe_write(db, self.replica_id, datetime.now(UTC))
                 voided = 0
                 if self.backend == "sqlite":
-                    voided = void_leases_of_others(connection, self.replica_id)
-        except SQLAlchemyError as exc:
+                    voided = void_leases_of_others(db, self.replica_id)
+        except self._failures as exc:
             raise StoreError(
                 f"the database {_where(url)} cannot be written: {_describe(exc)}"
             ) from exc
@@ -187,13 +202,13 @@ class Store:
     @property
     def backend(self) -> str:
         """`sqlite` or `postgresql`."""
-        return self._engine.dialect.name
+        return self._db.backend
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:
         try:
             yield
-        except SQLAlchemyError as exc:
+        except self._failures as exc:
             raise StoreError(f"store {operation} failed: {_describe(exc)}") from exc
 
     # --- outbox ----------------------------------------------------------------------
@@ -206,9 +221,9 @@ class Store:
     ) -> list[str]:
         """In one transaction: insert each new alert with one delivery per (channel, kind),
         skip alerts whose dedup key exists, and upsert `states`. Returns the new alert ids."""
-        with self._errors("record"), self._write() as connection:
-            inserted = outbox.record(connection, alerts, now)
-            state.save_states(connection, states)
+        with self._errors("record"), self._write() as db:
+            inserted = outbox.record(db, alerts, now)
+            state.save_states(db, states)
             return inserted
 
     def claim(
@@ -225,8 +240,8 @@ class Store:
         if limit <= 0:
             return []
         holder = self._lease_holder()
-        with self._errors("claim"), self._write() as connection:
-            return outbox.claim(connection, now, limit, lease, holder, exclude, held)
+        with self._errors("claim"), self._write() as db:
+            return outbox.claim(db, now, limit, lease, holder, exclude, held)
 
     def claim_next(
         self,
@@ -243,12 +258,12 @@ class Store:
         if limit <= 0:
             return [], None
         holder = self._lease_holder()
-        with self._errors("claim"), self._write() as connection:
-            claimed = outbox.claim(connection, now, limit, lease, holder, exclude, held)
+        with self._errors("claim"), self._write() as db:
+            claimed = outbox.claim(db, now, limit, lease, holder, exclude, held)
             if len(claimed) == limit:
                 return claimed, None
             ours = [*held, *(delivery.id for delivery in claimed)]
-            return claimed, outbox.next_due_by_channel(connection, ours)
+            return claimed, outbox.next_due_by_channel(db, ours)
 
     def finish(
         self,
@@ -259,68 +274,68 @@ class Store:
     ) -> bool:
         """Record the attempt and move the delivery (pending needs `next_attempt_at`).
         Returns False when the delivery had moved on (delivered, or claimed again)."""
-        with self._errors("finish"), self._write() as connection:
-            return outbox.finish(connection, delivery_id, attempt, new_status, next_attempt_at)
+        with self._errors("finish"), self._write() as db:
+            return outbox.finish(db, delivery_id, attempt, new_status, next_attempt_at)
 
     def finish_many(self, finished: Sequence[Finished]) -> list[bool]:
         """`finish()` of every item in one transaction (one durable commit for the group);
         whether each delivery moved. All or nothing: on StoreError none is recorded."""
         if not finished:
             return []
-        with self._errors("finish"), self._write() as connection:
-            return outbox.finish_many(connection, finished)
+        with self._errors("finish"), self._write() as db:
+            return outbox.finish_many(db, finished)
 
     def attempts(self, delivery_id: str) -> list[AttemptRecord]:
         """The recorded attempts of one delivery, oldest first."""
-        with self._errors("attempts"), read_tx(self._engine) as connection:
-            return outbox.attempts_of(connection, delivery_id)
+        with self._errors("attempts"), self._db.read() as db:
+            return outbox.attempts_of(db, delivery_id)
 
     def history(
         self, limit: int = 50, rule: str | None = None, status: Status | None = None
     ) -> list[HistoryEntry]:
         """Newest alerts first, each with its deliveries."""
-        with self._errors("history"), read_tx(self._engine) as connection:
-            return outbox.history(connection, limit, rule, status)
+        with self._errors("history"), self._db.read() as db:
+            return outbox.history(db, limit, rule, status)
 
     def pending_count(self) -> int:
         """Deliveries not yet delivered or dead."""
-        with self._errors("count"), read_tx(self._engine) as connection:
-            return outbox.pending_count(connection)
+        with self._errors("count"), self._db.read() as db:
+            return outbox.pending_count(db)
 
     def next_due(
         self, exclude: Collection[str] = (), held: Collection[str] = ()
     ) -> datetime | None:
         """When the next delivery that `claim(exclude=, held=)` would consider becomes
         claimable (may be in the past), or None."""
-        with self._errors("next_due"), read_tx(self._engine) as connection:
-            return outbox.next_due(connection, exclude, held)
+        with self._errors("next_due"), self._db.read() as db:
+            return outbox.next_due(db, exclude, held)
 
     # --- rule state and market data --------------------------------------------------
 
     def load_states(self) -> dict[tuple[str, str], RuleState]:
         """Every saved rule state by (rule, symbol)."""
-        with self._errors("load_states"), read_tx(self._engine) as connection:
-            return state.load_states(connection)
+        with self._errors("load_states"), self._db.read() as db:
+            return state.load_states(db)
 
     def save_states(self, states: Mapping[tuple[str, str], RuleState]) -> None:
         """Upsert rule states without alerts (e.g. a `for` delay started)."""
-        with self._errors("save_states"), self._write() as connection:
-            state.save_states(connection, states)
+        with self._errors("save_states"), self._write() as db:
+            state.save_states(db, states)
 
     def delete_states(self, keys: Sequence[tuple[str, str]]) -> None:
         """Forget the state of (rule, symbol) pairs that left the rule file."""
-        with self._errors("delete_states"), self._write() as connection:
-            state.delete_states(connection, list(keys))
+        with self._errors("delete_states"), self._write() as db:
+            state.delete_states(db, list(keys))
 
     def save_market_data(self, key: str, data_json: str, now: datetime) -> None:
         """Keep `data_json` under `key` (replacing what was there)."""
-        with self._errors("save_market_data"), self._write() as connection:
-            state.save_market_data(connection, key, data_json, now)
+        with self._errors("save_market_data"), self._write() as db:
+            state.save_market_data(db, key, data_json, now)
 
     def load_market_data(self, key: str) -> MarketData | None:
         """What `save_market_data` kept under `key`, or None."""
-        with self._errors("load_market_data"), read_tx(self._engine) as connection:
-            return state.load_market_data(connection, key)
+        with self._errors("load_market_data"), self._db.read() as db:
+            return state.load_market_data(db, key)
 
     # --- silences (see silences.py) -------------------------------------------------
 
@@ -336,9 +351,9 @@ class Store:
     ) -> Silence:
         """Store a new silence of `rule` and/or `symbol` from `starts_at` (default `now`)
         until `ends_at`, and return it. Raises ValueError when it names neither."""
-        with self._errors("add_silence"), self._write() as connection:
+        with self._errors("add_silence"), self._write() as db:
             return silence_rows.add(
-                connection,
+                db,
                 rule=rule,
                 symbol=symbol,
                 starts_at=starts_at or now,
@@ -349,25 +364,25 @@ class Store:
 
     def silences(self, now: datetime) -> list[Silence]:
         """The silences holding at `now` (started and not ended), oldest first."""
-        with self._errors("silences"), read_tx(self._engine) as connection:
-            return silence_rows.active(connection, now)
+        with self._errors("silences"), self._db.read() as db:
+            return silence_rows.active(db, now)
 
     def expire_silence(self, silence_id: str, now: datetime) -> Silence | None:
         """End a silence at `now` and return it; None when no silence of that id holds."""
-        with self._errors("expire_silence"), self._write() as connection:
-            return silence_rows.expire(connection, silence_id, now)
+        with self._errors("expire_silence"), self._write() as db:
+            return silence_rows.expire(db, silence_id, now)
 
     # --- lifecycle -------------------------------------------------------------------
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at."""
         with self._errors("schema_revision"):
-            return current_revision(self._engine)
+            return current_revision(self._db)
 
     def close(self) -> None:
         """Close every pooled connection and free this process's locks. The store is
         unusable afterwards. Idempotent."""
-        self._engine.dispose()
+        self._db.close()
         if self._replica_lock is not None:
             self._replica_lock.close()
             self._replica_lock = None
@@ -379,12 +394,12 @@ class Store:
 
     def renew(self, ids: Sequence[str], until: datetime) -> int:
         """Extend the leases of these deliveries, still `sending`, to `until`."""
-        with self._errors("renew"), self._write() as connection:
-            return leases.renew(connection, ids, until)
+        with self._errors("renew"), self._write() as db:
+            return leases.renew(db, ids, until)
 
     def release(
         self, delivery_id: str, attempt_number: int, next_attempt_at: datetime, reason: str
     ) -> bool:
         """Hand a claim back untried (pending again, the attempt uncounted)."""
-        with self._errors("release"), self._write() as connection:
-            return leases.release(connection, delivery_id, attempt_number, next_attempt_at, reason)
+        with self._errors("release"), self._write() as db:
+            return leases.release(db, delivery_id, attempt_number, next_attempt_at, reason)

@@ -19,22 +19,18 @@ import fcntl
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from service.errors import StoreError
-from service.store.db import normalize_url
+from service.store.db import parse_sqlite_url
 
 
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL (resolved), or None for in-memory or other URLs."""
-    parsed = make_url(normalize_url(url))
-    if parsed.get_backend_name() != "sqlite":
+    parsed = parse_sqlite_url(url)
+    if parsed is None or parsed.memory:
         return None
-    database = parsed.database or ""
-    if str(parsed.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
-        # sqlite:///file:NAME?mode=...&uri=true: SQLAlchemy moved the query out already
-        if parsed.query.get("mode") == "memory":
-            return None
+    database = parsed.database
+    if parsed.uri and database.startswith("file:"):
+        # sqlite:///file:NAME?mode=...&uri=true: the file is NAME
         database = database[len("file:") :].partition("?")[0]
     if database in ("", ":memory:"):
         return None

@@ -47,12 +47,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Protocol
-
-from sqlalchemy.engine import URL, make_url
+from typing import TYPE_CHECKING, Protocol
 
 from service.errors import StoreError
-from service.store.db import MIGRATION_LOCK_KEY, normalize_url, require_psycopg
+from service.store.db import MIGRATION_LOCK_KEY, backend_of, require_psycopg
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class SingleLeader:
 
 def leadership_for(url: str, failover: timedelta, *, on_change: OnChange | None = None) -> Leader:
     """A PostgreSQL election for a PostgreSQL URL, a `SingleLeader` for SQLite."""
-    backend = make_url(normalize_url(url)).get_backend_name()
+    backend = backend_of(url)
     if backend == "sqlite":
         return SingleLeader(on_change=on_change)
     if backend == "postgresql":

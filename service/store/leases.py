@@ -20,29 +20,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import update
-from sqlalchemy.engine import Connection
-
 from service.store.outbox import MAX_ERROR_CHARS
-from service.store.tables import DELIVERY, PENDING, SENDING
+from service.store.plain import Plain, marks
+from service.store.statuses import PENDING, SENDING
 
 
-def renew(connection: Connection, ids: Sequence[str], until: datetime) -> int:
+def renew(db: Plain, ids: Sequence[str], until: datetime) -> int:
     """Extend the lease of these `sending` rows to `until` (never shorter). Returns how
     many rows were extended."""
     if not ids:
         return 0
-    c = DELIVERY.c
-    result = connection.execute(
-        update(DELIVERY)
-        .where(c.id.in_(list(ids)), c.status == SENDING, c.lease_until < until)
-        .values(lease_until=until)
+    at = db.when(until)
+    result = db.run(
+        f"UPDATE delivery SET lease_until = ? WHERE id IN ({marks(len(ids))})"
+        " AND status = ? AND lease_until < ?",
+        (at, *ids, SENDING, at),
     )
     return int(result.rowcount)
 
 
 def release(
-    connection: Connection,
+    db: Plain,
     delivery_id: str,
     attempt_number: int,
     next_attempt_at: datetime,
@@ -50,16 +48,16 @@ def release(
 ) -> bool:
     """Hand a claim back untried: `pending` again at `next_attempt_at`, the claim's
     attempt uncounted, `reason` as the last error. False when the claim was not ours."""
-    c = DELIVERY.c
-    result = connection.execute(
-        update(DELIVERY)
-        .where(c.id == delivery_id, c.status == SENDING, c.attempts == attempt_number)
-        .values(
-            status=PENDING,
-            attempts=c.attempts - 1,
-            lease_until=None,
-            next_attempt_at=next_attempt_at,
-            last_error=reason[:MAX_ERROR_CHARS],
-        )
+    result = db.run(
+        "UPDATE delivery SET status = ?, attempts = attempts - 1, lease_until = NULL,"
+        " next_attempt_at = ?, last_error = ? WHERE id = ? AND status = ? AND attempts = ?",
+        (
+            PENDING,
+            db.when(next_attempt_at),
+            reason[:MAX_ERROR_CHARS],
+            delivery_id,
+            SENDING,
+            attempt_number,
+        ),
     )
     return int(result.rowcount) == 1

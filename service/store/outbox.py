@@ -25,26 +25,13 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
-
-from sqlalchemy import Table, func, select
-from sqlalchemy.engine import Connection
+from typing import Any, Final
 
 from service.engine import AMENDED_SUFFIX, RESOLVED_SUFFIX, Alert
 from service.notify.base import Message
-from service.store.plain import Plain, marks, moment_of
+from service.store.plain import Plain, marks, maybe_moment, moment_of
 from service.store.replica import dead_holders
-from service.store.tables import (
-    ALERT,
-    ATTEMPT,
-    DEAD,
-    DEFERRED,
-    DELIVERED,
-    DELIVERY,
-    PENDING,
-    SENDING,
-    WAITING,
-)
+from service.store.statuses import DEAD, DEFERRED, DELIVERED, PENDING, SENDING, WAITING
 from service.store.types import (
     AttemptRecord,
     ClaimedDelivery,
@@ -56,9 +43,6 @@ from service.store.types import (
     Status,
 )
 
-if TYPE_CHECKING:
-    from sqlalchemy.dialects import postgresql, sqlite
-
 MAX_ERROR_CHARS = 2000
 
 
@@ -67,20 +51,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def dialect_insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT with `on_conflict_do_nothing/_update` for the connection's backend (each
-    dialect's module is imported by the first insert on it, so SQLite never loads
-    PostgreSQL's)."""
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table)
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert(table)
-
-
-#: The hot path's statements (see `plain.py`), over the column names.
+#: The outbox's statements (see `plain.py`), over the column names.
 _INSERT_ALERT: Final = (
     "INSERT INTO alert (id, dedup_key, rule, symbol, report_key, fired_at, message_json)"
     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING"
@@ -128,9 +99,8 @@ _CLAIMED_COLUMNS: Final = (
 _CLAIM_ORDER_SQL: Final = "next_attempt_at, created_at, id"
 
 
-def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) -> list[str]:
+def record(db: Plain, alerts: Sequence[NewAlert], now: datetime) -> list[str]:
     """Insert new alerts and their deliveries; return the ids of the alerts inserted."""
-    db = Plain(connection)
     inserted: list[str] = []
     deliveries: list[tuple[object, ...]] = []
     waiting: list[tuple[tuple[object, ...], Sequence[Route]]] = []  # rendered, not inserted
@@ -150,7 +120,7 @@ def record(connection: Connection, alerts: Sequence[NewAlert], now: datetime) ->
             raise ValueError(f"render() must use the alert id it is given ({alert.rule})")
         if alert.kind in ("resolved", "amended"):
             insert_waiting()  # the alert it names may be one of those
-            named = _resolved_alert_id(connection, alert)
+            named = _resolved_alert_id(db, alert)
             if alert.kind == "resolved":
                 message = replace(message, kind="resolved", resolves=named)
             else:
@@ -198,30 +168,33 @@ def _insert_alerts(
     return out
 
 
-def _resolved_alert_id(connection: Connection, alert: Alert) -> str | None:
+def _resolved_alert_id(db: Plain, alert: Alert) -> str | None:
     """The id of the alert a resolved alert resolves: the one stored under its
     `resolves_key` (written earlier in this transaction, or before), else the latest fired
     alert of its rule and symbol; None when there is none (the store was emptied)."""
-    a = ALERT.c
     if alert.resolves_key is not None:
-        found = connection.execute(
-            select(a.id).where(a.dedup_key == alert.resolves_key)
-        ).scalar_one_or_none()
+        found = db.run(_ALERT_OF_KEY, (alert.resolves_key,)).fetchone()
         if found is not None:
-            return str(found)
-    latest = connection.execute(
-        select(a.id)
-        .where(
-            a.rule == alert.rule,
-            a.symbol == alert.symbol,
-            a.dedup_key.not_like(f"%{RESOLVED_SUFFIX}"),
-            a.dedup_key.not_like(f"%{AMENDED_SUFFIX}%"),
-            a.fired_at <= alert.fired_at,
-        )
-        .order_by(a.fired_at.desc(), a.id)
-        .limit(1)
-    ).scalar_one_or_none()
-    return None if latest is None else str(latest)
+            return str(found[0])
+    latest = db.run(
+        _LATEST_ALERT,
+        (
+            alert.rule,
+            alert.symbol,
+            f"%{RESOLVED_SUFFIX}",
+            f"%{AMENDED_SUFFIX}%",
+            db.when(alert.fired_at),
+        ),
+    ).fetchone()
+    return None if latest is None else str(latest[0])
+
+
+_ALERT_OF_KEY: Final = "SELECT id FROM alert WHERE dedup_key = ?"
+#: The latest alert of a rule and symbol that is neither a resolution nor an amendment.
+_LATEST_ALERT: Final = (
+    "SELECT id FROM alert WHERE rule = ? AND symbol = ? AND dedup_key NOT LIKE ?"
+    " AND dedup_key NOT LIKE ? AND fired_at <= ? ORDER BY fired_at DESC, id LIMIT 1"
+)
 
 
 def _one_per_channel(routes: Sequence[Route]) -> list[Route]:
@@ -277,7 +250,7 @@ def _claimable(
     return where, params
 
 
-def _dead_holders(connection: Connection, db: Plain, now: datetime, me: str | None) -> list[str]:
+def _dead_holders(db: Plain, now: datetime, me: str | None) -> list[str]:
     """Holders of leases still running whose replica is gone (PostgreSQL; else none).
     `me`, the claimer, is alive (its liveness lock was just ensured): only the others'
     leases are looked up in `pg_locks`, so a lone replica's claim needs no such query."""
@@ -291,11 +264,11 @@ def _dead_holders(connection: Connection, db: Plain, now: datetime, me: str | No
             (SENDING, db.when(now), me or ""),
         )
     ]
-    return dead_holders(connection, holders) if holders else []
+    return dead_holders(db, holders) if holders else []
 
 
 def claim(
-    connection: Connection,
+    db: Plain,
     now: datetime,
     limit: int,
     lease: timedelta,
@@ -309,8 +282,7 @@ def claim(
     Deliveries of the channels in `exclude` are left alone (the worker excludes channels
     whose destination host is at its cap, or that left the rule file), and so are the
     deliveries in `held` (the caller's own, still in flight: never claimed twice)."""
-    db = Plain(connection)
-    dead = _dead_holders(connection, db, now, holder)
+    dead = _dead_holders(db, now, holder)
     where, params = _claimable(db, now, dead, exclude, held)
     lease_until = now + lease
     sets = [SENDING, db.when(lease_until), holder]
@@ -347,7 +319,7 @@ def claim(
 
 
 def finish(
-    connection: Connection,
+    db: Plain,
     delivery_id: str,
     attempt: AttemptRecord,
     new_status: Status,
@@ -355,11 +327,11 @@ def finish(
 ) -> bool:
     """Record `attempt` and move the delivery to `new_status`. False when the delivery was
     not moved (already delivered, or claimed again by someone else since)."""
-    [moved] = finish_many(connection, [Finished(delivery_id, attempt, new_status, next_attempt_at)])
+    [moved] = finish_many(db, [Finished(delivery_id, attempt, new_status, next_attempt_at)])
     return moved
 
 
-def finish_many(connection: Connection, finished: Sequence[Finished]) -> list[bool]:
+def finish_many(db: Plain, finished: Sequence[Finished]) -> list[bool]:
     """`finish()` of each item, in the caller's one transaction (a group commit): one
     INSERT of every attempt (executemany), then one guarded UPDATE per delivery, in
     order. Whether each moved."""
@@ -370,7 +342,6 @@ def finish_many(connection: Connection, finished: Sequence[Finished]) -> list[bo
             raise ValueError("a pending delivery needs next_attempt_at")
     if not finished:
         return []
-    db = Plain(connection)
     attempts: list[tuple[object, ...]] = []
     moves: list[tuple[object, ...]] = []
     for item in finished:
@@ -415,93 +386,108 @@ def finish_many(connection: Connection, finished: Sequence[Finished]) -> list[bo
     return [delivery_id in moved for delivery_id in ids]
 
 
-def attempts_of(connection: Connection, delivery_id: str) -> list[AttemptRecord]:
+def attempts_of(db: Plain, delivery_id: str) -> list[AttemptRecord]:
     """Every recorded attempt of a delivery, oldest first."""
-    a = ATTEMPT.c
-    rows = connection.execute(
-        select(a.number, a.started_at, a.finished_at, a.outcome, a.status_code, a.error)
-        .where(a.delivery_id == delivery_id)
-        .order_by(a.id)
-    ).all()
+    rows = db.run(
+        "SELECT number, started_at, finished_at, outcome, status_code, error FROM attempt"
+        " WHERE delivery_id = ? ORDER BY id",
+        (delivery_id,),
+    )
     return [
         AttemptRecord(
-            number=r.number,
-            started_at=r.started_at,
-            finished_at=r.finished_at,
-            outcome=r.outcome,
-            status_code=r.status_code,
-            error=r.error,
+            number=number,
+            started_at=moment_of(started_at),
+            finished_at=moment_of(finished_at),
+            outcome=outcome,
+            status_code=status_code,
+            error=error,
         )
-        for r in rows
+        for number, started_at, finished_at, outcome, status_code, error in rows
     ]
 
 
-def history(
-    connection: Connection, limit: int, rule: str | None, status: Status | None
-) -> list[HistoryEntry]:
+_ALERT_COLUMNS: Final = "id, rule, symbol, dedup_key, report_key, fired_at, message_json"
+_SUMMARY_COLUMNS: Final = (
+    "alert_id, id, channel, kind, status, attempts, next_attempt_at, last_error,"
+    " delivered_at, hold_reason"
+)
+
+
+def history(db: Plain, limit: int, rule: str | None, status: Status | None) -> list[HistoryEntry]:
     """The newest `limit` alerts (optionally of one rule, or having a delivery in `status`)."""
-    a, d = ALERT.c, DELIVERY.c
-    query = select(ALERT).order_by(a.fired_at.desc(), a.id).limit(limit)
+    where: list[str] = []
+    params: list[object] = []
     if rule is not None:
-        query = query.where(a.rule == rule)
+        where.append("rule = ?")
+        params.append(rule)
     if status is not None:
-        query = query.where(a.id.in_(select(d.alert_id).where(d.status == status)))
-    alerts = connection.execute(query).all()
-    ids = [row.id for row in alerts]
+        where.append("id IN (SELECT alert_id FROM delivery WHERE status = ?)")
+        params.append(status)
+    alerts = db.run(
+        f"SELECT {_ALERT_COLUMNS} FROM alert"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY fired_at DESC, id LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    ids = [row[0] for row in alerts]
     by_alert: dict[str, list[DeliverySummary]] = {alert_id: [] for alert_id in ids}
     if ids:
-        for row in connection.execute(
-            select(DELIVERY).where(d.alert_id.in_(ids)).order_by(d.channel)
-        ).all():
-            by_alert[row.alert_id].append(
+        rows = db.run(
+            f"SELECT {_SUMMARY_COLUMNS} FROM delivery WHERE alert_id IN ({marks(len(ids))})"
+            " ORDER BY channel",
+            ids,
+        )
+        for alert_id, *row in rows:
+            by_alert[alert_id].append(
                 DeliverySummary(
-                    id=row.id,
-                    channel=row.channel,
-                    kind=row.kind,
-                    status=row.status,
-                    attempts=row.attempts,
-                    next_attempt_at=row.next_attempt_at,
-                    last_error=row.last_error,
-                    delivered_at=row.delivered_at,
-                    hold_reason=row.hold_reason,
+                    id=row[0],
+                    channel=row[1],
+                    kind=row[2],
+                    status=row[3],
+                    attempts=row[4],
+                    next_attempt_at=moment_of(row[5]),
+                    last_error=row[6],
+                    delivered_at=maybe_moment(row[7]),
+                    hold_reason=row[8],
                 )
             )
     return [
         HistoryEntry(
-            alert_id=row.id,
-            rule=row.rule,
-            symbol=row.symbol,
-            dedup_key=row.dedup_key,
-            report_key=row.report_key,
-            fired_at=row.fired_at,
-            message=Message.from_json(row.message_json),
-            deliveries=tuple(by_alert[row.id]),
+            alert_id=alert_id,
+            rule=rule_name,
+            symbol=symbol,
+            dedup_key=dedup_key,
+            report_key=report_key,
+            fired_at=moment_of(fired_at),
+            message=Message.from_json(message_json),
+            deliveries=tuple(by_alert[alert_id]),
         )
-        for row in alerts
+        for alert_id, rule_name, symbol, dedup_key, report_key, fired_at, message_json in alerts
     ]
 
 
-def pending_count(connection: Connection) -> int:
+def pending_count(db: Plain) -> int:
     """Deliveries not final yet (pending, deferred, or sending under a lease)."""
-    c = DELIVERY.c
-    query = select(func.count()).select_from(DELIVERY).where(c.status.in_((*WAITING, SENDING)))
-    return int(connection.execute(query).scalar_one())
+    statuses = (*WAITING, SENDING)
+    row = db.run(
+        f"SELECT count(*) FROM delivery WHERE status IN ({marks(len(statuses))})", statuses
+    ).fetchone()
+    return int(row[0])
 
 
 def next_due(
-    connection: Connection, exclude: Collection[str] = (), held: Collection[str] = ()
+    db: Plain, exclude: Collection[str] = (), held: Collection[str] = ()
 ) -> datetime | None:
     """When the earliest non-final delivery that `claim(exclude=, held=)` would consider
     becomes claimable, or None when there is none."""
-    moments = [m for ch, m in next_due_by_channel(connection, held).items() if ch not in exclude]
+    moments = [m for ch, m in next_due_by_channel(db, held).items() if ch not in exclude]
     return min(moments) if moments else None
 
 
-def next_due_by_channel(connection: Connection, held: Collection[str] = ()) -> dict[str, datetime]:
+def next_due_by_channel(db: Plain, held: Collection[str] = ()) -> dict[str, datetime]:
     """For each channel with a non-final delivery not in `held`: when the earliest of them
     becomes claimable (pending or deferred: its `next_attempt_at`; sending: its lease's
     end). `next_due(exclude=)` is the earliest of the channels not excluded."""
-    db = Plain(connection)
     # the CASEs' parameters, then the WHERE's
     params: list[object] = [*WAITING, SENDING, *WAITING, SENDING]
     where = f"status IN ({marks(len(WAITING) + 1)})"

@@ -21,19 +21,17 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, text
-from sqlalchemy.engine import Connection
-
-from service.store.tables import DELIVERY, SENDING
+from service.store.plain import Plain
+from service.store.statuses import SENDING
 
 #: High 16 bits of every replica key ("ew"): apart from the leader's and the migration's
 #: keys, so `pg_locks` shows replica locks as classid 0x6577xxxx, objsubid 1.
 REPLICA_KEY_PREFIX = 0x6577
 
 # Advisory locks on bigint keys granted in this database, as (classid, objid).
-_GRANTED_SQL = text(
+_GRANTED_SQL = (
     "SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory'"
-    " AND granted AND objsubid = 1 AND classid::bigint >> 16 = :prefix"
+    " AND granted AND objsubid = 1 AND classid::bigint >> 16 = ?"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 
@@ -60,14 +58,13 @@ def split_key(key: int) -> tuple[int, int]:
     return unsigned >> 32, unsigned & 0xFFFFFFFF
 
 
-def dead_holders(connection: Connection, holders: Sequence[str]) -> list[str]:
+def dead_holders(db: Plain, holders: Sequence[str]) -> list[str]:
     """The holders among `holders` whose advisory lock nobody holds (PostgreSQL only; on
     other backends nobody is known dead). Ids without a key are never called dead."""
-    if connection.dialect.name != "postgresql" or not holders:
+    if db.sqlite or not holders:
         return []
     granted = {
-        (int(classid), int(objid))
-        for classid, objid in connection.execute(_GRANTED_SQL, {"prefix": REPLICA_KEY_PREFIX})
+        (int(classid), int(objid)) for classid, objid in db.run(_GRANTED_SQL, (REPLICA_KEY_PREFIX,))
     }
     dead = []
     for holder in holders:
@@ -77,18 +74,13 @@ def dead_holders(connection: Connection, holders: Sequence[str]) -> list[str]:
     return dead
 
 
-def dead_lease_holders(connection: Connection, now: datetime) -> list[str]:
+def dead_lease_holders(db: Plain, now: datetime) -> list[str]:
     """Holders of leases still running whose replica is gone (PostgreSQL; else none)."""
-    if connection.dialect.name != "postgresql":
+    if db.sqlite:
         return []
-    c = DELIVERY.c
-    holders = (
-        connection.execute(
-            select(c.lease_holder)
-            .distinct()
-            .where(c.status == SENDING, c.lease_until > now, c.lease_holder.is_not(None))
-        )
-        .scalars()
-        .all()
+    holders = db.run(
+        "SELECT DISTINCT lease_holder FROM delivery WHERE status = ? AND lease_until > ?"
+        " AND lease_holder IS NOT NULL",
+        (SENDING, db.when(now)),
     )
-    return dead_holders(connection, [h for h in holders if h is not None])
+    return dead_holders(db, [str(holder) for (holder,) in holders])

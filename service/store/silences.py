@@ -12,11 +12,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
-from sqlalchemy.engine import Connection
-
-from service.store.tables import SILENCE
+from service.store.plain import Plain, moment_of
 from service.store.types import Silence
+
+_COLUMNS = "id, rule, symbol, starts_at, ends_at, comment, created_at"
 
 
 def new_silence_id() -> str:
@@ -24,7 +23,7 @@ def new_silence_id() -> str:
 
 
 def add(
-    connection: Connection,
+    db: Plain,
     *,
     rule: str | None,
     symbol: str | None,
@@ -48,49 +47,54 @@ def add(
         comment=comment,
         created_at=now,
     )
-    connection.execute(
-        SILENCE.insert().values(
-            id=silence.id,
-            rule=rule,
-            symbol=symbol,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            comment=comment,
-            created_at=now,
-        )
+    db.run(
+        f"INSERT INTO silence ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            silence.id,
+            rule,
+            symbol,
+            db.when(starts_at),
+            db.when(ends_at),
+            comment,
+            db.when(now),
+        ),
     )
     return silence
 
 
-def active(connection: Connection, now: datetime) -> list[Silence]:
+def active(db: Plain, now: datetime) -> list[Silence]:
     """The silences holding at `now` (started, not ended), oldest first."""
-    c = SILENCE.c
-    rows = connection.execute(
-        select(SILENCE).where(c.starts_at <= now, c.ends_at > now).order_by(c.created_at, c.id)
-    ).all()
+    at = db.when(now)
+    rows = db.run(
+        f"SELECT {_COLUMNS} FROM silence WHERE starts_at <= ? AND ends_at > ?"
+        " ORDER BY created_at, id",
+        (at, at),
+    )
     return [_silence(row) for row in rows]
 
 
-def expire(connection: Connection, silence_id: str, now: datetime) -> Silence | None:
+def expire(db: Plain, silence_id: str, now: datetime) -> Silence | None:
     """End the silence `silence_id` at `now` and return it; None when no silence of that
     id holds at `now` (unknown, already ended, or not started yet)."""
-    c = SILENCE.c
-    row = connection.execute(
-        select(SILENCE).where(c.id == silence_id, c.starts_at <= now, c.ends_at > now)
-    ).first()
+    at = db.when(now)
+    row = db.run(
+        f"SELECT {_COLUMNS} FROM silence WHERE id = ? AND starts_at <= ? AND ends_at > ?",
+        (silence_id, at, at),
+    ).fetchone()
     if row is None:
         return None
-    connection.execute(update(SILENCE).where(c.id == silence_id).values(ends_at=now))
+    db.run("UPDATE silence SET ends_at = ? WHERE id = ?", (at, silence_id))
     return replace(_silence(row), ends_at=now)
 
 
-def _silence(row: Row[Any]) -> Silence:
+def _silence(row: Any) -> Silence:
+    silence_id, rule, symbol, starts_at, ends_at, comment, created_at = row
     return Silence(
-        id=row.id,
-        rule=row.rule,
-        symbol=row.symbol,
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-        comment=row.comment,
-        created_at=row.created_at,
+        id=silence_id,
+        rule=rule,
+        symbol=symbol,
+        starts_at=moment_of(starts_at),
+        ends_at=moment_of(ends_at),
+        comment=comment,
+        created_at=moment_of(created_at),
     )

@@ -14,34 +14,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, update
-from sqlalchemy.engine import Connection
-
-from service.store.outbox import dialect_insert
-from service.store.tables import DELIVERY, PENDING, PROBE, SENDING
+from service.store.plain import Plain
+from service.store.statuses import PENDING, SENDING
 
 
-def probe_write(connection: Connection, replica_id: str, now: datetime) -> None:
+def probe_write(db: Plain, replica_id: str, now: datetime) -> None:
     """Upsert the `start` row of `probe` (the caller commits: that is the probe)."""
-    statement = dialect_insert(connection, PROBE).values(
-        name="start", replica_id=replica_id, written_at=now
-    )
-    connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=["name"], set_={"replica_id": replica_id, "written_at": now}
-        )
+    db.run(
+        "INSERT INTO probe (name, replica_id, written_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET replica_id = excluded.replica_id,"
+        " written_at = excluded.written_at",
+        ("start", replica_id, db.when(now)),
     )
 
 
-def void_leases_of_others(connection: Connection, replica_id: str) -> int:
+def void_leases_of_others(db: Plain, replica_id: str) -> int:
     """Make every delivery leased by another replica pending again; returns how many."""
-    c = DELIVERY.c
-    result = connection.execute(
-        update(DELIVERY)
-        .where(
-            c.status == SENDING,
-            or_(c.lease_holder.is_(None), c.lease_holder != replica_id),
-        )
-        .values(status=PENDING, lease_until=None, lease_holder=None)
+    result = db.run(
+        "UPDATE delivery SET status = ?, lease_until = NULL, lease_holder = NULL"
+        " WHERE status = ? AND (lease_holder IS NULL OR lease_holder <> ?)",
+        (PENDING, SENDING, replica_id),
     )
     return int(result.rowcount or 0)

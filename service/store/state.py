@@ -12,12 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
-
 from service.engine import RuleState
-from service.store.outbox import dialect_insert
-from service.store.tables import MARKET_DATA, RULE_STATE
+from service.store.plain import Plain, maybe_moment, moment_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,83 +25,92 @@ class MarketData:
     updated_at: datetime
 
 
-def save_states(connection: Connection, states: Mapping[tuple[str, str], RuleState]) -> None:
+_STATE_COLUMNS = (
+    "fingerprint",
+    "armed",
+    "pending_since",
+    "last_fired",
+    "last_report",
+    "fired",
+    "eps_notified",
+    "revenue_notified",
+)
+_SAVE_STATE = (
+    f"INSERT INTO rule_state (rule, symbol, {', '.join(_STATE_COLUMNS)})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule, symbol) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _STATE_COLUMNS)
+)
+_SAVE_MARKET_DATA = (
+    'INSERT INTO market_data ("key", data_json, updated_at) VALUES (?, ?, ?)'
+    ' ON CONFLICT ("key") DO UPDATE SET data_json = excluded.data_json,'
+    " updated_at = excluded.updated_at"
+)
+
+
+def save_states(db: Plain, states: Mapping[tuple[str, str], RuleState]) -> None:
     """Insert or replace the state of each (rule, symbol)."""
     if not states:
         return
     rows = [
-        {
-            "rule": rule,
-            "symbol": symbol,
-            "fingerprint": state.fingerprint,
-            "armed": state.armed,
-            "pending_since": state.pending_since,
-            "last_fired": state.last_fired,
-            "last_report": state.last_report,
-            "fired": state.fired,
-            "eps_notified": state.eps_notified,
-            "revenue_notified": state.revenue_notified,
-        }
+        (
+            rule,
+            symbol,
+            state.fingerprint,
+            state.armed,
+            db.when(state.pending_since),
+            db.when(state.last_fired),
+            state.last_report,
+            state.fired,
+            state.eps_notified,
+            state.revenue_notified,
+        )
         for (rule, symbol), state in states.items()
     ]
-    statement = dialect_insert(connection, RULE_STATE)
-    excluded = statement.excluded
-    statement = statement.on_conflict_do_update(
-        index_elements=["rule", "symbol"],
-        set_={
-            name: excluded[name]
-            for name in (
-                "fingerprint",
-                "armed",
-                "pending_since",
-                "last_fired",
-                "last_report",
-                "fired",
-                "eps_notified",
-                "revenue_notified",
-            )
-        },
-    )
-    connection.execute(statement, rows)
+    db.run_many(_SAVE_STATE, rows)
 
 
-def load_states(connection: Connection) -> dict[tuple[str, str], RuleState]:
+def load_states(db: Plain) -> dict[tuple[str, str], RuleState]:
     """Every saved rule state by (rule, symbol)."""
+    rows = db.run(f"SELECT rule, symbol, {', '.join(_STATE_COLUMNS)} FROM rule_state")
     return {
-        (row.rule, row.symbol): RuleState(
-            fingerprint=row.fingerprint,
-            armed=row.armed,
-            pending_since=row.pending_since,
-            last_fired=row.last_fired,
-            last_report=row.last_report,
-            fired=row.fired,
-            eps_notified=row.eps_notified,
-            revenue_notified=row.revenue_notified,
+        (rule, symbol): RuleState(
+            fingerprint=fingerprint,
+            armed=bool(armed),
+            pending_since=maybe_moment(pending_since),
+            last_fired=maybe_moment(last_fired),
+            last_report=last_report,
+            fired=fired,
+            eps_notified=eps_notified,
+            revenue_notified=revenue_notified,
         )
-        for row in connection.execute(select(RULE_STATE)).all()
+        for (
+            rule,
+            symbol,
+            fingerprint,
+            armed,
+            pending_since,
+            last_fired,
+            last_report,
+            fired,
+            eps_notified,
+            revenue_notified,
+        ) in rows
     }
 
 
-def delete_states(connection: Connection, keys: list[tuple[str, str]]) -> None:
+def delete_states(db: Plain, keys: list[tuple[str, str]]) -> None:
     """Forget the state of rules or symbols that left the rule file."""
-    c = RULE_STATE.c
-    for rule, symbol in keys:
-        connection.execute(RULE_STATE.delete().where(c.rule == rule, c.symbol == symbol))
+    db.run_many("DELETE FROM rule_state WHERE rule = ? AND symbol = ?", keys)
 
 
-def save_market_data(connection: Connection, key: str, data_json: str, now: datetime) -> None:
+def save_market_data(db: Plain, key: str, data_json: str, now: datetime) -> None:
     """Insert or replace the JSON kept under `key`."""
-    statement = dialect_insert(connection, MARKET_DATA).values(
-        key=key, data_json=data_json, updated_at=now
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=["key"],
-        set_={"data_json": statement.excluded.data_json, "updated_at": now},
-    )
-    connection.execute(statement)
+    db.run(_SAVE_MARKET_DATA, (key, data_json, db.when(now)))
 
 
-def load_market_data(connection: Connection, key: str) -> MarketData | None:
+def load_market_data(db: Plain, key: str) -> MarketData | None:
     """The JSON kept under `key` and when it was saved, or None."""
-    row = connection.execute(select(MARKET_DATA).where(MARKET_DATA.c.key == key)).first()
-    return None if row is None else MarketData(row.key, row.data_json, row.updated_at)
+    row = db.run(
+        'SELECT "key", data_json, updated_at FROM market_data WHERE "key" = ?', (key,)
+    ).fetchone()
+    return None if row is None else MarketData(row[0], row[1], moment_of(row[2]))

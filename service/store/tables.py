@@ -9,8 +9,10 @@ rule, symbol and event, across restarts and replicas) and `delivery(alert_id, ch
 UNIQUE (one delivery row per channel of an alert). A change here needs a new migration in
 `migrations/versions/`; `tests/store/test_migrations.py` fails when the two differ.
 
-Core, not SQLModel or the ORM: queries are Core statements, and the ORM and SQLModel cost
-a process about 260 ms of import and several MiB only to declare these tables.
+The store's queries are plain SQL (`plain.py`), so a SQLite daemon never imports this
+module: the tables are for the migrations (Alembic compares them with the revisions) and
+the tests. Core, not SQLModel or the ORM, which cost a process about 260 ms of import and
+several MiB only to declare them.
 """
 
 from __future__ import annotations
@@ -35,23 +37,32 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-#: Delivery statuses. `sending` rows hold a lease; `delivered`, `dead`, `muted` and
-#: `silenced` are final. `deferred` (a stage holds it until `next_attempt_at`) is due like
-#: `pending` once its time comes; `muted` and `silenced` (a stage, a silence stopped it)
-#: are never sent. See service/stages.py.
-PENDING = "pending"
-DEFERRED = "deferred"
-SENDING = "sending"
-DELIVERED = "delivered"
-DEAD = "dead"
-MUTED = "muted"
-SILENCED = "silenced"
-STATUSES = (PENDING, DEFERRED, SENDING, DELIVERED, DEAD, MUTED, SILENCED)
-#: Statuses waiting for a send once `next_attempt_at` has come.
-WAITING = (PENDING, DEFERRED)
+from service.store.statuses import (
+    DEAD,
+    DEFERRED,
+    DELIVERED,
+    MUTED,
+    OUTCOMES,
+    PENDING,
+    SENDING,
+    SILENCED,
+    STATUSES,
+    WAITING,
+)
 
-#: Attempt outcomes.
-OUTCOMES = ("ok", "retry", "permanent", "error")
+#: The statuses and outcomes live in statuses.py (read at run time without SQLAlchemy).
+__all__ = [
+    "DEAD",
+    "DEFERRED",
+    "DELIVERED",
+    "MUTED",
+    "OUTCOMES",
+    "PENDING",
+    "SENDING",
+    "SILENCED",
+    "STATUSES",
+    "WAITING",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

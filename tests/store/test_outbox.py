@@ -309,12 +309,13 @@ def test_a_resolved_alert_whose_key_is_unknown_names_the_latest_fired_one_or_non
 
 
 def _core_claimable_ids(
-    db: Store, now: datetime, limit: int, exclude: list[str], held: list[str]
+    url: str, now: datetime, limit: int, exclude: list[str], held: list[str]
 ) -> list[str]:
-    """What the Core query the plain-SQL claim replaced would take, in its order."""
+    """What the Core query the plain-SQL claim replaced would take, in its order (run on
+    a SQLAlchemy engine of the same database: the store itself has none on SQLite)."""
     from sqlalchemy import and_, or_, select
 
-    from service.store.db import read_tx
+    from service.store.db import create_db_engine, read_tx
     from service.store.tables import DELIVERY, SENDING, WAITING
 
     c = DELIVERY.c
@@ -328,15 +329,21 @@ def _core_claimable_ids(
         .order_by(c.next_attempt_at, c.created_at, c.id)
         .limit(limit)
     )
-    with read_tx(db._engine) as connection:
-        return [str(i) for i in connection.execute(query).scalars()]
+    engine = create_db_engine(url)
+    try:
+        with read_tx(engine) as connection:
+            return [str(i) for i in connection.execute(query).scalars()]
+    finally:
+        engine.dispose()
 
 
 def _deliveries(db: Store) -> dict[str, tuple[str, int]]:
     return {d.id: (d.status, d.attempts) for e in db.history(limit=500) for d in e.deliveries}
 
 
-def test_the_plain_sql_claim_takes_the_rows_the_core_query_names_in_its_order(db: Store) -> None:
+def test_the_plain_sql_claim_takes_the_rows_the_core_query_names_in_its_order(
+    db: Store, url: str
+) -> None:
     # a mix: pending due and not yet, deferred, leases run out and running, final rows,
     # several channels (one excluded) and ids held by the claimer
     for n in range(12):
@@ -352,9 +359,9 @@ def test_the_plain_sql_claim_takes_the_rows_the_core_query_names_in_its_order(db
     now = T0 + timedelta(hours=1, minutes=5)  # early[2]'s lease ran out, later[0]'s runs
     before = _deliveries(db)
     held = [i for i, (status, _n) in before.items() if status == "pending"][:2]
-    every = _core_claimable_ids(db, now, 100, ["spare"], held)
+    every = _core_claimable_ids(url, now, 100, ["spare"], held)
     assert early[2].id in every and later[0].id not in every
-    expected = _core_claimable_ids(db, now, 5, ["spare"], held)
+    expected = _core_claimable_ids(url, now, 5, ["spare"], held)
     assert len(expected) == 5 < len(every)  # a real choice: more are due than it takes
     claimed = db.claim(now, 5, LEASE, exclude={"spare"}, held=held)
     assert [d.id for d in claimed] == expected
