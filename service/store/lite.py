@@ -12,7 +12,8 @@ Promises (those the SQLAlchemy engine kept before, unchanged):
   a small pool of connections (each used by one thread at a time, `check_same_thread` off;
   at most `POOL_SIZE` kept idle, as SQLAlchemy's QueuePool did); an in-memory database is
   one shared connection (each would otherwise see a database of its own) guarded by a
-  lock for the whole transaction. `close()` closes them all.
+  lock for the whole transaction. `close()` closes them all (one in use as it ends);
+  as SQLAlchemy's `Engine.dispose()` did, a later use opens a new one.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class SqliteDatabase:
         self._lock = threading.Lock()  # the pool's list, or the shared connection's use
         self._idle: list[sqlite3.Connection] = []
         self._shared: sqlite3.Connection | None = None
-        self._closed = False
+        #: Counts `close()` calls: a connection taken before one is closed when given back.
+        self._generation = 0
 
     def connect(self) -> sqlite3.Connection:
         """A new connection, configured as the module docstring promises."""
@@ -98,29 +100,27 @@ class SqliteDatabase:
         In memory: the shared one, under the lock."""
         if self.memory:
             with self._lock:
-                if self._closed:
-                    raise sqlite3.ProgrammingError("the database is closed")
                 if self._shared is None:
                     self._shared = self.connect()
                 yield self._shared
             return
         with self._lock:
-            if self._closed:
-                raise sqlite3.ProgrammingError("the database is closed")
+            generation = self._generation
             connection = self._idle.pop() if self._idle else None
         if connection is None:
             connection = self.connect()
         try:
             yield connection
         finally:
-            self._give_back(connection)
+            self._give_back(connection, generation)
 
-    def _give_back(self, connection: sqlite3.Connection) -> None:
-        """Keep a connection for reuse, or close it: the pool is full or closed, or the
-        connection is still in a transaction (a rollback failed: its state is unknown)."""
+    def _give_back(self, connection: sqlite3.Connection, generation: int) -> None:
+        """Keep a connection for reuse, or close it: the pool is full, `close()` was called
+        since it was taken, or it is still in a transaction (a rollback failed: its state
+        is unknown)."""
         if not connection.in_transaction:
             with self._lock:
-                if not self._closed and len(self._idle) < POOL_SIZE:
+                if generation == self._generation and len(self._idle) < POOL_SIZE:
                     self._idle.append(connection)
                     return
         connection.close()
@@ -147,9 +147,9 @@ class SqliteDatabase:
         return self._transaction("BEGIN")
 
     def close(self) -> None:
-        """Close every connection; idempotent. The database is unusable afterwards."""
+        """Close every connection (one in use when it is given back). Idempotent."""
         with self._lock:
-            self._closed = True
+            self._generation += 1
             idle, self._idle = self._idle, []
             shared, self._shared = self._shared, None
         for connection in idle:

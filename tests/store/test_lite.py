@@ -157,7 +157,7 @@ def test_concurrent_writers_in_threads_lose_no_update(
         database.close()
 
 
-def test_close_closes_every_connection_and_the_database_refuses_use_after(
+def test_close_closes_every_connection_even_one_in_use_and_a_later_use_opens_anew(
     database: SqliteDatabase,
 ) -> None:
     held = threading.Barrier(2)
@@ -173,13 +173,16 @@ def test_close_closes_every_connection_and_the_database_refuses_use_after(
         thread.start()
     for thread in threads:
         thread.join()
-    assert len({id(c) for c in kept}) == 2
-    database.close()
-    for connection in kept:
+    assert len({id(c) for c in kept}) == 2  # both idle in the pool now
+    with database.connection() as in_use:
+        database.close()
+        in_use.execute("SELECT 1")  # not taken from under its user
+    for connection in (*kept, in_use):
         with pytest.raises(sqlite3.ProgrammingError):
             connection.execute("SELECT 1")
-    with pytest.raises(sqlite3.ProgrammingError), database.read():
-        pass
+    with database.read() as db:  # as SQLAlchemy's dispose(): a new connection
+        assert db.run("SELECT value FROM counter").fetchone()[0] == 0
+    database.close()
     database.close()  # idempotent
 
 
