@@ -157,7 +157,10 @@ def parse_sqlite_url(url: str) -> SqliteUrl | None:
     uri = _true(query["uri"]) if "uri" in query else False
     for key, convert in (("timeout", float), ("detect_types", int), ("cached_statements", int)):
         if key in query:
-            options[key] = convert(query[key])
+            try:
+                options[key] = convert(query[key])
+            except ValueError:
+                raise StoreError(f"invalid SQLite URL: {key} must be a number") from None
     if uri:
         rest = {k: v for k, v in query.items() if k not in _SQLITE_ARGS}
         if rest:

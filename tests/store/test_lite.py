@@ -274,6 +274,8 @@ def test_other_urls_are_not_sqlite_and_a_sqlite_url_with_a_host_is_refused() -> 
     with pytest.raises(StoreError, match=r"^invalid SQLite URL") as refused:
         parse_sqlite_url("sqlite://user:secret@host/x.db")
     assert "secret" not in str(refused.value)
+    with pytest.raises(StoreError, match=r"^invalid SQLite URL: timeout must be a number$"):
+        parse_sqlite_url("sqlite:///x.db?timeout=soon")
     with pytest.raises(StoreError, match="unsupported database URL scheme 'mysql'"):
         open_database("mysql://u:secret@h/db")
 
