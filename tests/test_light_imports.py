@@ -374,10 +374,15 @@ def test_a_database_behind_the_head_is_still_migrated(tmp_path: Path) -> None:
     engine = create_db_engine(url)
     try:
         with db.write_tx(engine) as connection:
-            command.upgrade(db.alembic_config(connection), "r0002")
+            command.upgrade(db.alembic_config(connection), "r0001")
+        assert current_revision(engine) == "r0001"
+        migrate(engine)  # a SQLAlchemy engine, as before
+        assert current_revision(engine) == packaged_head()
+        with db.write_tx(engine) as connection:
+            command.downgrade(db.alembic_config(connection), "r0002")
     finally:
         engine.dispose()
-    database = open_database(url)
+    database = open_database(url)  # the store's own layer, on sqlite3
     try:
         assert current_revision(database) == "r0002"
         migrate(database)

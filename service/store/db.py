@@ -30,12 +30,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qsl, unquote
 
 from service.errors import StoreError
@@ -73,7 +74,8 @@ _SQLITE_ARGS = (
 
 
 class Database(Protocol):
-    """What the store's modules use of a backend (`lite.SqliteDatabase`, `pg.PgDatabase`)."""
+    """What the store's modules use of a backend (`lite.SqliteDatabase`,
+    `pg.EngineDatabase`)."""
 
     @property
     def backend(self) -> str:
@@ -191,9 +193,9 @@ def open_database(url: str) -> Database:
     backend = backend_of(url)
     if backend == "postgresql":
         require_psycopg()
-        from service.store.pg import PgDatabase  # SQLAlchemy only for PostgreSQL
+        from service.store.pg import EngineDatabase  # SQLAlchemy only for PostgreSQL
 
-        return PgDatabase(url)
+        return EngineDatabase.postgresql(url)
     scheme = url.partition("://")[0]
     raise StoreError(f"unsupported database URL scheme {scheme!r}: use sqlite or postgresql")
 
@@ -274,8 +276,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def migrate(database: Database) -> None:
-    """Bring the schema to the newest revision (a no-op when it is there already)."""
+def migrate(target: Database | Engine) -> None:
+    """Bring the schema to the newest revision (a no-op when it is there already). Takes
+    the store's `Database`, or a SQLAlchemy engine (`create_db_engine`)."""
+    database = _database_of(target)
     head = packaged_head()
     if head is not None and current_revision(database) == head:
         return  # at the head already: no need to import SQLAlchemy or Alembic
@@ -302,9 +306,9 @@ def migration_engine(database: Database) -> Iterator[Engine]:
     an engine over one of its `sqlite3` connections (for an in-memory database the shared
     one, held for the migration), disposed after without closing that connection."""
     if not isinstance(database, SqliteDatabase):
-        from service.store.pg import PgDatabase
+        from service.store.pg import EngineDatabase
 
-        if not isinstance(database, PgDatabase):
+        if not isinstance(database, EngineDatabase):
             raise TypeError(f"no migration engine for {type(database).__name__}")
         yield database.engine
         return
@@ -334,10 +338,21 @@ class _Borrowed:
         pass
 
 
-def current_revision(database: Database) -> str | None:
+def _database_of(target: Database | Engine) -> Database:
+    """`target` itself, or a SQLAlchemy engine as a `Database` (SQLAlchemy is loaded
+    already when one is handed in)."""
+    engine_module = sys.modules.get("sqlalchemy.engine")
+    if engine_module is not None and isinstance(target, engine_module.Engine):
+        from service.store.pg import EngineDatabase
+
+        return EngineDatabase(target)
+    return cast("Database", target)
+
+
+def current_revision(target: Database | Engine) -> str | None:
     """The schema revision stored in the database, or None for an empty database (read
     from Alembic's table with plain queries, as Alembic does: one row, or none)."""
-    with database.read() as db:
+    with _database_of(target).read() as db:
         if db.sqlite:
             table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         else:

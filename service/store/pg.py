@@ -1,5 +1,7 @@
 """PostgreSQL on a SQLAlchemy engine (psycopg 3, `pool_pre_ping`), behind the same small
-interface as SQLite (`plain.Plain`; see `db.py`). Imported only for a PostgreSQL URL."""
+interface as SQLite (`plain.Plain`; see `db.py`). Imported only for a PostgreSQL URL, or
+when `db.migrate()` / `db.current_revision()` are handed a SQLAlchemy engine (any backend:
+`EngineDatabase(engine)`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.store.db import read_tx, write_tx
 from service.store.plain import Plain, Result
 
 
@@ -32,28 +35,35 @@ class EnginePlain(Plain):
             self.connection.exec_driver_sql(self.sql(statement), [tuple(r) for r in rows])
 
 
-class PgDatabase:
-    """One PostgreSQL database on a SQLAlchemy engine."""
+class EngineDatabase:
+    """One database on a SQLAlchemy engine: PostgreSQL's (`postgresql()`), or an engine
+    made elsewhere (`db.create_db_engine`: its SQLite writers take `BEGIN IMMEDIATE`)."""
 
-    backend = "postgresql"
     #: What a failure of this backend raises (psycopg's errors come wrapped in these).
     errors: tuple[type[Exception], ...] = (SQLAlchemyError,)
 
-    def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backend = engine.dialect.name
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Plain]:
-        with self.engine.connect() as connection, connection.begin():
-            yield EnginePlain(connection)
+    @classmethod
+    def postgresql(cls, url: str) -> EngineDatabase:
+        """The store's PostgreSQL engine: psycopg 3 with `pool_pre_ping`."""
+        return cls(create_engine(url, pool_pre_ping=True))
 
     def write(self) -> AbstractContextManager[Plain]:
-        """A transaction that will write. Commits on success."""
-        return self._transaction()
+        """A transaction that will write (`db.write_tx`). Commits on success."""
+        return self._transaction(write_tx(self.engine))
 
     def read(self) -> AbstractContextManager[Plain]:
         """A read-only transaction (one consistent snapshot)."""
-        return self._transaction()
+        return self._transaction(read_tx(self.engine))
+
+    @staticmethod
+    @contextmanager
+    def _transaction(tx: AbstractContextManager[Connection]) -> Iterator[Plain]:
+        with tx as connection:
+            yield EnginePlain(connection)
 
     def close(self) -> None:
         """Close every pooled connection. Idempotent."""
