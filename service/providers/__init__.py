@@ -36,7 +36,8 @@ PROVIDER_MODULES: Final[Mapping[str, str]] = {
 
 def registry(*declared: ProviderType) -> Mapping[str, ProviderType]:
     """The providers by name; raises TypeError for an unsound or repeated declaration, so
-    a provider that forgets a declaration fails at import and in the contract test."""
+    a provider that forgets a declaration fails at its first lookup (`service/plugins.py`)
+    and in the contract test."""
     out: dict[str, ProviderType] = {}
     for ptype in declared:
         problems = declaration_problems(ptype)
