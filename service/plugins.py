@@ -41,7 +41,11 @@ class Plugins(Mapping[str, T]):
     def __getitem__(self, name: str) -> T:
         declared = self._loaded.get(name)
         if declared is None:
-            declared = self._load(name, self._table[name])  # KeyError: no such plug-in
+            where = self._table[name]  # KeyError: no such plug-in
+            try:
+                declared = self._load(name, where)
+            except KeyError as exc:  # from inside the module: not "no such plug-in" to .get()
+                raise ImportError(f"plug-in {name!r}: importing {where} raised {exc!r}") from exc
             self._loaded[name] = declared
         return declared
 

@@ -76,6 +76,9 @@ def test_an_unsound_declaration_is_refused_at_each_lookup(plugin_folder: Path) -
         plugins["odd"]
     with pytest.raises(TypeError, match="plug_bad:MISSING is not a Declared"):
         plugins.get("gone")
+    broken = _module(plugin_folder, "plug_broken", "{}['missing']\n")
+    with pytest.raises(ImportError, match="importing plug_broken:DECL raised KeyError"):
+        Plugins({"x": f"{broken}:DECL"}, Declared, _refuse_blank).get("x")  # not None
     with pytest.raises(ModuleNotFoundError):
         Plugins({"x": "no_such_plugin_module:X"}, Declared, _refuse_blank)["x"]
     with pytest.raises(ValueError, match="not module:ATTRIBUTE"):
