@@ -18,13 +18,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-
-import httpx
+from typing import TYPE_CHECKING
 
 from service.config import Settings
 from service.errors import UnsafeTargetError
 from service.httpclient import TargetGuard, build_client, redact_url
 from service.metrics import Metrics
+
+if TYPE_CHECKING:  # httpx loads with the client `build_heartbeat` makes, for a URL set
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ class Heartbeat:
 
     async def _send(self) -> str | None:
         """The failure of one GET as a short text (never the URL), or None on 2xx."""
+        import httpx  # loaded with the client already
+
         try:
             async with asyncio.timeout(self.deadline):
                 async with self._client.stream("GET", self._url) as response:

@@ -262,11 +262,13 @@ def test_run_on_a_current_sqlite_schema_imports_neither_sqlalchemy_alembic_nor_p
     assert code == 0, output
     # the schema is at the head: one plain query, no Alembic; SQLite runs on sqlite3
     assert again & {"alembic", "sqlalchemy"} == set()
-    assert {"sqlite3", "apscheduler", "httpx"} <= again  # what run does need on SQLite
+    assert {"sqlite3", "apscheduler"} <= again  # what run does need on SQLite
     for tops in (first, again):
         # PostgreSQL's driver, the stream (replay has none), templates (no message), the
-        # web stack (EARNWATCH_HTTP off); settings are read without pydantic-settings
+        # web stack (EARNWATCH_HTTP off); settings are read without pydantic-settings;
+        # httpx (replay calls no API, no heartbeat URL is set, webhooks go through h11)
         unneeded = {"psycopg", "websockets", "jinja2", "starlette", "uvicorn", "pydantic_settings"}
+        unneeded |= {"httpx", "httpcore", "anyio"}
         assert tops & unneeded == set()
         # httpx's command-line tool, Mako's error-page highlighting (service/__init__.py)
         assert tops & {"rich", "pygments"} == set()  # click is typer's own
@@ -311,6 +313,68 @@ def test_run_on_postgresql_imports_sqlalchemy_and_psycopg_and_on_sqlite_neither(
     assert on_sqlite & {"sqlalchemy", "alembic", "psycopg"} == set()
     assert {"sqlalchemy", "psycopg"} <= on_postgresql
     assert "alembic" not in on_postgresql
+
+
+#: The plug-in modules of the registries (service/plugins.py), imported with their lookup.
+CHANNEL_MODULES = {
+    f"service.notify.{kind}"
+    for kind in ("webhook", "slack", "email", "telegram", "discord", "ntfy")
+}
+PROVIDER_MODULES = {f"service.providers.{name}" for name in ("finnhub", "fmp", "nasdaq", "replay")}
+
+
+def test_check_imports_the_channel_types_its_file_names_and_the_providers_listed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rules.yaml").write_text(RULES)
+    names, code, output = imported_modules(["check", "--rules", "rules.yaml"], tmp_path)
+    assert code == 0, output
+    assert names & CHANNEL_MODULES == {"service.notify.webhook"}
+    assert names & PROVIDER_MODULES == {"service.providers.finnhub"}  # the default list
+    # an unknown type is still refused with every registered type named, none imported
+    (tmp_path / "odd.yaml").write_text(RULES.replace("type: webhook", "type: pager"))
+    names, code, output = imported_modules(["check", "--rules", "odd.yaml"], tmp_path)
+    assert code == 1, output
+    assert "unknown channel type 'pager'; use discord, email, ntfy, slack, telegram, webhook" in (
+        output
+    )
+    assert names & CHANNEL_MODULES == set(), output
+
+
+def test_importing_the_daemon_loads_no_channel_or_provider_module() -> None:
+    code = "import sys, service.daemon; print(*sorted(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    names = set(done.stdout.split())
+    assert "service.app" in names
+    assert names & (CHANNEL_MODULES | PROVIDER_MODULES | {"service.status"}) == set()
+    assert {name.split(".", 1)[0] for name in names} & {"httpx", "aiosmtplib"} == set()
+
+
+def test_run_on_replay_with_a_slack_channel_loads_no_other_provider_nor_smtp(
+    tmp_path: Path,
+) -> None:
+    slack = RULES.replace(
+        'hook: {type: webhook, url: "https://hooks.example.com/x", '
+        "secret: whsec_YmVuY2gtc2lnbmluZy1rZXk=}",
+        'chat: {type: slack, url: "https://hooks.slack.com/services/T0/B0/x"}',
+    ).replace("notify: [hook]", "notify: [chat]")
+    assert "type: slack" in slack
+    (tmp_path / "rules.yaml").write_text(slack)
+    env = {
+        "EARNWATCH_PROVIDERS": "replay",
+        "EARNWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'earnwatch.db'}",
+        "EARNWATCH_HTTP": "off",
+    }
+    names, code, output = imported_modules(
+        ["run", "--once", "--rules", "rules.yaml"], tmp_path, **env
+    )
+    assert code == 0, output
+    assert names & PROVIDER_MODULES == {"service.providers.replay"}
+    assert "service.providers.wire" not in names  # the HTTP providers' payload readers
+    tops = {name.split(".", 1)[0] for name in names}
+    assert tops & {"aiosmtplib", "httpx"} == set()  # email sends load aiosmtplib, not run
 
 
 def test_no_command_imports_sqlmodel_or_the_orm(tmp_path: Path) -> None:

@@ -1,7 +1,10 @@
 """Notification channels: one module per channel type, each ending in its `CHANNEL`
-declaration (`service/notify/plugin.py`), and the registry built from those.
+declaration (`service/notify/plugin.py`), and the registry of those.
 
-`CHANNEL_TYPES` is the registry: a new channel type is its module plus one line below.
+`CHANNEL_MODULES` is the registry's one list: a new channel type is its module plus one
+line there. `CHANNEL_TYPES` imports a type's module with its first lookup
+(`service/plugins.py`): `check` loads the channel types its rule file names (a daemon, by
+building a notifier of each kind, all of them).
 `CHANNEL_CONFIGS` is what the rule loader validates each `channels.<name>` entry against
 (by its `type:`); `build_notifiers(settings)` makes one notifier per kind, the HTTP ones
 each with one shared client behind the SSRF guard.
@@ -10,37 +13,56 @@ each with one shared client behind the SSRF guard.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel
 
 from service.config import Settings
 from service.httpclient import TargetGuard
-from service.notify import discord, email, ntfy, slack, telegram, webhook
 from service.notify.base import ChannelConfig, Message, Notifier
-from service.notify.email import EmailConfig
 from service.notify.plugin import ChannelType, NotifierContext, registry
-from service.notify.slack import SlackConfig
-from service.notify.webhook import WebhookConfig
+from service.plugins import Plugins
 
 if TYPE_CHECKING:  # ssl loads with a client or a mail, not with the registry
     import ssl
 
-CHANNEL_TYPES: Final[Mapping[str, ChannelType]] = registry(
-    webhook.CHANNEL,
-    slack.CHANNEL,
-    email.CHANNEL,
-    telegram.CHANNEL,
-    discord.CHANNEL,
-    ntfy.CHANNEL,
-)
-NOTIFIERS: Final[Mapping[str, type[Notifier]]] = MappingProxyType(
-    {kind: channel.notifier for kind, channel in CHANNEL_TYPES.items()}
-)
-CHANNEL_CONFIGS: Final[Mapping[str, type[ChannelConfig]]] = MappingProxyType(
-    {kind: channel.config for kind, channel in CHANNEL_TYPES.items()}
-)
+    from service.notify.email import EmailConfig
+    from service.notify.slack import SlackConfig
+    from service.notify.webhook import WebhookConfig
+
+#: Every channel type by its `type:` name, in this order, and where its declaration is.
+CHANNEL_MODULES: Final[Mapping[str, str]] = {
+    "webhook": "service.notify.webhook:CHANNEL",
+    "slack": "service.notify.slack:CHANNEL",
+    "email": "service.notify.email:CHANNEL",
+    "telegram": "service.notify.telegram:CHANNEL",
+    "discord": "service.notify.discord:CHANNEL",
+    "ntfy": "service.notify.ntfy:CHANNEL",
+}
+
+
+def _checked(kind: str, channel: ChannelType) -> None:
+    """Raises TypeError for an unsound declaration, or one of another kind than its name."""
+    registry(channel)
+    if channel.kind != kind:
+        raise TypeError(f"channel type {kind!r}: its module declares {channel.kind!r}")
+
+
+CHANNEL_TYPES: Final[Plugins[ChannelType]] = Plugins(CHANNEL_MODULES, ChannelType, _checked)
+NOTIFIERS: Final[Mapping[str, type[Notifier]]] = CHANNEL_TYPES.view(lambda c: c.notifier)
+CHANNEL_CONFIGS: Final[Mapping[str, type[ChannelConfig]]] = CHANNEL_TYPES.view(lambda c: c.config)
+
+#: The config models this package names (`from service.notify import WebhookConfig`),
+#: read from the registry when asked for.
+_CONFIGS: Final = {"EmailConfig": "email", "SlackConfig": "slack", "WebhookConfig": "webhook"}
+
+
+def __getattr__(name: str) -> type[ChannelConfig]:
+    kind = _CONFIGS.get(name)
+    if kind is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return CHANNEL_CONFIGS[kind]
+
 
 __all__ = [
     "CHANNEL_CONFIGS",
@@ -60,9 +82,11 @@ __all__ = [
 def build_notifiers(
     settings: Settings, *, smtp_ssl_context: ssl.SSLContext | None = None
 ) -> dict[str, Notifier]:
-    """One notifier per kind, configured from settings. The caller closes each with
-    `aclose()` (the HTTP notifiers own their client). Deadlines: EARNWATCH_DELIVERY_TIMEOUT
-    for the HTTP channels, SMTP_TIMEOUT for email."""
+    """One notifier per kind, configured from settings (so every channel module is
+    imported here: the worker's lease covers every kind's deadline, and a reload may name
+    any kind). The caller closes each with `aclose()` (the HTTP notifiers own their
+    client). Deadlines: EARNWATCH_DELIVERY_TIMEOUT for the HTTP channels, SMTP_TIMEOUT for
+    email."""
     context = NotifierContext(
         settings=settings,
         guard=TargetGuard(

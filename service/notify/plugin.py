@@ -9,7 +9,7 @@ guard checks every URL field at `check` time and on each reload (and the guarded
 again at connect time), the log mask and the error scrubber take every secret field, and
 `build_notifiers` calls each factory. So a new channel cannot miss the SSRF check or the
 mask: `ChannelType.problems()` refuses a declaration that leaves a URL-like or a
-`SecretStr` field undeclared, and the registry refuses to be built from one.
+`SecretStr` field undeclared, and the registry refuses one (at its first lookup).
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ class ChannelType:
 
 def registry(*declared: ChannelType) -> Mapping[str, ChannelType]:
     """The channel types by kind; raises TypeError for an unsound or repeated declaration,
-    so a channel that forgets a declaration fails at import and in the contract test."""
+    so a channel that forgets a declaration fails at its first lookup (`service/plugins.py`)
+    and in the contract test."""
     out: dict[str, ChannelType] = {}
     for channel in declared:
         problems = channel.problems()

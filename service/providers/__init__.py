@@ -3,7 +3,8 @@
 `EARNWATCH_PROVIDERS` lists provider names in order (default `finnhub`); each call goes to
 the first that can serve it (`FailoverProvider`). A new provider is one module declaring
 its `PROVIDER = ProviderType(...)` (service/providers/plugin.py) plus one line in
-`PROVIDERS`.
+`PROVIDER_MODULES`. `PROVIDERS` imports a provider's module with its first lookup
+(`service/plugins.py`): a daemon loads the providers EARNWATCH_PROVIDERS lists.
 """
 
 from __future__ import annotations
@@ -17,17 +18,26 @@ from typing import Final
 from service.clock import Clock
 from service.config import Settings
 from service.errors import ConfigError
-from service.providers import finnhub, fmp, nasdaq, replay
+from service.plugins import Plugins
 from service.providers.base import Provider
 from service.providers.failover import FailoverProvider
 from service.providers.plugin import Capability, ProviderType, declaration_problems
 
-#: Every provider by name, in the order `known providers` lists them: one line per module.
+#: Every provider by name, in the order `known providers` lists them, and where its
+#: declaration is: one line per provider.
+PROVIDER_MODULES: Final[Mapping[str, str]] = {
+    "finnhub": "service.providers.finnhub:PROVIDER",
+    "fmp": "service.providers.fmp:PROVIDER",
+    "nasdaq": "service.providers.nasdaq:PROVIDER",
+    "replay": "service.providers.replay:PROVIDER",
+    "replay-b": "service.providers.replay:SECOND_PROVIDER",
+}
 
 
 def registry(*declared: ProviderType) -> Mapping[str, ProviderType]:
     """The providers by name; raises TypeError for an unsound or repeated declaration, so
-    a provider that forgets a declaration fails at import and in the contract test."""
+    a provider that forgets a declaration fails at its first lookup (`service/plugins.py`)
+    and in the contract test."""
     out: dict[str, ProviderType] = {}
     for ptype in declared:
         problems = declaration_problems(ptype)
@@ -39,13 +49,14 @@ def registry(*declared: ProviderType) -> Mapping[str, ProviderType]:
     return MappingProxyType(out)
 
 
-PROVIDERS: Final[Mapping[str, ProviderType]] = registry(
-    finnhub.PROVIDER,
-    fmp.PROVIDER,
-    nasdaq.PROVIDER,
-    replay.PROVIDER,
-    replay.SECOND_PROVIDER,
-)
+def _checked(name: str, ptype: ProviderType) -> None:
+    """Raises TypeError for an unsound declaration, or one of another name than its own."""
+    registry(ptype)
+    if ptype.name != name:
+        raise TypeError(f"provider {name!r}: its module declares {ptype.name!r}")
+
+
+PROVIDERS: Final[Plugins[ProviderType]] = Plugins(PROVIDER_MODULES, ProviderType, _checked)
 
 #: Prices older than this many refresh periods (plus one call's deadline) are stale.
 STALE_PERIODS: Final = 3
