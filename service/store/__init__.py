@@ -32,8 +32,10 @@ from service.errors import StoreError
 from service.store import leases, outbox, state
 from service.store import silences as silence_rows
 from service.store.db import (
+    at_head,
     create_db_engine,
     current_revision,
+    describe_error,
     migrate,
     normalize_url,
     read_tx,
@@ -87,9 +89,11 @@ def open_store(url: str, *, daemon: bool = False, failover: timedelta = DEFAULT_
 
     `daemon=True` is for the process that records and delivers (`earnwatch run`). On a
     SQLite file it first takes the one-daemon lock (`filelock.py`: a second daemon is
-    refused). Then it proves the database takes writes (`startup.py`), and on PostgreSQL
-    takes this replica's liveness lock (`replica.py`, timed from `failover`), or on SQLite
-    voids the leases a previous process left. The locks go with `close()`."""
+    refused). A file's or a server's schema is migrated in a child process (`migrator.py`:
+    Alembic never loads in the daemon). Then it proves the database takes writes
+    (`startup.py`), and on PostgreSQL takes this replica's liveness lock (`replica.py`,
+    timed from `failover`), or on SQLite voids the leases a previous process left. The
+    locks go with `close()`."""
     lock: ProcessLock | None = None
     if daemon and (database := sqlite_file(url)) is not None:
         lock = ProcessLock.acquire(database)
@@ -101,12 +105,19 @@ def open_store(url: str, *, daemon: bool = False, failover: timedelta = DEFAULT_
         raise
     store = Store(engine, file_lock=lock)
     try:
-        migrate(engine)
+        if daemon and (lock is not None or engine.dialect.name == "postgresql"):
+            # a file or a server: Alembic runs in a child and never loads here (migrator.py)
+            if not at_head(engine):
+                from service.store.migrator import migrate_in_child
+
+                migrate_in_child(url)
+        else:
+            migrate(engine)
         if daemon:
             store._start(url, failover)
     except SQLAlchemyError as exc:
         store.close()
-        raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
+        raise StoreError(f"cannot open the database: {describe_error(exc)}") from exc
     except BaseException:
         store.close()
         raise
@@ -120,13 +131,6 @@ def _where(url: str) -> str:
         return str(database)
     parsed = make_url(normalize_url(url))
     return describe_target(parsed) if parsed.get_backend_name() == "postgresql" else "in memory"
-
-
-def _describe(exc: SQLAlchemyError) -> str:
-    """One line naming the failure, without SQL parameters (they may hold alert text)."""
-    original = getattr(exc, "orig", None) or exc
-    first = str(original).strip().splitlines()
-    return f"{type(original).__name__}: {first[0] if first else ''}".rstrip(": ")
 
 
 class Store:
@@ -163,7 +167,7 @@ class Store:
                     voided = void_leases_of_others(connection, self.replica_id)
         except SQLAlchemyError as exc:
             raise StoreError(
-                f"the database {_where(url)} cannot be written: {_describe(exc)}"
+                f"the database {_where(url)} cannot be written: {describe_error(exc)}"
             ) from exc
         if voided:
             log.info(
@@ -194,7 +198,7 @@ class Store:
         try:
             yield
         except SQLAlchemyError as exc:
-            raise StoreError(f"store {operation} failed: {_describe(exc)}") from exc
+            raise StoreError(f"store {operation} failed: {describe_error(exc)}") from exc
 
     # --- outbox ----------------------------------------------------------------------
 

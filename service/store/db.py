@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from service.errors import StoreError
@@ -59,6 +60,13 @@ def require_psycopg() -> None:
             "a postgresql database URL needs the PostgreSQL driver: "
             "pip install 'earnwatch[postgres]'"
         )
+
+
+def describe_error(exc: SQLAlchemyError) -> str:
+    """One line naming the failure, without SQL parameters (they may hold alert text)."""
+    original = getattr(exc, "orig", None) or exc
+    first = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {first[0] if first else ''}".rstrip(": ")
 
 
 def create_db_engine(url: str) -> Engine:
@@ -132,9 +140,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (a no-op when it is there already)."""
-    head = packaged_head()
-    if head is not None and current_revision(engine) == head:
-        return  # at the head already: no need to import Alembic
+    if at_head(engine):
+        return  # no need to import Alembic
     from alembic import command
     from alembic.util import CommandError
 
@@ -149,6 +156,13 @@ def migrate(engine: Engine) -> None:
         raise StoreError(
             f"database schema cannot be migrated ({exc}); is it from a newer earnwatch?"
         ) from exc
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the stored revision is the packaged head (one plain query, no Alembic);
+    False when the packaged head is not clear from the files (then Alembic decides)."""
+    head = packaged_head()
+    return head is not None and current_revision(engine) == head
 
 
 def current_revision(engine: Engine) -> str | None:
