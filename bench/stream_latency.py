@@ -82,7 +82,11 @@ def main() -> int:
             "EARNWATCH_LOG_LEVEL=WARNING",
         ]
         if args.rest:
-            env += ["EARNWATCH_STREAM=off", "EARNWATCH_PRICE_POLL=1s", "EARNWATCH_OFF_HOURS_POLL=1s"]
+            env += [
+                "EARNWATCH_STREAM=off",
+                "EARNWATCH_PRICE_POLL=1s",
+                "EARNWATCH_OFF_HOURS_POLL=1s",
+            ]
         else:
             env += [
                 "EARNWATCH_STREAM=finnhub",
@@ -92,14 +96,24 @@ def main() -> int:
             ]
         (folder / ".env").write_text("\n".join(env) + "\n")
         (folder / "rules.yaml").write_text(RULES)
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("EARNWATCH_", "FINNHUB_"))}
+        child_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("EARNWATCH_", "FINNHUB_"))
+        }
         child_env["PYTHONPATH"] = str(ROOT)
         log = (folder / "daemon.log").open("wb")
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "service", "run"], cwd=folder, env=child_env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "service", "run"],
+            cwd=folder,
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
-            ready = (lambda: finnhub.count("/quote") >= 2) if args.rest else (lambda: stream.subscribed() == {"LUMN"})
+            ready = (
+                (lambda: finnhub.count("/quote") >= 2)
+                if args.rest
+                else (lambda: stream.subscribed() == {"LUMN"})
+            )
             if not wait(ready, 30) or not wait(lambda: finnhub.count("/quote") >= 1, 30):
                 print("the daemon did not start; see", folder / "daemon.log")
                 return 1
@@ -135,7 +149,9 @@ def main() -> int:
     print(f"crossings / alerts received   {args.crossings} / {received} (missed {missed})")
     print(f"all alerts at 11              {all(p == 11.0 for p in bodies)}")
     if latencies:
-        print(f"latency p50 / p99             {statistics.median(latencies):.1f} ms / {percentile(latencies, 99):.1f} ms")
+        print(
+            f"latency p50 / p99             {statistics.median(latencies):.1f} ms / {percentile(latencies, 99):.1f} ms"
+        )
         print(f"latency min / max             {min(latencies):.1f} ms / {max(latencies):.1f} ms")
     return 0
 
