@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -63,6 +64,15 @@ class RuleState:
     fired: int = 0
     eps_notified: float | None = None
     revenue_notified: float | None = None
+
+
+@lru_cache(maxsize=1 << 16)
+def fresh_state(fingerprint: str) -> RuleState:
+    """The state of a rule that has not fired yet for a symbol: one shared instance per
+    fingerprint (a RuleState is frozen), not one per (rule, symbol): 5,000 rules over
+    500 symbols held 14,000 equal ones (1.3 MiB). Bounded, for a daemon whose rules are
+    edited and reloaded for months."""
+    return RuleState(fingerprint=fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +208,7 @@ def _advanced(
     """`advance` once `when` is evaluated: `condition` its value, `error` the exception
     type name when it raised."""
     if state is None or state.fingerprint != rule.fingerprint:
-        state = RuleState(fingerprint=rule.fingerprint)
+        state = fresh_state(rule.fingerprint)
     report = event_key(rule, values)
     if not state.armed and report is not None and report != state.last_report:
         state = replace(state, armed=True, pending_since=None)  # a new report, a new event

@@ -229,3 +229,25 @@ def test_the_pipelines_slices_keep_a_rule_sets_own_rules() -> None:
     assert [w for part in parts for w in part] == work
     assert all(rules.__class__ is SymbolRules for part in parts for _s, rules in part)
     assert all(isinstance(rules, tuple) for _s, rules in next(_slices([("AAA", [])], 1)))
+
+
+def test_the_states_of_pairs_that_have_not_fired_share_one_instance_per_fingerprint() -> None:
+    """A first pass over rules nothing fires leaves one fresh state object per rule
+    definition, not one per (rule, symbol): equal to a fresh RuleState, and frozen."""
+    ruleset = load(RULES)
+    snaps = {s: Snapshot(s) for s in SYMBOLS}  # nothing known: no rule fires or waits
+    result = evaluate(ruleset, snaps, {}, NOW)
+    assert result.alerts == []
+    by_fingerprint: dict[str, set[int]] = {}
+    for (name, _symbol), state in result.states.items():
+        rule = next(r for r in ruleset.rules if r.name == name)
+        assert state == RuleState(fingerprint=rule.fingerprint)
+        by_fingerprint.setdefault(state.fingerprint, set()).add(id(state))
+    assert len(result.states) == len(ruleset.rules) * len(SYMBOLS)
+    assert all(len(ids) == 1 for ids in by_fingerprint.values())
+    # a state that changes is a new object: the shared one is never altered
+    quote = Quote("AAA", 60.0, prev_close=50.0)
+    fired = evaluate(ruleset, {"AAA": Snapshot("AAA", quote=quote)}, result.states, NOW)
+    above = ruleset.by_symbol["AAA"][0]
+    assert fired.states[("above", "AAA")].armed is False
+    assert result.states[("above", "BBB")] == RuleState(fingerprint=above.fingerprint)

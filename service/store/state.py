@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from service.engine import RuleState
+from service.engine import RuleState, fresh_state
 from service.store.outbox import dialect_insert
 from service.store.tables import MARKET_DATA, RULE_STATE
 
@@ -70,10 +70,13 @@ def save_states(connection: Connection, states: Mapping[tuple[str, str], RuleSta
 
 
 def load_states(connection: Connection) -> dict[tuple[str, str], RuleState]:
-    """Every saved rule state by (rule, symbol)."""
-    return {
-        (row.rule, row.symbol): RuleState(
-            fingerprint=row.fingerprint,
+    """Every saved rule state by (rule, symbol); a state equal to a fresh one is the shared
+    fresh instance (`engine.fresh_state`), as the engine makes them."""
+    states: dict[tuple[str, str], RuleState] = {}
+    for row in connection.execute(select(RULE_STATE)).all():
+        fresh = fresh_state(row.fingerprint)
+        state = RuleState(
+            fingerprint=fresh.fingerprint,  # one string for every state of the rule
             armed=row.armed,
             pending_since=row.pending_since,
             last_fired=row.last_fired,
@@ -82,8 +85,8 @@ def load_states(connection: Connection) -> dict[tuple[str, str], RuleState]:
             eps_notified=row.eps_notified,
             revenue_notified=row.revenue_notified,
         )
-        for row in connection.execute(select(RULE_STATE)).all()
-    }
+        states[(row.rule, row.symbol)] = fresh if state == fresh else state
+    return states
 
 
 def delete_states(connection: Connection, keys: list[tuple[str, str]]) -> None:

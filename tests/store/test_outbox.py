@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.engine import RESOLVED_SUFFIX, Alert, RuleState
+from service.engine import RESOLVED_SUFFIX, Alert, RuleState, fresh_state
 from service.errors import StoreError
 from service.stages import Decision
 from service.store import AttemptRecord, Finished, Store, open_store
@@ -131,6 +131,19 @@ def test_rule_states_round_trip_and_are_replaced(db: Store) -> None:
     assert db.load_states()[("drop", "MSFT")] == RuleState(fingerprint="f2", fired=1)
     db.delete_states([("beat", "AAPL")])
     assert set(db.load_states()) == {("drop", "MSFT")}
+
+
+def test_loaded_states_that_have_not_fired_are_the_engines_shared_fresh_ones(db: Store) -> None:
+    states = {
+        ("soon", "AAPL"): RuleState(fingerprint="f1"),
+        ("soon", "MSFT"): RuleState(fingerprint="f1"),
+        ("beat", "AAPL"): RuleState(fingerprint="f1", armed=False, fired=1),
+    }
+    db.record([], states, T0)
+    loaded = db.load_states()
+    assert loaded == states
+    assert loaded[("soon", "AAPL")] is fresh_state("f1") is loaded[("soon", "MSFT")]
+    assert loaded[("beat", "AAPL")].fingerprint is fresh_state("f1").fingerprint
 
 
 def test_market_data_round_trips_by_key(db: Store) -> None:
