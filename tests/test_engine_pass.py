@@ -20,6 +20,7 @@ from service.engine import (
     evaluate_work,
     plan,
     resolved_alert,
+    with_rule_keys,
 )
 from service.market import EarningsEvent, Quote, ReportTime, Snapshot, select_event, variables
 from service.pipeline import _slices
@@ -251,3 +252,22 @@ def test_the_states_of_pairs_that_have_not_fired_share_one_instance_per_fingerpr
     above = ruleset.by_symbol["AAA"][0]
     assert fired.states[("above", "AAA")].armed is False
     assert result.states[("above", "BBB")] == RuleState(fingerprint=above.fingerprint)
+
+
+def test_states_read_back_are_keyed_by_the_rule_sets_own_key_objects() -> None:
+    ruleset = load(RULES)
+    states = {
+        (r.name, s): RuleState(fingerprint=r.fingerprint, fired=1)
+        for s in SYMBOLS
+        for r in ruleset.by_symbol[s]
+    }
+    states[("gone", "AAA")] = RuleState(fingerprint="old")  # a rule no longer in the file
+    copied = {(str(name), str(symbol)): state for (name, symbol), state in states.items()}
+    keyed = with_rule_keys(ruleset, copied)
+    assert keyed == states and list(keyed) == list(states)
+    own = {key: key for s in SYMBOLS for key in ruleset.by_symbol[s].keys}
+    for key in keyed:
+        assert key is own[key] if key in own else key == ("gone", "AAA")
+    assert evaluate(ruleset, snapshots(random.Random(3)), keyed, NOW) == evaluate(
+        ruleset, snapshots(random.Random(3)), copied, NOW
+    )

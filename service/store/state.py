@@ -83,7 +83,7 @@ def load_states(connection: Connection) -> dict[tuple[str, str], RuleState]:
     """Every saved rule state by (rule, symbol); a state equal to a fresh one is the shared
     fresh instance (`engine.fresh_state`), as the engine makes them."""
     states: dict[tuple[str, str], RuleState] = {}
-    for row in connection.execute(select(RULE_STATE)).all():
+    for row in connection.execute(select(RULE_STATE)):  # row by row, not a list of all
         fresh = fresh_state(row.fingerprint)
         state = RuleState(
             fingerprint=fresh.fingerprint,  # one string for every state of the rule
