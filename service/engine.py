@@ -450,12 +450,11 @@ def evaluate_work(
     for symbol, rules in work:
         snapshot = snapshots.get(symbol)
         values = variables(snapshot, now) if snapshot is not None else UNKNOWN
-        if rules.__class__ is SymbolRules and rules.symbol == symbol:
-            rows = rules.rows  # built once: (rule, key, its `when` function)
-        else:
-            rows = SymbolRules(symbol, rules).rows
-        evaluated += len(rows)
-        for rule, key, when in rows:
+        if rules.__class__ is not SymbolRules or rules.symbol != symbol:
+            rules = SymbolRules(symbol, rules)
+        evaluated += len(rules)
+        # keys and functions built once: (rule, key, its `when` function)
+        for rule, key, when in zip(rules, rules.keys, rules.whens, strict=True):
             old = get_state(key)
             try:
                 condition = when(values)

@@ -197,6 +197,8 @@ def test_a_rule_sets_own_rules_give_the_pass_of_plain_ones() -> None:
         assert isinstance(rules, SymbolRules) and rules.symbol == symbol
         assert rules.keys == tuple((r.name, symbol) for r in rules)
         assert rules.rows == tuple((r, (r.name, symbol), r.when.fn) for r in rules)
+        assert rules.whens == tuple(r.when.fn for r in rules)
+        assert rules.keys is rules.keys  # built once: the states' and wakes' key objects
         assert rules == tuple(rules)  # still the tuple it was
         assert copy.deepcopy(rules).keys == rules.keys
         assert pickle.loads(pickle.dumps(rules.keys)) == rules.keys
