@@ -45,7 +45,12 @@ _CODE_ROOT = Path(__file__).resolve().parents[2]
 def migrate_in_child(url: str) -> None:
     """Migrate the database of `url` in a child process; raises StoreError as `migrate`."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(_CODE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    if _CODE_ROOT.name not in ("site-packages", "dist-packages"):
+        # a checkout run from its folder or PYTHONPATH; an installed package is found as
+        # installed (site-packages ahead of the standard library could shadow it)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(_CODE_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        )
     try:
         done = subprocess.run(
             [sys.executable, "-m", _MODULE],
