@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -63,6 +64,15 @@ class RuleState:
     fired: int = 0
     eps_notified: float | None = None
     revenue_notified: float | None = None
+
+
+@lru_cache(maxsize=1 << 16)
+def fresh_state(fingerprint: str) -> RuleState:
+    """The state of a rule that has not fired yet for a symbol: one shared instance per
+    fingerprint (a RuleState is frozen), not one per (rule, symbol): 5,000 rules over
+    500 symbols held 14,000 equal ones (1.3 MiB). Bounded, for a daemon whose rules are
+    edited and reloaded for months."""
+    return RuleState(fingerprint=fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +208,7 @@ def _advanced(
     """`advance` once `when` is evaluated: `condition` its value, `error` the exception
     type name when it raised."""
     if state is None or state.fingerprint != rule.fingerprint:
-        state = RuleState(fingerprint=rule.fingerprint)
+        state = fresh_state(rule.fingerprint)
     report = event_key(rule, values)
     if not state.armed and report is not None and report != state.last_report:
         state = replace(state, armed=True, pending_since=None)  # a new report, a new event
@@ -389,6 +399,23 @@ def evaluate(
     return evaluate_work(plan(ruleset, states, changed, wakes, now), snapshots, states, now)
 
 
+def with_rule_keys(
+    ruleset: RuleSet, states: Mapping[tuple[str, str], RuleState]
+) -> dict[tuple[str, str], RuleState]:
+    """`states` keyed by the rule set's own (rule, symbol) key objects (`SymbolRules`),
+    where it has the pair; a pair it does not have keeps its key. States read from the
+    store come with a key tuple and two strings of their own per row (14,000 saved states
+    of 5,000 rules: ~2 MiB held twice); keyed so, the pass's lookups also match by
+    identity."""
+    own = {
+        key: key
+        for rules in ruleset.by_symbol.values()
+        if isinstance(rules, SymbolRules)  # a rule set built by hand may hold plain tuples
+        for key in rules.keys
+    }
+    return {own.get(key, key): state for key, state in states.items()}
+
+
 def plan(
     ruleset: RuleSet,
     states: Mapping[tuple[str, str], RuleState],
@@ -423,12 +450,11 @@ def evaluate_work(
     for symbol, rules in work:
         snapshot = snapshots.get(symbol)
         values = variables(snapshot, now) if snapshot is not None else UNKNOWN
-        if rules.__class__ is SymbolRules and rules.symbol == symbol:
-            rows = rules.rows  # built once: (rule, key, its `when` function)
-        else:
-            rows = SymbolRules(symbol, rules).rows
-        evaluated += len(rows)
-        for rule, key, when in rows:
+        if rules.__class__ is not SymbolRules or rules.symbol != symbol:
+            rules = SymbolRules(symbol, rules)
+        evaluated += len(rules)
+        # keys and functions built once: (rule, key, its `when` function)
+        for rule, key, when in zip(rules, rules.keys, rules.whens, strict=True):
             old = get_state(key)
             try:
                 condition = when(values)

@@ -31,6 +31,7 @@ from service.engine import (
     Work,
     evaluate_work,
     plan,
+    with_rule_keys,
 )
 from service.errors import (
     ProviderAuthError,
@@ -207,7 +208,9 @@ class Pipeline:
     async def resume(self) -> None:
         """Go on from the store's rule states and market data: at start, and on becoming
         leader (the previous leader moved them on). Every poll is due again at once."""
-        states = await asyncio.to_thread(self.store.load_states)
+        states = await asyncio.to_thread(
+            lambda: with_rule_keys(self.rules(), self.store.load_states())
+        )
         saved = await asyncio.to_thread(self.store.load_market_data, "market")
         self.states = states
         self.data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()

@@ -20,6 +20,7 @@ from service.engine import (
     evaluate_work,
     plan,
     resolved_alert,
+    with_rule_keys,
 )
 from service.market import EarningsEvent, Quote, ReportTime, Snapshot, select_event, variables
 from service.pipeline import _slices
@@ -196,6 +197,8 @@ def test_a_rule_sets_own_rules_give_the_pass_of_plain_ones() -> None:
         assert isinstance(rules, SymbolRules) and rules.symbol == symbol
         assert rules.keys == tuple((r.name, symbol) for r in rules)
         assert rules.rows == tuple((r, (r.name, symbol), r.when.fn) for r in rules)
+        assert rules.whens == tuple(r.when.fn for r in rules)
+        assert rules.keys is rules.keys  # built once: the states' and wakes' key objects
         assert rules == tuple(rules)  # still the tuple it was
         assert copy.deepcopy(rules).keys == rules.keys
         assert pickle.loads(pickle.dumps(rules.keys)) == rules.keys
@@ -229,3 +232,44 @@ def test_the_pipelines_slices_keep_a_rule_sets_own_rules() -> None:
     assert [w for part in parts for w in part] == work
     assert all(rules.__class__ is SymbolRules for part in parts for _s, rules in part)
     assert all(isinstance(rules, tuple) for _s, rules in next(_slices([("AAA", [])], 1)))
+
+
+def test_the_states_of_pairs_that_have_not_fired_share_one_instance_per_fingerprint() -> None:
+    """A first pass over rules nothing fires leaves one fresh state object per rule
+    definition, not one per (rule, symbol): equal to a fresh RuleState, and frozen."""
+    ruleset = load(RULES)
+    snaps = {s: Snapshot(s) for s in SYMBOLS}  # nothing known: no rule fires or waits
+    result = evaluate(ruleset, snaps, {}, NOW)
+    assert result.alerts == []
+    by_fingerprint: dict[str, set[int]] = {}
+    for (name, _symbol), state in result.states.items():
+        rule = next(r for r in ruleset.rules if r.name == name)
+        assert state == RuleState(fingerprint=rule.fingerprint)
+        by_fingerprint.setdefault(state.fingerprint, set()).add(id(state))
+    assert len(result.states) == len(ruleset.rules) * len(SYMBOLS)
+    assert all(len(ids) == 1 for ids in by_fingerprint.values())
+    # a state that changes is a new object: the shared one is never altered
+    quote = Quote("AAA", 60.0, prev_close=50.0)
+    fired = evaluate(ruleset, {"AAA": Snapshot("AAA", quote=quote)}, result.states, NOW)
+    above = ruleset.by_symbol["AAA"][0]
+    assert fired.states[("above", "AAA")].armed is False
+    assert result.states[("above", "BBB")] == RuleState(fingerprint=above.fingerprint)
+
+
+def test_states_read_back_are_keyed_by_the_rule_sets_own_key_objects() -> None:
+    ruleset = load(RULES)
+    states = {
+        (r.name, s): RuleState(fingerprint=r.fingerprint, fired=1)
+        for s in SYMBOLS
+        for r in ruleset.by_symbol[s]
+    }
+    states[("gone", "AAA")] = RuleState(fingerprint="old")  # a rule no longer in the file
+    copied = {(str(name), str(symbol)): state for (name, symbol), state in states.items()}
+    keyed = with_rule_keys(ruleset, copied)
+    assert keyed == states and list(keyed) == list(states)
+    own = {key: key for s in SYMBOLS for key in ruleset.by_symbol[s].keys}
+    for key in keyed:
+        assert key is own[key] if key in own else key == ("gone", "AAA")
+    assert evaluate(ruleset, snapshots(random.Random(3)), keyed, NOW) == evaluate(
+        ruleset, snapshots(random.Random(3)), copied, NOW
+    )

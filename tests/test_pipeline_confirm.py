@@ -166,3 +166,13 @@ async def test_with_confirmation_off_nobody_else_is_asked_and_the_miss_fires_at_
     await pipeline.calendar_cycle(NOW)
     await pipeline.market_cycle(NOW)
     assert second.calls == 0 and fired(store) == ["miss"]
+
+
+@pytest.mark.anyio
+async def test_a_resume_keys_the_stored_states_by_the_rule_sets_own_keys(store: Store) -> None:
+    pipeline, _first, _second = build(store)
+    await pipeline.evaluate(NOW, None)
+    assert pipeline.states  # the pass left states, and saved them
+    await pipeline.resume()  # a restart: the states come back from the store
+    own = {key: key for rules in RULES.by_symbol.values() for key in rules.keys}
+    assert pipeline.states and all(key is own[key] for key in pipeline.states)

@@ -91,7 +91,7 @@ class CompiledRule:
 
 class SymbolRules(tuple[CompiledRule, ...]):
     """The rules of one symbol, as `RuleSet.by_symbol` holds them: a tuple that also gives
-    the (rule name, symbol) key of each of its pairs, built once (`keys`, `rows`). An evaluation
+    the (rule name, symbol) key of each of its pairs, built once (`keys`, `whens`). An evaluation
     pass looks every pair's state and wake up by its key: the same tuple each pass, so
     none is built and each lookup in a dict these keys filled matches by identity."""
 
@@ -106,26 +106,25 @@ class SymbolRules(tuple[CompiledRule, ...]):
         return self.symbol, tuple(self)  # a copy or a pickle makes it again
 
     @cached_property
-    def rows(self) -> tuple[tuple[CompiledRule, tuple[str, str], Callable[..., Any]], ...]:
-        """(rule, its key `(rule.name, symbol)`, what evaluates its `when`) of each rule, in
-        order, built at its first use: a compiled condition's function itself
-        (`Compiled.__call__` calls no more), a stand-in condition (tests) as it is."""
+    def keys(self) -> tuple[tuple[str, str], ...]:
+        """`(rule.name, symbol)` of each rule, in order, built at its first use."""
         symbol = self.symbol
+        return tuple([(rule.name, symbol) for rule in self])
+
+    @cached_property
+    def whens(self) -> tuple[Callable[..., Any], ...]:
+        """What evaluates each rule's `when`, in order: a compiled condition's function
+        itself (`Compiled.__call__` calls no more), a stand-in condition (tests) as it is."""
         return tuple(
-            [
-                (
-                    rule,
-                    (rule.name, symbol),
-                    rule.when.fn if rule.when.__class__ is Compiled else rule.when,
-                )
-                for rule in self
-            ]
+            [rule.when.fn if rule.when.__class__ is Compiled else rule.when for rule in self]
         )
 
     @property
-    def keys(self) -> tuple[tuple[str, str], ...]:
-        """`(rule.name, symbol)` of each rule, in order: the keys of `rows`."""
-        return tuple([key for _, key, _ in self.rows])
+    def rows(self) -> tuple[tuple[CompiledRule, tuple[str, str], Callable[..., Any]], ...]:
+        """(rule, its key, what evaluates its `when`) of each rule, in order. The pass zips
+        the three instead: one tuple of keys and one of functions per symbol, not a
+        3-tuple per pair (14,000 pairs: 0.8 MiB less for the daemon's life)."""
+        return tuple(zip(self, self.keys, self.whens, strict=True))
 
 
 @dataclass(frozen=True, slots=True, eq=False)

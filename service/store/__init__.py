@@ -32,8 +32,10 @@ from service.store import leases, outbox, state
 from service.store import silences as silence_rows
 from service.store.db import (
     Database,
+    at_head,
     backend_of,
     current_revision,
+    describe_error,
     migrate,
     normalize_url,
     open_database,
@@ -87,9 +89,11 @@ def open_store(url: str, *, daemon: bool = False, failover: timedelta = DEFAULT_
 
     `daemon=True` is for the process that records and delivers (`earnwatch run`). On a
     SQLite file it first takes the one-daemon lock (`filelock.py`: a second daemon is
-    refused). Then it proves the database takes writes (`startup.py`), and on PostgreSQL
-    takes this replica's liveness lock (`replica.py`, timed from `failover`), or on SQLite
-    voids the leases a previous process left. The locks go with `close()`."""
+    refused). A file's or a server's schema is migrated in a child process (`migrator.py`:
+    Alembic never loads in the daemon). Then it proves the database takes writes
+    (`startup.py`), and on PostgreSQL takes this replica's liveness lock (`replica.py`,
+    timed from `failover`), or on SQLite voids the leases a previous process left. The
+    locks go with `close()`."""
     lock: ProcessLock | None = None
     if daemon and (path := sqlite_file(url)) is not None:
         lock = ProcessLock.acquire(path)
@@ -101,13 +105,20 @@ def open_store(url: str, *, daemon: bool = False, failover: timedelta = DEFAULT_
         raise
     store = Store(database, file_lock=lock)
     try:
-        migrate(database)
+        if daemon and (lock is not None or database.backend == "postgresql"):
+            # a file or a server: Alembic runs in a child and never loads here (migrator.py)
+            if not at_head(database):
+                from service.store.migrator import migrate_in_child
+
+                migrate_in_child(url)
+        else:
+            migrate(database)
         if daemon:
             store._start(url, failover)
     except BaseException as exc:
         store.close()
         if isinstance(exc, failures(database)):
-            raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
+            raise StoreError(f"cannot open the database: {describe_error(exc)}") from exc
         raise
     return store
 
@@ -133,13 +144,6 @@ def _where(url: str) -> str:
 
         return describe_target(make_url(normalize_url(url)))
     return "in memory"
-
-
-def _describe(exc: BaseException) -> str:
-    """One line naming the failure, without SQL parameters (they may hold alert text)."""
-    original = getattr(exc, "orig", None) or exc
-    first = str(original).strip().splitlines()
-    return f"{type(original).__name__}: {first[0] if first else ''}".rstrip(": ")
 
 
 class Store:
@@ -178,7 +182,7 @@ class Store:
                     voided = void_leases_of_others(db, self.replica_id)
         except self._failures as exc:
             raise StoreError(
-                f"the database {_where(url)} cannot be written: {_describe(exc)}"
+                f"the database {_where(url)} cannot be written: {describe_error(exc)}"
             ) from exc
         if voided:
             log.info(
@@ -209,7 +213,7 @@ class Store:
         try:
             yield
         except self._failures as exc:
-            raise StoreError(f"store {operation} failed: {_describe(exc)}") from exc
+            raise StoreError(f"store {operation} failed: {describe_error(exc)}") from exc
 
     # --- outbox ----------------------------------------------------------------------
 

@@ -118,6 +118,14 @@ def require_psycopg() -> None:
         )
 
 
+def password_of(url: str) -> str | None:
+    """The password a database URL holds (decoded, as the driver gets it), or None: for
+    masking it in a message."""
+    found = _URL.match(normalize_url(url))
+    password = found["password"] if found is not None else None
+    return unquote(password) if password else None
+
+
 def backend_of(url: str) -> str:
     """The backend a URL names (`sqlite`, `postgresql`, ...: its scheme before any `+`)."""
     found = _URL.match(normalize_url(url))
@@ -200,6 +208,14 @@ def open_database(url: str) -> Database:
     raise StoreError(f"unsupported database URL scheme {scheme!r}: use sqlite or postgresql")
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line naming a database failure, without SQL parameters (they may hold alert
+    text): the driver's error type and the first line of its message."""
+    original = getattr(exc, "orig", None) or exc
+    first = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {first[0] if first else ''}".rstrip(": ")
+
+
 def create_db_engine(url: str) -> Engine:
     """A SQLAlchemy engine with the same promises (for the migrations' tests and tools;
     the store runs on `open_database`). Does not connect yet."""
@@ -280,9 +296,8 @@ def migrate(target: Database | Engine) -> None:
     """Bring the schema to the newest revision (a no-op when it is there already). Takes
     the store's `Database`, or a SQLAlchemy engine (`create_db_engine`)."""
     database = _database_of(target)
-    head = packaged_head()
-    if head is not None and current_revision(database) == head:
-        return  # at the head already: no need to import SQLAlchemy or Alembic
+    if at_head(database):
+        return  # no need to import SQLAlchemy or Alembic
     from alembic import command
     from alembic.util import CommandError
     from sqlalchemy import text
@@ -347,6 +362,14 @@ def _database_of(target: Database | Engine) -> Database:
 
         return EngineDatabase(target)
     return cast("Database", target)
+
+
+def at_head(target: Database | Engine) -> bool:
+    """Whether the stored revision is the packaged head (one plain query, no SQLAlchemy
+    or Alembic); False when the packaged head is not clear from the files (then Alembic
+    decides)."""
+    head = packaged_head()
+    return head is not None and current_revision(target) == head
 
 
 def current_revision(target: Database | Engine) -> str | None:

@@ -162,3 +162,22 @@ def test_errors_never_echo_secret_values() -> None:
     text = "channels:\n  s:\n    type: slack\n    url: ${U}\n    bogus: ${U}\nrules: []\n"
     lines = problems(text, env={"U": secret})
     assert lines and all("SECRET" not in line for line in lines)
+
+
+def test_rules_with_equal_symbols_or_channels_share_one_tuple() -> None:
+    text = (
+        "channels:\n  hook: {type: webhook, url: 'https://hooks.example.com/x'}\n"
+        "defaults:\n  notify: [hook]\n"
+        "groups:\n  g: [PLTR, EQIX]\n"
+        "rules:\n"
+        "  - name: a\n    symbols: g\n    when: price > 1\n"
+        "  - name: b\n    symbols: [PLTR, EQIX]\n    when: price > 2\n"
+        "  - name: c\n    symbols: [LUMN]\n    when: price > 3\n"
+        "  - name: d\n    symbols: [lumn]\n    when: price > 4\n    notify: [hook]\n"
+        "  - name: e\n    symbols: [EQIX, PLTR]\n    when: price > 5\n"
+    )
+    a, b, c, d, e = load(text).rules
+    assert a.symbols == ("PLTR", "EQIX") and a.symbols is b.symbols
+    assert c.symbols == ("LUMN",) and c.symbols is d.symbols
+    assert e.symbols == ("EQIX", "PLTR")  # another order is another value
+    assert a.channels == ("hook",) and all(r.channels is a.channels for r in (b, c, d, e))

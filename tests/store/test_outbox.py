@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.engine import RESOLVED_SUFFIX, Alert, RuleState
+from service.engine import RESOLVED_SUFFIX, Alert, RuleState, fresh_state
 from service.errors import StoreError
 from service.stages import Decision
 from service.store import AttemptRecord, Finished, Store, open_store
+from service.store import state as state_rows
 from tests.store.helpers import T0, make_alert, render
 
 LEASE = timedelta(seconds=60)
@@ -131,6 +132,39 @@ def test_rule_states_round_trip_and_are_replaced(db: Store) -> None:
     assert db.load_states()[("drop", "MSFT")] == RuleState(fingerprint="f2", fired=1)
     db.delete_states([("beat", "AAPL")])
     assert set(db.load_states()) == {("drop", "MSFT")}
+
+
+def test_states_beyond_one_batch_are_saved_in_batches_in_one_transaction(
+    db: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_rows, "SAVE_BATCH", 7)
+    states = {
+        (f"r{i}", f"S{i % 5}"): RuleState(fingerprint=f"f{i % 3}", fired=i % 4, armed=i % 2 == 0)
+        for i in range(50)  # seven full batches and one of one
+    }
+    db.record([], states, T0)
+    assert db.load_states() == states
+    changed = {key: replace(s, fired=s.fired + 1) for key, s in list(states.items())[::3]}
+    # a state the database refuses (armed is NOT NULL) in the last batch: none is saved
+    refused = {**changed, ("r99", "S0"): replace(RuleState(), armed=None)}  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        db.record([], refused, T0)
+    assert db.load_states() == states
+    db.record([], changed, T0)
+    assert db.load_states() == {**states, **changed}
+
+
+def test_loaded_states_that_have_not_fired_are_the_engines_shared_fresh_ones(db: Store) -> None:
+    states = {
+        ("soon", "AAPL"): RuleState(fingerprint="f1"),
+        ("soon", "MSFT"): RuleState(fingerprint="f1"),
+        ("beat", "AAPL"): RuleState(fingerprint="f1", armed=False, fired=1),
+    }
+    db.record([], states, T0)
+    loaded = db.load_states()
+    assert loaded == states
+    assert loaded[("soon", "AAPL")] is fresh_state("f1") is loaded[("soon", "MSFT")]
+    assert loaded[("beat", "AAPL")].fingerprint is fresh_state("f1").fingerprint
 
 
 def test_market_data_round_trips_by_key(db: Store) -> None:
