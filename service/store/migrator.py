@@ -50,7 +50,9 @@ def migrate_in_child(url: str) -> None:
         )
     try:
         done = subprocess.run(
-            [sys.executable, "-m", _MODULE],
+            # -P: the working folder is not put on sys.path, so a folder of the user's
+            # own that holds a `service` package cannot stand in for this one
+            [sys.executable, "-P", "-m", _MODULE],
             input=url,
             capture_output=True,
             text=True,

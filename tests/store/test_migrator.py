@@ -20,16 +20,9 @@ from service.errors import StoreError
 from service.store import migrator, open_store
 from service.store.db import create_db_engine, current_revision, packaged_head
 from service.store.tables import METADATA
+from tests.test_light_imports import WRAPPER  # the CLI, writing sys.modules at exit
 
 ROOT = Path(__file__).resolve().parents[2]
-#: A wrapper around the CLI that writes `sys.modules` when it exits.
-WRAPPER = """\
-import atexit, os, sys
-atexit.register(lambda: open(os.environ["MODULES_OUT"], "w").write("\\n".join(sys.modules)))
-sys.argv = ["earnwatch", *sys.argv[1:]]
-from service.cli import main
-main()
-"""
 RULES = """\
 version: 1
 channels:
@@ -180,8 +173,28 @@ def test_the_url_goes_to_the_child_on_stdin_never_in_its_argv(
     monkeypatch.setattr(sys, "executable", python)
     url = "postgresql+psycopg://earnwatch:hunter2-secret@db.example:5432/earnwatch"
     migrator.migrate_in_child(url)
-    assert Path(f"{seen}.argv").read_text().split() == ["-m", "service.store.migrator"]
+    assert Path(f"{seen}.argv").read_text().split() == ["-P", "-m", "service.store.migrator"]
     assert Path(f"{seen}.stdin").read_text() == url
+
+
+def test_the_child_runs_earnwatch_s_code_from_a_folder_holding_another_service_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon started in a project folder of the user's that has a `service/` package:
+    the child must not import that one (`python -m` would put the folder first)."""
+    other = tmp_path / "service" / "store"
+    other.mkdir(parents=True)
+    (tmp_path / "service" / "__init__.py").write_text("")
+    (other / "__init__.py").write_text("")
+    (other / "migrator.py").write_text("import sys\nprint('not earnwatch')\nsys.exit(1)\n")
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'earnwatch.db'}"
+    migrator.migrate_in_child(url)
+    engine = create_db_engine(url)
+    try:
+        assert current_revision(engine) == packaged_head()
+    finally:
+        engine.dispose()
 
 
 def test_a_child_that_dies_is_one_line_without_the_password(
