@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qsl, unquote
 
 from service.errors import StoreError
-from service.store.lite import BUSY_TIMEOUT_MS, SqliteDatabase
+from service.store.lite import BUSY_TIMEOUT_MS, SqliteDatabase, configure
 from service.store.plain import Plain
 
 if TYPE_CHECKING:
@@ -244,16 +244,7 @@ def _sqlite_engine(url: str, *, memory: bool, **kwargs: Any) -> Engine:
     engine = create_engine(url, **kwargs)
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see on_begin)
-        cursor = dbapi_connection.cursor()
-        try:
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-        finally:
-            cursor.close()
+        configure(dbapi_connection, memory=memory)  # BEGIN is ours: see on_begin
 
     def on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")

@@ -32,6 +32,18 @@ BUSY_TIMEOUT_MS = 10_000
 POOL_SIZE = 5
 
 
+def configure(connection: sqlite3.Connection, *, memory: bool) -> None:
+    """Set what every connection runs with (the module docstring's promises): the store's
+    own connections and those of the SQLAlchemy engine made for a migration or a tool
+    (`db.create_db_engine`)."""
+    connection.isolation_level = None  # the driver's transactions off: we emit BEGIN
+    if not memory:
+        connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    connection.execute("PRAGMA foreign_keys=ON")
+
+
 class SqlitePlain(Plain):
     """`Plain` on one `sqlite3` connection."""
 
@@ -77,18 +89,10 @@ class SqliteDatabase:
     def connect(self) -> sqlite3.Connection:
         """A new connection, configured as the module docstring promises."""
         connection: sqlite3.Connection = sqlite3.connect(
-            self.database,
-            uri=self._uri,
-            check_same_thread=False,
-            isolation_level=None,  # we emit BEGIN ourselves
-            **self._options,
+            self.database, uri=self._uri, check_same_thread=False, **self._options
         )
         try:
-            if not self.memory:
-                connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA foreign_keys=ON")
+            configure(connection, memory=self.memory)
         except BaseException:
             connection.close()
             raise
