@@ -196,7 +196,6 @@ def test_a_rule_sets_own_rules_give_the_pass_of_plain_ones() -> None:
     for symbol, rules in ruleset.by_symbol.items():
         assert isinstance(rules, SymbolRules) and rules.symbol == symbol
         assert rules.keys == tuple((r.name, symbol) for r in rules)
-        assert rules.rows == tuple((r, (r.name, symbol), r.when.fn) for r in rules)
         assert rules.whens == tuple(r.when.fn for r in rules)
         assert rules.keys is rules.keys  # built once: the states' and wakes' key objects
         assert rules == tuple(rules)  # still the tuple it was

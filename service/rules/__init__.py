@@ -119,13 +119,6 @@ class SymbolRules(tuple[CompiledRule, ...]):
             [rule.when.fn if rule.when.__class__ is Compiled else rule.when for rule in self]
         )
 
-    @property
-    def rows(self) -> tuple[tuple[CompiledRule, tuple[str, str], Callable[..., Any]], ...]:
-        """(rule, its key, what evaluates its `when`) of each rule, in order. The pass zips
-        the three instead: one tuple of keys and one of functions per symbol, not a
-        3-tuple per pair (14,000 pairs: 0.8 MiB less for the daemon's life)."""
-        return tuple(zip(self, self.keys, self.whens, strict=True))
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class DigestRule:
