@@ -221,33 +221,42 @@ def _delivery_row(db: Plain, alert_id: str, route: Route, now: datetime) -> tupl
     return (new_id(), alert_id, channel, kind, status, db.when(due), db.when(now), reason)
 
 
-def _claimable(
+def _claim_branches(
     db: Plain,
     now: datetime,
     dead: Sequence[str],
     exclude: Collection[str],
     held: Collection[str],
-) -> tuple[str, list[object]]:
-    """The WHERE clause (and its parameters) of the deliveries a claim may take: pending
-    and due, or sending under a lease that ran out or whose holder is gone; not of the
-    channels in `exclude`, not in `held`."""
+) -> list[tuple[str, list[object]]]:
+    """The ways a delivery is due, each as a WHERE clause and its parameters: pending and
+    due, deferred and due, sending under a lease that ran out or whose holder is gone;
+    each not of the channels in `exclude`, not in `held`.
+
+    One clause per status, so that each is a range of `ix_delivery_due` (status,
+    next_attempt_at, created_at, id) read in the claim's order: a claim reads about as
+    many rows as it takes, however long the backlog (an OR of the three made the planner
+    fetch and sort every due row on each claim)."""
     at = db.when(now)
-    due = [
-        f"(status IN ({marks(len(WAITING))}) AND next_attempt_at <= ?)",
-        "(status = ? AND lease_until <= ?)",
+    branches: list[tuple[str, list[object]]] = [
+        ("status = ? AND next_attempt_at <= ?", [status, at]) for status in WAITING
     ]
-    params: list[object] = [*WAITING, at, SENDING, at]
     if dead:  # leases of replicas known to be gone are void whatever their time says
-        due.append(f"(status = ? AND lease_holder IN ({marks(len(dead))}))")
-        params += [SENDING, *dead]
-    where = f"({' OR '.join(due)})"
+        branches.append(
+            (
+                f"status = ? AND (lease_until <= ? OR lease_holder IN ({marks(len(dead))}))",
+                [SENDING, at, *dead],
+            )
+        )
+    else:
+        branches.append(("status = ? AND lease_until <= ?", [SENDING, at]))
+    filters, values = "", []
     if exclude:
-        where += f" AND channel NOT IN ({marks(len(exclude))})"
-        params += list(exclude)
+        filters += f" AND channel NOT IN ({marks(len(exclude))})"
+        values += list(exclude)
     if held:
-        where += f" AND id NOT IN ({marks(len(held))})"
-        params += list(held)
-    return where, params
+        filters += f" AND id NOT IN ({marks(len(held))})"
+        values += list(held)
+    return [(where + filters, [*params, *values]) for where, params in branches]
 
 
 def _dead_holders(db: Plain, now: datetime, me: str | None) -> list[str]:
@@ -283,23 +292,40 @@ def claim(
     whose destination host is at its cap, or that left the rule file), and so are the
     deliveries in `held` (the caller's own, still in flight: never claimed twice)."""
     dead = _dead_holders(db, now, holder)
-    where, params = _claimable(db, now, dead, exclude, held)
+    branches = _claim_branches(db, now, dead, exclude, held)
     lease_until = now + lease
     sets = [SENDING, db.when(lease_until), holder]
     assignments = "status = ?, lease_until = ?, lease_holder = ?, attempts = attempts + 1"
-    pick = f"SELECT id FROM delivery WHERE {where} ORDER BY {_CLAIM_ORDER_SQL} LIMIT ?"
+    # Each branch's first `limit` rows in the claim order, then the first `limit` of those.
+    first = (
+        "SELECT id, next_attempt_at, created_at FROM delivery WHERE {where}"
+        f" ORDER BY {_CLAIM_ORDER_SQL} LIMIT ?"
+    )
+    branch_values = [value for _where, params in branches for value in [*params, limit]]
     if db.sqlite:  # BEGIN IMMEDIATE: the only writer, nothing to skip
+        union = " UNION ALL ".join(
+            f"SELECT * FROM ({first.format(where=where)})" for where, _params in branches
+        )
+        pick = f"SELECT id FROM ({union}) ORDER BY {_CLAIM_ORDER_SQL} LIMIT ?"
         statement = (
             f"UPDATE delivery SET {assignments} WHERE id IN ({pick}) RETURNING {_CLAIMED_COLUMNS}"
         )
-        values = [*sets, *params, limit]
-    else:  # the rows picked are locked until commit; those others hold are skipped
+        values = [*sets, *branch_values, limit]
+    else:
+        # The rows each branch reads are locked until commit, and those others hold are
+        # skipped (a UNION takes no FOR UPDATE: each branch locks its own). A row a branch
+        # locked but the claim did not take is skipped by others only until this commit.
+        ctes = ", ".join(
+            f"due{n} AS MATERIALIZED ({first.format(where=where)} FOR UPDATE SKIP LOCKED)"
+            for n, (where, _params) in enumerate(branches)
+        )
+        union = " UNION ALL ".join(f"SELECT * FROM due{n}" for n in range(len(branches)))
         statement = (
-            f"WITH picked AS MATERIALIZED ({pick} FOR UPDATE SKIP LOCKED)"
+            f"WITH {ctes}, picked AS ({union} ORDER BY {_CLAIM_ORDER_SQL} LIMIT ?)"
             f" UPDATE delivery SET {assignments} FROM picked WHERE delivery.id = picked.id"
             f" RETURNING {_CLAIMED_COLUMNS}"
         )
-        values = [*params, limit, *sets]
+        values = [*branch_values, limit, *sets]
     # RETURNING has no order: the claim order is (next_attempt_at, created_at, id)
     claimed: Iterable[Any] = db.run(statement, values)
     rows = sorted(claimed, key=lambda r: (r[6], r[5], r[0]))

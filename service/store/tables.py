@@ -134,7 +134,8 @@ DELIVERY = Table(
     _when("delivered_at", nullable=True),
     Column("hold_reason", Text, nullable=True),  # a stage's mute/defer (r0003)
     UniqueConstraint("alert_id", "channel", name="uq_delivery_alert_channel"),
-    Index("ix_delivery_due", "status", "next_attempt_at"),
+    # the claim's order within each status: a claim reads the rows it takes (r0006)
+    Index("ix_delivery_due", "status", "next_attempt_at", "created_at", "id"),
 )
 
 #: One send attempt of a delivery, with its time, outcome, status and (redacted) error.

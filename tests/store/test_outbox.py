@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -408,6 +409,102 @@ def test_the_plain_sql_claim_takes_the_rows_the_core_query_names_in_its_order(
     assert {i: s for i, s in after.items() if i not in expected} == {
         i: s for i, s in before.items() if i not in expected
     }
+
+
+def test_a_drain_of_pending_deferred_and_run_out_deliveries_goes_in_the_core_querys_order(
+    db: Store, url: str
+) -> None:
+    # Each of the claim's three ways of being due (one query branch each, each cut at the
+    # limit) holds more due rows than a claim takes, interleaved in time: every claim of
+    # the drain must still be the first `limit` of them all, as the single query had it.
+    now = T0 + timedelta(hours=2)
+    for n in range(30):
+        fired = T0 + timedelta(minutes=n)
+        routes: list[Any] = [("hook", "webhook")]
+        if n % 3 == 1:  # deferred to a moment before `now`, in steps that interleave
+            routes = [("hook", "webhook", Decision.defer(T0 + timedelta(minutes=n + 30), "q"))]
+        db.record([(make_alert(n, when=fired), render, routes)], {}, fired)
+    # a third of the pending ones are claimed and their leases run out before `now`
+    leased = db.claim(T0 + timedelta(minutes=40), 7, timedelta(minutes=5))
+    assert len(leased) == 7
+    drained: list[str] = []
+    while expected := _core_claimable_ids(url, now, 4, [], []):
+        claimed = db.claim(now, 4, LEASE)
+        assert [d.id for d in claimed] == expected
+        drained += expected
+    assert len(drained) == len(set(drained)) == 30
+    assert {d.id for d in leased} <= set(drained)
+
+
+def test_a_claim_reads_about_the_rows_it_takes_however_long_the_backlog(
+    sqlite_url: str,
+) -> None:
+    # The work of one claim, counted in SQLite VM instructions (deterministic, unlike a
+    # clock), at a backlog of 40 and of 4,000 due deliveries of each way of being due:
+    # reading and sorting every due row would cost a hundred times more at the second.
+    import sqlite3
+
+    from service.store import outbox
+    from service.store.lite import SqlitePlain, configure
+
+    def work_of_a_claim(backlog: int) -> int:
+        store = open_store(sqlite_url)
+        try:
+            store.record(
+                [
+                    (make_alert(n, rule=f"r{backlog}", when=T0), render, [("hook", "webhook")])
+                    for n in range(backlog)
+                ],
+                {},
+                T0,
+            )
+            later = T0 + timedelta(hours=1)
+            store.record(
+                [
+                    (
+                        make_alert(n, rule=f"d{backlog}"),
+                        render,
+                        [("hook", "webhook", Decision.defer(later, "q"))],
+                    )
+                    for n in range(backlog)
+                ],
+                {},
+                T0,
+            )
+            while store.claim(T0, 500, timedelta(minutes=1)):  # sending, leases run out
+                pass
+            store.record(
+                [
+                    (make_alert(n, rule=f"p{backlog}"), render, [("hook", "webhook")])
+                    for n in range(backlog)
+                ],
+                {},
+                T0,
+            )
+        finally:
+            store.close()
+        connection = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+        configure(connection, memory=False)
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.set_progress_handler(count, 100)
+            claimed = outbox.claim(SqlitePlain(connection), later, 16, LEASE)
+            connection.set_progress_handler(None, 0)
+            assert len(claimed) == 16
+            connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+        return steps[0] * 100
+
+    small = work_of_a_claim(40)
+    large = work_of_a_claim(4000)
+    assert large < 2 * small, (small, large)
 
 
 def test_claim_next_claims_as_claim_does_and_says_when_each_channel_is_due_next(
