@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from service.engine import RuleError, RuleState, evaluate_work, plan
+from service.engine import AlertKind, RuleError, RuleState, evaluate_work, plan
 from service.errors import Problem
 from service.market import PriceTargets, Quote
 from service.marketdata import MarketData, SnapshotView
@@ -36,6 +36,7 @@ class Fired:
     rule: str
     symbol: str
     text: str
+    kind: AlertKind = "fired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ def run_test(test: RuleTest, rulesets: Sequence[RuleSet]) -> Outcome:
             view = SnapshotView(data, ruleset.symbols)
             result = evaluate_work(plan(ruleset, state), view, state, now)
             state.update(result.states)
-            fired += [Fired(step, a.rule, a.symbol, a.text) for a in result.alerts]
+            fired += [Fired(step, a.rule, a.symbol, a.text, a.kind) for a in result.alerts]
             errors += [(step, e) for e in result.errors]
     return _compare(test, fired, errors)
 
@@ -125,6 +126,7 @@ def _compare(test: RuleTest, fired: list[Fired], errors: list[tuple[int, RuleErr
                 f
                 for f in left
                 if (f.step, f.rule, f.symbol) == (item.step, item.rule, item.symbol)
+                and (item.kind is None or item.kind == f.kind)
                 and (item.message is None or item.message == f.text)
             ),
             None,
@@ -152,14 +154,14 @@ def report_lines(result: Outcome) -> list[str]:
     interval = result.test.interval
     rows: list[tuple[int, int, str]] = []
     for item in result.missing:
-        cells = _cells(item.step, item.rule, item.symbol, interval)
+        cells = _cells(item.step, item.rule, item.symbol, interval, item.kind)
         text = f" {_quoted(item.message)}" if item.message is not None else ""
         rows.append((item.step, 0, f"- expected  {cells}{text}"))
     for got in result.unexpected:
-        cells = _cells(got.step, got.rule, got.symbol, interval)
+        cells = _cells(got.step, got.rule, got.symbol, interval, _shown_kind(got.kind))
         rows.append((got.step, 1, f"+ got       {cells} {_quoted(got.text)}"))
     for _, got in result.matched:
-        cells = _cells(got.step, got.rule, got.symbol, interval)
+        cells = _cells(got.step, got.rule, got.symbol, interval, _shown_kind(got.kind))
         rows.append((got.step, 2, f"  matched   {cells}"))
     lines = [f"FAIL  {result.name}"]
     lines += ["      " + row for _, _, row in sorted(rows)]
@@ -176,8 +178,18 @@ def report_lines(result: Outcome) -> list[str]:
     return lines
 
 
-def _cells(step: int, rule: str, symbol: str, interval: timedelta) -> str:
-    return f"{format_offset(step * interval):>5}  {rule}  {symbol}"
+def _cells(
+    step: int, rule: str, symbol: str, interval: timedelta, kind: AlertKind | None = None
+) -> str:
+    """`   5m  RULE  SYMBOL`, and the kind when it is named (`  amended`)."""
+    shown = f"  {kind}" if kind is not None else ""
+    return f"{format_offset(step * interval):>5}  {rule}  {symbol}{shown}"
+
+
+def _shown_kind(kind: AlertKind) -> AlertKind | None:
+    """An alert's kind as a diff shows it: a firing plainly, a resolved or amended one
+    named (it comes from the same rule and symbol)."""
+    return None if kind == "fired" else kind
 
 
 def _quoted(text: str) -> str:

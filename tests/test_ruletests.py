@@ -124,3 +124,75 @@ def test_expectations_must_name_a_rule() -> None:
     (problem,) = unknown_rules(load_tests(text, source="t.yaml"), [HOLD_AND_COOLDOWN])
     assert (problem.line, problem.col) == (7, 9)
     assert problem.message == "no rule 'dorp' in the rule files (did you mean 'drop'?)"
+
+
+AMENDED = _rules(
+    "  - name: lumn-beat\n    symbols: [LUMN]\n"
+    "    when: reported and eps_actual > eps_estimate\n    notify_amended: true\n"
+)
+REPORT = (
+    "    interval: 5m\n"
+    '    series: {{LUMN: {{price: "7.5x7"}}}}\n'
+    "    earnings:\n"
+    "      LUMN:\n"
+    "        - {{date: 2026-02-03, time: amc, fiscal_period: 2025Q4, eps_estimate: -0.21,\n"
+    "           eps_actual: {eps}, revenue_actual: 3041000000,\n"
+    "           published_at: 2026-02-03T21:05:00Z, corrections: [{corrections}]}}\n"
+)
+
+
+def _report_test(eps: float, corrections: str, expect: str) -> RuleTest:
+    text = (
+        "rule_files: [r.yaml]\ntests:\n  - name: t\n    start: 2026-02-03T21:00:00Z\n"
+        + REPORT.format(eps=eps, corrections=corrections)
+        + expect
+    )
+    (test,) = load_tests(text, source="t.yaml").tests
+    return test
+
+
+def test_a_correction_after_the_alert_sends_one_amended_alert_per_change() -> None:
+    # fired at 5m on 0.23; the EPS corrected at 15m, the revenue at 25m: an amended
+    # alert at each, judged against what the one before it sent
+    test = _report_test(
+        0.23,
+        "{at: 15m, eps_actual: 0.25}, {at: 25m, revenue_actual: 3050000000}",
+        "    expect:\n"
+        "      - {at: 5m, rule: lumn-beat, symbol: LUMN, kind: fired}\n"
+        "      - {at: 15m, rule: lumn-beat, symbol: LUMN, kind: amended,\n"
+        '         message: "AMENDED: LUMN: lumn-beat: EPS 0.23 -> 0.25, revenue 3.041B"}\n'
+        "      - {at: 25m, rule: lumn-beat, symbol: LUMN, kind: amended,\n"
+        '         message: "AMENDED: LUMN: lumn-beat: EPS 0.25, revenue 3.041B -> 3.05B"}\n',
+    )
+    outcome = run_test(test, [AMENDED])
+    assert outcome.passed, report_lines(outcome)
+    assert [f.kind for _, f in outcome.matched] == ["fired", "amended", "amended"]
+
+
+def test_figures_corrected_before_the_rule_fires_send_the_alert_alone() -> None:
+    # -0.30 is no beat; corrected to 0.25 at 15m, the rule fires then, on 0.25
+    test = _report_test(
+        -0.30,
+        "{at: 15m, eps_actual: 0.25}",
+        "    expect:\n      - {at: 15m, rule: lumn-beat, symbol: LUMN, kind: fired}\n",
+    )
+    outcome = run_test(test, [AMENDED])
+    assert outcome.passed, report_lines(outcome)
+
+
+def test_an_expectation_of_the_wrong_kind_fails_with_the_kinds_in_the_diff() -> None:
+    test = _report_test(
+        0.23,
+        "{at: 15m, eps_actual: 0.25}",
+        "    expect:\n"
+        "      - {at: 5m, rule: lumn-beat, symbol: LUMN}\n"
+        "      - {at: 15m, rule: lumn-beat, symbol: LUMN, kind: resolved}\n",
+    )
+    outcome = run_test(test, [AMENDED])
+    assert report_lines(outcome) == [
+        "FAIL  t",
+        "        matched      5m  lumn-beat  LUMN",
+        "      - expected    15m  lumn-beat  LUMN  resolved",
+        "      + got         15m  lumn-beat  LUMN  amended"
+        ' "AMENDED: LUMN: lumn-beat: EPS 0.23 -> 0.25, revenue 3.041B"',
+    ]

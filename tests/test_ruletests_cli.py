@@ -135,6 +135,57 @@ def test_the_printed_schema_takes_the_example(tmp_path: Path) -> None:
     assert list(validator(schema).iter_errors(data))
 
 
+AMENDED_RULES = """\
+rules:
+  - name: lumn-beat
+    symbols: [LUMN]
+    when: reported and eps_actual > eps_estimate
+    notify_amended: true
+"""
+AMENDED_TESTS = """\
+rule_files: [rules.yaml]
+tests:
+  - name: the corrected EPS sends one amended alert
+    start: 2026-02-03T21:00:00Z
+    interval: 5m
+    earnings:
+      LUMN:
+        - date: 2026-02-03
+          time: amc
+          eps_estimate: -0.21
+          eps_actual: 0.23
+          published_at: 2026-02-03T21:05:00Z
+          corrections:
+            - {at: 15m, eps_actual: 0.25}
+    series: {LUMN: {price: "7.5x5"}}
+    expect:
+      - {at: 5m, rule: lumn-beat, symbol: LUMN, kind: fired}
+      - {at: 15m, rule: lumn-beat, symbol: LUMN, kind: amended}
+"""
+
+
+def test_a_correction_in_a_test_file_runs_and_its_schema_takes_it(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(AMENDED_RULES)
+    (tmp_path / "amended_test.yaml").write_text(AMENDED_TESTS)
+    result = earnwatch("test", "amended_test.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "ok    the corrected EPS sends one amended alert",
+        "1 test(s): 1 passed, 0 failed",
+    ]
+    # the amended alert is expected: without its line, it is one the test did not expect
+    (tmp_path / "amended_test.yaml").write_text(AMENDED_TESTS.rsplit("      - ", 1)[0])
+    result = earnwatch("test", "amended_test.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "+ got         15m  lumn-beat  LUMN  amended" in result.stdout
+    schema = json.loads(earnwatch("schema", "--tests", cwd=tmp_path).stdout)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    data = json.loads(json.dumps(yaml.safe_load(AMENDED_TESTS), default=str))
+    assert list(validator.iter_errors(data)) == []
+    data["tests"][0]["expect"][1]["kind"] = "corrected"
+    assert list(validator.iter_errors(data))
+
+
 def _readme_block(heading: str, lang: str) -> str:
     return subprocess.run(
         [sys.executable, ".ci/readme_block.py", "README.md", heading, "1", lang],

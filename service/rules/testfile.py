@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from service.durations import parse_duration
+from service.engine import AlertKind
 from service.errors import Problem, RuleFileError
 from service.market import EarningsEvent, ReportTime
 from service.rules.checks import pydantic_message, restore_text
@@ -80,6 +81,14 @@ def _text_or_number(schema: dict[str, Any]) -> None:
     leaf.update(type=["string", "number"])
 
 
+class CorrectionModel(_Strict):
+    """A provider's correction of a row's actuals: from `at` on, the row shows these."""
+
+    at: At
+    eps_actual: float | None = None
+    revenue_actual: float | None = None
+
+
 class EarningsRowModel(_Strict):
     """One row of a symbol's earnings calendar, as a provider would send it."""
 
@@ -94,6 +103,10 @@ class EarningsRowModel(_Strict):
         None,
         description="when the actuals appear (default: the report's date and time of day)",
     )
+    corrections: list[CorrectionModel] = Field(
+        default_factory=list,
+        description="later actuals of this row, each from its `at` on (a provider's correction)",
+    )
 
 
 class ExpectModel(_Strict):
@@ -102,6 +115,9 @@ class ExpectModel(_Strict):
     at: At
     rule: str
     symbol: str
+    kind: AlertKind | None = Field(
+        None, description="fired, resolved or amended (default: any of them)"
+    )
     message: str | None = Field(None, description="the rendered message, when given")
 
 
@@ -151,16 +167,24 @@ def rule_test_schema() -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class EarningsRow:
-    """A calendar row and the moment its actuals become known."""
+    """A calendar row, the moment its actuals become known, and their corrections: (from
+    when, the row as corrected), in time order."""
 
     event: EarningsEvent
     published_at: datetime
+    corrections: tuple[tuple[datetime, EarningsEvent], ...] = ()
 
     def at(self, now: datetime) -> EarningsEvent:
-        """The row as the calendar shows it at `now`: without actuals before publication."""
-        if now >= self.published_at:
-            return self.event
-        return replace(self.event, eps_actual=None, revenue_actual=None)
+        """The row as the calendar shows it at `now`: without actuals before publication,
+        with the last correction made by then after it."""
+        if now < self.published_at:
+            return replace(self.event, eps_actual=None, revenue_actual=None)
+        shown = self.event
+        for since, corrected in self.corrections:
+            if now < since:
+                break
+            shown = corrected
+        return shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +193,7 @@ class Expected:
     rule: str
     symbol: str
     message: str | None
+    kind: AlertKind | None  # None: any kind
     line: int  # where the expectation is written, for a problem about it
     col: int
 
@@ -313,7 +338,10 @@ class _TestLoader:
         for symbol_text, rows in model.earnings.items():
             symbol = self.symbol(symbol_text, (*path, "earnings", symbol_text))
             if symbol:
-                earnings[symbol] = tuple(_row(symbol, row) for row in rows)
+                earnings[symbol] = tuple(
+                    self.row(symbol, row, model.start, (*path, "earnings", symbol_text, j))
+                    for j, row in enumerate(rows)
+                )
         expect = []
         for j, item in enumerate(model.expect):
             where = (*path, "expect", j)
@@ -321,7 +349,7 @@ class _TestLoader:
             symbol = self.symbol(item.symbol, (*where, "symbol"))
             if step is not None and symbol:
                 line, col = self._where(where)
-                expect.append(Expected(step, item.rule, symbol, item.message, line, col))
+                expect.append(Expected(step, item.rule, symbol, item.message, item.kind, line, col))
         if bad or len(self.problems) > before:
             return None
         return RuleTest(
@@ -333,6 +361,38 @@ class _TestLoader:
             earnings=earnings,
             expect=tuple(expect),
         )
+
+    def row(self, symbol: str, model: EarningsRowModel, start: datetime, path: Path) -> EarningsRow:
+        """The row, with its corrections checked: each gives a figure, comes after the
+        actuals are published and after the one before it."""
+        row = _row(symbol, model)
+        corrections: list[tuple[datetime, EarningsEvent]] = []
+        shown, last = row.event, row.published_at
+        for k, correction in enumerate(model.corrections):
+            where: Path = (*path, "corrections", k)
+            since = start + correction.at if isinstance(correction.at, timedelta) else correction.at
+            if correction.eps_actual is None and correction.revenue_actual is None:
+                self.problem(where, "a correction gives eps_actual, revenue_actual or both")
+                continue
+            if since <= last:
+                after = (
+                    "the actuals are published" if not corrections else "the correction before it"
+                )
+                self.problem(
+                    (*where, "at"),
+                    f"a correction comes after {after} ({last.isoformat()}); this one is at "
+                    f"{since.isoformat()}",
+                )
+                continue
+            figures = {
+                name: value
+                for name in ("eps_actual", "revenue_actual")
+                if (value := getattr(correction, name)) is not None
+            }
+            shown = replace(shown, **figures)
+            corrections.append((since, shown))
+            last = since
+        return replace(row, corrections=tuple(corrections))
 
     def series(self, text: str, path: Path) -> tuple[float | None, ...] | None:
         try:

@@ -127,3 +127,69 @@ def test_no_variable_is_substituted_in_a_test_file() -> None:
     text = GOOD.replace('message: "ON"', 'message: "${HOME} costs $$5"')
     (test,) = load_tests(text, source="t.yaml").tests
     assert test.expect[1].message == "${HOME} costs $$5"
+
+
+CORRECTED = """\
+rule_files: rules.yaml
+tests:
+  - name: t
+    start: 2026-02-03T21:00:00Z
+    interval: 5m
+    series: {LUMN: {price: "7.5x6"}}
+    earnings:
+      LUMN:
+        - date: 2026-02-03
+          time: amc
+          eps_estimate: -0.21
+          eps_actual: -0.30
+          revenue_actual: 3041000000
+          published_at: 2026-02-03T21:05:00Z
+          corrections:
+            - {at: 15m, eps_actual: -0.28}
+            - {at: 2026-02-03T21:25:00Z, revenue_actual: 3050000000}
+    expect:
+      - {at: 20m, rule: r, symbol: LUMN, kind: amended}
+"""
+
+
+def test_a_rows_corrections_show_from_their_moment_on_each_over_the_one_before() -> None:
+    (test,) = load_tests(CORRECTED, source="t.yaml").tests
+    (row,) = test.earnings["LUMN"]
+    figures = [(e.eps_actual, e.revenue_actual) for e in (row.at(test.moment(s)) for s in range(6))]
+    assert figures == [
+        (None, None),  # before publication
+        (-0.30, 3041000000),
+        (-0.30, 3041000000),
+        (-0.28, 3041000000),  # 15m: the EPS corrected
+        (-0.28, 3041000000),
+        (-0.28, 3050000000),  # 25m: then the revenue, the EPS as corrected
+    ]
+    assert row.at(test.moment(5)).eps_estimate == -0.21  # what no correction names stays
+    assert [e.kind for e in test.expect] == ["amended"]
+
+
+def test_a_correction_that_names_no_figure_or_comes_too_early_is_an_error_at_its_place() -> None:
+    text = CORRECTED.replace(
+        "            - {at: 15m, eps_actual: -0.28}\n"
+        "            - {at: 2026-02-03T21:25:00Z, revenue_actual: 3050000000}\n",
+        "            - {at: 0m, eps_actual: -0.28}\n"  # before the actuals are out
+        "            - {at: 20m, eps_actual: -0.28}\n"
+        "            - {at: 10m, eps_actual: -0.27}\n"  # before the one above
+        "            - {at: 30m}\n",
+    )
+    assert _problems(text) == [
+        "t.yaml:16:20: tests[0].earnings.LUMN[0].corrections[0].at: a correction comes after"
+        " the actuals are published (2026-02-03T21:05:00+00:00); this one is at"
+        " 2026-02-03T21:00:00+00:00",
+        "t.yaml:18:20: tests[0].earnings.LUMN[0].corrections[2].at: a correction comes after"
+        " the correction before it (2026-02-03T21:20:00+00:00); this one is at"
+        " 2026-02-03T21:10:00+00:00",
+        "t.yaml:19:15: tests[0].earnings.LUMN[0].corrections[3]: a correction gives"
+        " eps_actual, revenue_actual or both",
+    ]
+
+
+def test_an_expectations_kind_is_fired_resolved_or_amended() -> None:
+    assert _problems(CORRECTED.replace("kind: amended", "kind: corrected")) == [
+        "t.yaml:19:48: tests[0].expect[0].kind: input should be 'fired', 'resolved' or 'amended'"
+    ]
