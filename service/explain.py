@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-from service.engine import RuleState, event_key
+from service.engine import FIGURES, RuleState, amend, event_key
 from service.figures import format_value
 from service.market import PRICE_VARS, TARGET_VARS, Value, variables
 from service.marketdata import MarketData
@@ -72,6 +72,11 @@ class Explanation:
     deferred: tuple[Held, ...] = ()
     verdict: str = ""
     notes: tuple[str, ...] = field(default=())
+    #: A `notify_amended` rule's figures as last sent, (variable, figure): `eps_actual`,
+    #: `revenue_actual`; empty for other rules.
+    sent: tuple[tuple[str, float | None], ...] = ()
+    #: The amended message the next evaluation sends: the report's figures changed since.
+    correction: str | None = None
 
     @property
     def pending_left(self) -> timedelta | None:
@@ -138,6 +143,14 @@ def explain(
             last_report=current.last_report,
             fired=current.fired,
         )
+    sent: tuple[tuple[str, float | None], ...] = ()
+    correction = None
+    if rule.notify_amended:
+        figures = (current.eps_notified, current.revenue_notified)
+        sent = tuple((name, figure) for (name, _), figure in zip(FIGURES, figures, strict=True))
+        # what the engine's pass would do with these values: the one test of a correction
+        _, amended = amend(rule, symbol, current, False, values, now)
+        correction = amended.text if amended is not None else None
     out = Explanation(
         symbol=symbol,
         values=readings,
@@ -151,6 +164,8 @@ def explain(
         silences=silences_for(silences, rule.name, symbol, now),
         deferred=tuple(deferred),
         notes=tuple(notes),
+        sent=sent,
+        correction=correction,
     )
     return _with_verdict(out, rule, report)
 
@@ -269,6 +284,13 @@ def state_text(e: Explanation) -> list[str]:
         lines.append(f"in cooldown until {moment(e.cooldown_until)}")
     if s.last_report is not None:
         lines.append(f"last alerted report {s.last_report}")
+    labels = dict(FIGURES)
+    known = [f"{labels[name]} {format_value(f)}" for name, f in e.sent if f is not None]
+    if known:
+        since = "" if e.correction is not None else " (no correction since)"
+        lines.append(f"figures last sent: {', '.join(known)}{since}")
+    if e.correction is not None:
+        lines.append(f"a correction waits: the next evaluation sends {e.correction!r}")
     lines += [f"silenced by {x.id} until {moment(x.ends_at)}" for x in e.silences]
     for held in e.deferred:
         why = f": {held.reason}" if held.reason else ""

@@ -228,6 +228,12 @@ def _symbol_json(e: Explanation) -> dict[str, Any]:
                 for h in e.deferred
             ],
             "notes": list(e.notes),
+            "amended": {
+                "sent": dict(e.sent),
+                "correction": e.correction,
+            }
+            if e.sent
+            else None,
         },
         "comparisons": _steps_json("when", e.when)
         + (_steps_json("clear_when", e.clear) if e.clear is not None else []),

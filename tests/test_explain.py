@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.engine import RuleState, step
+from service.engine import RuleState, amend, step
 from service.explain import Held, explain, state_text
 from service.market import EarningsEvent, Quote, ReportTime, variables
 from service.marketdata import MarketData
@@ -152,3 +152,53 @@ def test_would_fire_now_exactly_when_the_engine_fires(
         verdict = explain(r, "LUMN", data, state, now).verdict
         state, fired, _error = step(r, state, variables(data.snapshot("LUMN"), now), now)
         assert (verdict == "would fire now") is fired, (prices, i, verdict)
+
+
+def test_a_notify_amended_rule_shows_the_figures_sent_and_a_correction_that_waits() -> None:
+    beat = rule(
+        "  - {name: beat, symbols: [LUMN], when: reported and eps_actual > eps_estimate,"
+        " notify_amended: true}"
+    )
+
+    def reported(eps: float) -> MarketData:
+        event = EarningsEvent(
+            "LUMN",
+            date(2026, 2, 3),
+            ReportTime.AMC,
+            2025,
+            4,
+            eps_estimate=-0.21,
+            eps_actual=eps,
+            revenue_actual=3.041e9,
+        )
+        return MarketData(events={"LUMN": (event,)})
+
+    now = datetime(2026, 2, 4, 15, 0, tzinfo=UTC)
+    first = variables(reported(0.23).snapshot("LUMN"), now)
+    # the engine's pass: the step fires, and the firing records the figures it sent
+    state, fires = step(beat, None, first, now)[:2]
+    assert fires
+    state = amend(beat, "LUMN", state, True, first, now)[0]
+
+    e = explain(beat, "LUMN", reported(0.23), state, now)
+    assert e.correction is None
+    assert "figures last sent: EPS 0.23, revenue 3.041B (no correction since)" in state_text(e)
+
+    later = now + timedelta(minutes=5)
+    e = explain(beat, "LUMN", reported(0.25), state, later)
+    assert e.correction == "AMENDED: LUMN: beat: EPS 0.23 -> 0.25, revenue 3.041B"
+    lines = state_text(e)
+    assert "figures last sent: EPS 0.23, revenue 3.041B" in lines
+    assert (
+        "a correction waits: the next evaluation sends"
+        " 'AMENDED: LUMN: beat: EPS 0.23 -> 0.25, revenue 3.041B'" in lines
+    )
+    # the engine agrees: its pass on those values sends that very message
+    _, amended = amend(
+        beat, "LUMN", state, False, variables(reported(0.25).snapshot("LUMN"), later), later
+    )
+    assert amended is not None and amended.text == e.correction
+
+    plain = explain(rule(ABOVE + "}"), "LUMN", priced(8.0), None, T0)
+    assert plain.sent == () and plain.correction is None
+    assert not any(line.startswith("figures last sent") for line in state_text(plain))

@@ -117,6 +117,7 @@ def test_json_holds_one_object_with_every_symbol(folder: Path) -> None:
     assert lumn["values"]["price"]["value"] == 8.46
     assert 25 <= lumn["values"]["price"]["age_seconds"] < 600
     assert lumn["state"]["armed"] is False and lumn["state"]["last_fired"]
+    assert lumn["state"]["amended"] is None  # no notify_amended
     assert lumn["verdict"].startswith("fired at ")
     when, clear = lumn["comparisons"]
     assert when == {
