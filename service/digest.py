@@ -11,11 +11,13 @@ cron expression is APScheduler 3's (`CronTrigger.from_crontab`), in the rule's t
   (`digest|<rule>|<firing time>`) keeps a firing sent before a restart from going twice.
 - `digest_alert(rule, firing, data)`: the Alert of one firing, or None when no report
   falls in the window (a digest with nothing to list sends nothing).
+- `due_alerts(digests, checked, data, now)`: both, for every digest rule of a rule set:
+  the daemon's pass (`Pipeline.send_digests`) and a rule test (`service/ruletests.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -109,6 +111,31 @@ def digest_alert(rule: DigestRule, firing: datetime, data: MarketData) -> Alert 
         values={"reports": len(events), "symbols": ",".join(listed)},
         urgent=rule.urgent,
     )
+
+
+def due_alerts(
+    digests: Sequence[DigestRule],
+    checked: dict[str, datetime],
+    data: MarketData,
+    now: datetime,
+    *,
+    empty: Callable[[DigestRule, datetime], None] | None = None,
+) -> list[Alert]:
+    """The alerts of the digests' firings due since each was last `checked` (updated to
+    `now`): one per firing with a report in its window; `empty(rule, firing)` is told of
+    a firing that had none. What the daemon's pass sends and a rule test expects."""
+    alerts = []
+    for rule in digests:
+        firing = due_firing(rule, checked.get(rule.name), now)
+        checked[rule.name] = now
+        if firing is None:
+            continue
+        alert = digest_alert(rule, firing, data)
+        if alert is not None:
+            alerts.append(alert)
+        elif empty is not None:
+            empty(rule, firing)
+    return alerts
 
 
 def format_window(window: timedelta) -> str:

@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from service.config import Settings
-from service.digest import digest_alert, due_firing
+from service.digest import due_alerts
 from service.engine import (
     Alert,
     Evaluation,
@@ -505,17 +505,15 @@ class Pipeline:
         ruleset = self.rules()
         if not ruleset.digests:
             return []
-        alerts: list[Alert] = []
-        for rule in ruleset.digests:
-            firing = due_firing(rule, self.digests_checked.get(rule.name), now)
-            self.digests_checked[rule.name] = now
-            if firing is None:
-                continue
-            alert = digest_alert(rule, firing, self.data)
-            if alert is None:
-                log.info("digest %s at %s: no report in its window", rule.name, firing)
-                continue
-            alerts.append(alert)
+        alerts = due_alerts(
+            ruleset.digests,
+            self.digests_checked,
+            self.data,
+            now,
+            empty=lambda rule, firing: log.info(
+                "digest %s at %s: no report in its window", rule.name, firing
+            ),
+        )
         if not alerts:
             return []
         async with self._evaluating:

@@ -6,7 +6,10 @@ from its `published_at` on), the quote figures through `apply_quotes` (a step wh
 price is `_` sends no quote, so the last price stays, as when a provider returns none)
 and the targets through `apply_targets`; then every rule is evaluated with
 `engine.plan`/`evaluate_work` at the step's time, so `for`, `cooldown`, `clear_when`
-and once-per-report behave as in the daemon. No network, no database, nothing is sent.
+and once-per-report behave as in the daemon, and the digest rules' firings due by then
+are sent as the daemon's pass sends them (`digest.due_alerts`: a test starts as a daemon
+does, so a firing up to an hour before `start` is sent at the first step). No network,
+no database, nothing is sent.
 
 Pure: the caller reads the files and loads the rule files (`service/commands.py`).
 """
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from service.digest import due_alerts
 from service.engine import AlertKind, RuleError, RuleState, evaluate_work, plan
 from service.errors import Problem
 from service.market import PriceTargets, Quote
@@ -59,6 +63,7 @@ class Outcome:
 def unknown_rules(tests: RuleTestFile, rulesets: Sequence[RuleSet]) -> list[Problem]:
     """Expectations that name a rule no rule file defines (a typo would only fail)."""
     names = {rule.name for ruleset in rulesets for rule in ruleset.rules}
+    names |= {digest.name for ruleset in rulesets for digest in ruleset.digests}
     disabled = {name for ruleset in rulesets for name in ruleset.disabled}
     problems = []
     for test in tests.tests:
@@ -80,6 +85,7 @@ def run_test(test: RuleTest, rulesets: Sequence[RuleSet]) -> Outcome:
     """Evaluate every rule set at each step of `test`; compare what fired with `expect`."""
     data = MarketData()
     states: list[dict[tuple[str, str], RuleState]] = [{} for _ in rulesets]
+    digests_checked: list[dict[str, datetime]] = [{} for _ in rulesets]
     fired: list[Fired] = []
     errors: list[tuple[int, RuleError]] = []
     for step in range(test.steps):
@@ -89,11 +95,14 @@ def run_test(test: RuleTest, rulesets: Sequence[RuleSet]) -> Outcome:
             data.apply_events(events, test.earnings, date.min, date.max)
         data.apply_quotes(_quotes(test, step, now), now)
         data.apply_targets(_targets(test, step))
-        for ruleset, state in zip(rulesets, states, strict=True):
+        for ruleset, state, checked in zip(rulesets, states, digests_checked, strict=True):
             view = SnapshotView(data, ruleset.symbols)
             result = evaluate_work(plan(ruleset, state), view, state, now)
             state.update(result.states)
-            fired += [Fired(step, a.rule, a.symbol, a.text, a.kind) for a in result.alerts]
+            digests = due_alerts(ruleset.digests, checked, data, now)
+            fired += [
+                Fired(step, a.rule, a.symbol, a.text, a.kind) for a in (*result.alerts, *digests)
+            ]
             errors += [(step, e) for e in result.errors]
     return _compare(test, fired, errors)
 

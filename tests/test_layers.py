@@ -26,6 +26,7 @@ DOMAIN_MODULES = (
     "service.quiet",
     "service.figures",
     "service.confirm",
+    "service.digest",
     "service.explain",
     "service.rules",
     "service.ruletests",

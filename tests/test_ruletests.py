@@ -196,3 +196,51 @@ def test_an_expectation_of_the_wrong_kind_fails_with_the_kinds_in_the_diff() -> 
         "      + got         15m  lumn-beat  LUMN  amended"
         ' "AMENDED: LUMN: lumn-beat: EPS 0.23 -> 0.25, revenue 3.041B"',
     ]
+
+
+WEEK_AHEAD = _rules(
+    "  - name: week-ahead\n    symbols: [LUMN, PLTR, EQIX]\n"
+    '    digest: "0 8 * * mon"\n    window: 7d\n'
+)
+
+
+def test_a_digest_fires_at_its_cron_time_listing_the_reports_of_its_window() -> None:
+    # Monday 2026-02-02 07:30 New York, every 15m: the 08:00 firing lists PLTR (Mon) and
+    # LUMN (Tue); EQIX reports after the window; nothing fires before 08:00 or twice.
+    text = (
+        "rule_files: [r.yaml]\ntests:\n  - name: t\n    start: 2026-02-02T12:30:00Z\n"
+        "    interval: 15m\n"
+        '    series: {LUMN: {price: "7.5x5"}}\n'
+        "    earnings:\n"
+        "      PLTR: [{date: 2026-02-02, time: amc, fiscal_period: 2025Q4, eps_estimate: 0.23}]\n"
+        "      LUMN: [{date: 2026-02-03, time: amc, fiscal_period: 2025Q4, eps_estimate: -0.21,\n"
+        "              revenue_estimate: 3080000000}]\n"
+        "      EQIX: [{date: 2026-02-11, time: amc, fiscal_period: 2025Q4}]\n"
+        "    expect:\n"
+        "      - {at: 30m, rule: week-ahead, symbol: 'pltr,LUMN', message: \"week-ahead: 2 reports"
+        " in the 7 days from 2026-02-02 08:00 EST\\nPLTR 2026-02-02 (Mon), amc, 2025Q4, EPS est"
+        " 0.23, revenue est n/a\\nLUMN 2026-02-03 (Tue), amc, 2025Q4, EPS est -0.21, revenue est"
+        ' $3.08B"}\n'
+    )
+    (test,) = load_tests(text, source="t.yaml").tests
+    assert [e.symbol for e in test.expect] == ["PLTR,LUMN"]
+    outcome = run_test(test, [WEEK_AHEAD])
+    assert outcome.passed, report_lines(outcome)
+    assert _fired(outcome) == [(2, "week-ahead", "PLTR,LUMN")]
+    assert unknown_rules(load_tests(text, source="t.yaml"), [WEEK_AHEAD]) == []
+
+
+def test_a_test_starts_as_a_daemon_does_so_a_firing_of_the_last_hour_is_sent_first() -> None:
+    # 08:40 New York: the 08:00 firing is 40 minutes old, as a daemon started then sends it
+    text = (
+        "rule_files: [r.yaml]\ntests:\n  - name: t\n    start: 2026-02-02T13:40:00Z\n"
+        "    interval: 15m\n"
+        '    series: {LUMN: {price: "7.5x3"}}\n'
+        "    earnings:\n"
+        "      LUMN: [{date: 2026-02-03, time: amc}]\n"
+        "    expect:\n"
+        "      - {at: 0m, rule: week-ahead, symbol: LUMN}\n"
+    )
+    (test,) = load_tests(text, source="t.yaml").tests
+    outcome = run_test(test, [WEEK_AHEAD])
+    assert outcome.passed, report_lines(outcome)

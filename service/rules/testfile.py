@@ -114,7 +114,7 @@ class ExpectModel(_Strict):
 
     at: At
     rule: str
-    symbol: str
+    symbol: str = Field(description="a symbol; for a digest, the symbols it lists: LUMN,PLTR")
     kind: AlertKind | None = Field(
         None, description="fired, resolved or amended (default: any of them)"
     )
@@ -191,7 +191,7 @@ class EarningsRow:
 class Expected:
     step: int
     rule: str
-    symbol: str
+    symbol: str  # for a digest, the symbols it lists: LUMN,PLTR
     message: str | None
     kind: AlertKind | None  # None: any kind
     line: int  # where the expectation is written, for a problem about it
@@ -346,7 +346,9 @@ class _TestLoader:
         for j, item in enumerate(model.expect):
             where = (*path, "expect", j)
             step = self.step(item.at, model, steps, (*where, "at")) if grid_known else None
-            symbol = self.symbol(item.symbol, (*where, "symbol"))
+            # a digest's alert names the symbols it lists: `LUMN,PLTR`
+            listed = [self.symbol(part, (*where, "symbol")) for part in item.symbol.split(",")]
+            symbol = ",".join(s for s in listed if s) if all(listed) else None
             if step is not None and symbol:
                 line, col = self._where(where)
                 expect.append(Expected(step, item.rule, symbol, item.message, item.kind, line, col))
