@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
+from service.digest import digest_alert, format_window, in_window
 from service.engine import FIGURES, RuleState, amend, event_key
 from service.figures import format_value
 from service.market import PRICE_VARS, TARGET_VARS, Value, variables
 from service.marketdata import MarketData
-from service.rules import CompiledRule
+from service.rules import CompiledRule, DigestRule
 from service.rules.trace import Step, Trace, trace
 
 
@@ -168,6 +169,71 @@ def explain(
         correction=correction,
     )
     return _with_verdict(out, rule, report)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestExplanation:
+    """What `explain` says about a digest rule: its next firing, the message it would send
+    then on the data known now (the reports in its window), and when it last sent."""
+
+    rule: DigestRule
+    now: datetime
+    next_firing: datetime | None
+    message: str | None  # None: no report in the window, nothing to send
+    reports: int
+    last_sent: datetime | None
+    silences: tuple[SilenceLike, ...]  # those that would mute the next firing
+    verdict: str
+
+
+def explain_digest(
+    rule: DigestRule,
+    data: MarketData,
+    now: datetime,
+    *,
+    silences: Sequence[SilenceLike] = (),
+    last_sent: datetime | None = None,
+) -> DigestExplanation:
+    """Explain digest `rule` from the last known `data`: its next firing's message is the
+    daemon's own (`digest_alert`), made now from the calendar as it stands."""
+    firing = rule.cron.get_next_fire_time(None, now)
+    reports = len(in_window(rule, data, firing)) if firing is not None else 0
+    alert = digest_alert(rule, firing, data) if firing is not None and reports else None
+    muting = tuple(
+        s
+        for s in silences
+        if (s.rule is None or s.rule == rule.name)
+        and s.symbol is None
+        and firing is not None
+        and s.starts_at <= firing < s.ends_at
+    )
+    if firing is None:
+        verdict = "never fires again"
+    elif alert is None:
+        verdict = (
+            f"sends nothing at {local(firing, rule)}: no report of its symbols falls in the"
+            f" {format_window(rule.window)} from then (as the calendar stands)"
+        )
+    else:
+        verdict = f"sends {reports} report{'s' if reports != 1 else ''} at {local(firing, rule)}"
+        if muting:
+            verdict += f", but it is silenced by {muting[0].id} until {moment(muting[0].ends_at)}"
+    return DigestExplanation(
+        rule=rule,
+        now=now,
+        next_firing=firing,
+        message=alert.text if alert is not None else None,
+        reports=reports,
+        last_sent=last_sent,
+        silences=muting,
+        verdict=verdict,
+    )
+
+
+def local(when: datetime, rule: DigestRule) -> str:
+    """A digest's firing as its message writes it, and in UTC: `2026-02-09 08:00 EST
+    (13:00Z)`."""
+    return f"{when.astimezone(rule.tz):%Y-%m-%d %H:%M %Z} ({when.astimezone(UTC):%H:%MZ})"
 
 
 def _with_verdict(e: Explanation, rule: CompiledRule, report: str | None) -> Explanation:

@@ -13,20 +13,24 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from service.config import Settings
+from service.digest import format_window
 from service.errors import StoreError
 from service.explain import (
+    DigestExplanation,
     Explanation,
     Held,
     SilenceLike,
     explain,
+    explain_digest,
     jsonable,
+    local,
     moment,
     span,
     state_text,
 )
 from service.figures import format_value
 from service.marketdata import MarketData
-from service.rules import CompiledRule, RuleSet
+from service.rules import CompiledRule, DigestRule, RuleSet
 from service.rules.trace import Step, Trace
 
 if TYPE_CHECKING:
@@ -47,16 +51,19 @@ def show_explain(
 ) -> tuple[int, str]:
     """(exit code, text): 1 with one line for an unknown rule or symbol, or a database
     that cannot be read."""
+    digest = ruleset.digest(name)
+    if digest is not None:
+        problem = _unwatched(name, digest.symbols, symbol)
+        if problem is not None:
+            return 1, problem
+        return _show_digest(settings, digest, as_json=as_json, now=now)
     rule = ruleset.rule(name)
     if rule is None:
         return 1, _no_rule(ruleset, name)
-    symbols = rule.symbols
-    if symbol is not None:
-        wanted = symbol.strip().upper()
-        if wanted not in rule.symbols:
-            watched = ", ".join(rule.symbols)
-            return 1, f"explain: rule {name!r} does not watch {wanted} (it watches {watched})"
-        symbols = (wanted,)
+    problem = _unwatched(name, rule.symbols, symbol)
+    if problem is not None:
+        return 1, problem
+    symbols = rule.symbols if symbol is None else (symbol.strip().upper(),)
     from service.parts import store_for
 
     try:
@@ -95,8 +102,60 @@ def show_explain(
 def _no_rule(ruleset: RuleSet, name: str) -> str:
     if name in ruleset.disabled:
         return f"explain: rule {name!r} is disabled in the rule file"
-    known = ", ".join(r.name for r in ruleset.rules) or "none"
-    return f"explain: no rule {name!r} in the rule file (rules: {known})"
+    known = ", ".join([r.name for r in ruleset.rules] + [d.name for d in ruleset.digests])
+    return f"explain: no rule {name!r} in the rule file (rules: {known or 'none'})"
+
+
+def _unwatched(name: str, watched: Sequence[str], symbol: str | None) -> str | None:
+    """The one line for a `--symbol` the rule does not watch, or None."""
+    if symbol is None or symbol.strip().upper() in watched:
+        return None
+    wanted = symbol.strip().upper()
+    return f"explain: rule {name!r} does not watch {wanted} (it watches {', '.join(watched)})"
+
+
+def _show_digest(
+    settings: Settings, rule: DigestRule, *, as_json: bool, now: datetime
+) -> tuple[int, str]:
+    """A digest rule: its next firing and the message it would send, from the database."""
+    from service.parts import store_for
+
+    try:
+        store = store_for(settings)
+    except StoreError as exc:
+        return 1, f"explain: {exc}"
+    try:
+        saved = store.load_market_data("market")
+        silences = active_silences(store, now)
+        last = store.history(limit=1, rule=rule.name)
+    except StoreError as exc:
+        return 1, f"explain: {exc}"
+    finally:
+        store.close()
+    data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()
+    saved_at = saved.updated_at if saved is not None else None
+    last_sent = last[0].fired_at if last else None
+    e = explain_digest(rule, data, now, silences=silences, last_sent=last_sent)
+    if as_json:
+        return 0, json.dumps(_digest_json(e, saved_at), indent=2)
+    lines = [
+        f"rule        {rule.name}",
+        f"digest      {rule.expression} ({rule.tz.key}), the {format_window(rule.window)}"
+        " from each firing",
+        _data_line(saved_at, now),
+        f"verdict     {e.verdict}",
+        f"last sent   {local(last_sent, rule) if last_sent is not None else 'never'}",
+    ]
+    for i, text in enumerate((e.message or "").splitlines()):
+        lines.append(f"{'message' if i == 0 else '':<10}  {text}")
+    return 0, "\n".join(lines)
+
+
+def _data_line(saved_at: datetime | None, now: datetime) -> str:
+    if saved_at is None:
+        return "data        no market data stored yet (has the daemon run?)"
+    age = span(max(now - saved_at, timedelta(0)))
+    return f"data        saved at {moment(saved_at)} ({age} ago), read at {moment(now)}"
 
 
 def active_silences(store: Store, now: datetime) -> list[SilenceLike]:
@@ -128,11 +187,7 @@ def _text(
     head = [f"rule        {rule.name}", f"when        {rule.when.source}"]
     if rule.clear_when is not None:
         head.append(f"clear_when  {rule.clear_when.source}")
-    if saved_at is None:
-        head.append("data        no market data stored yet (has the daemon run?)")
-    else:
-        age = span(max(now - saved_at, timedelta(0)))
-        head.append(f"data        saved at {moment(saved_at)} ({age} ago), read at {moment(now)}")
+    head.append(_data_line(saved_at, now))
     blocks = ["\n".join(head)]
     blocks += [_block(e) for e in explained]
     return "\n\n".join(blocks)
@@ -195,6 +250,24 @@ def _json(
         "now": now.astimezone(UTC).isoformat(),
         "data_saved_at": saved_at.astimezone(UTC).isoformat() if saved_at else None,
         "symbols": [_symbol_json(e) for e in explained],
+    }
+
+
+def _digest_json(e: DigestExplanation, saved_at: datetime | None) -> dict[str, Any]:
+    rule = e.rule
+    return {
+        "rule": rule.name,
+        "digest": rule.expression,
+        "tz": rule.tz.key,
+        "window_seconds": rule.window.total_seconds(),
+        "now": jsonable(e.now),
+        "data_saved_at": jsonable(saved_at),
+        "next_firing": jsonable(e.next_firing),
+        "reports": e.reports,
+        "message": e.message,
+        "last_sent": jsonable(e.last_sent),
+        "silenced_by": [{"id": x.id, "until": jsonable(x.ends_at)} for x in e.silences],
+        "verdict": e.verdict,
     }
 
 

@@ -3,14 +3,14 @@ real engine produced, and agreement with the engine on whether it fires now."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.engine import RuleState, amend, step
-from service.explain import Held, explain, state_text
+from service.explain import Held, explain, explain_digest, state_text
 from service.market import EarningsEvent, Quote, ReportTime, variables
 from service.marketdata import MarketData
 from service.rules import CompiledRule
@@ -202,3 +202,32 @@ def test_a_notify_amended_rule_shows_the_figures_sent_and_a_correction_that_wait
     plain = explain(rule(ABOVE + "}"), "LUMN", priced(8.0), None, T0)
     assert plain.sent == () and plain.correction is None
     assert not any(line.startswith("figures last sent") for line in state_text(plain))
+
+
+def test_a_digest_explains_its_next_firing_with_the_message_it_would_send() -> None:
+    (digest,) = load(
+        'rules:\n  - name: week-ahead\n    symbols: [LUMN, PLTR]\n    digest: "0 8 * * mon"\n'
+    ).digests
+    lumn = EarningsEvent("LUMN", date(2026, 2, 10), ReportTime.AMC, 2025, 4, eps_estimate=-0.21)
+    data = MarketData(events={"LUMN": (lumn,)})
+    now = datetime(2026, 2, 4, 15, 0, tzinfo=UTC)  # a Wednesday
+    e = explain_digest(digest, data, now)
+    assert e.next_firing == datetime(2026, 2, 9, 13, 0, tzinfo=UTC)  # Monday 08:00 EST
+    assert e.verdict == "sends 1 report at 2026-02-09 08:00 EST (13:00Z)"
+    assert e.message == (
+        "week-ahead: 1 report in the 7 days from 2026-02-09 08:00 EST\n"
+        "LUMN 2026-02-10 (Tue), amc, 2025Q4, EPS est -0.21, revenue est n/a"
+    )
+    # a silence over the firing mutes it; one that ends before it does not
+    over = Silence("s1", "week-ahead", None, now, now + timedelta(days=7))
+    short = Silence("s2", None, None, now, now + timedelta(days=1))
+    muted = explain_digest(digest, data, now, silences=[over, short])
+    assert muted.verdict.endswith(", but it is silenced by s1 until 2026-02-11 15:00Z")
+    # nothing in the window: nothing to send, and it says so
+    later = MarketData(events={"LUMN": (replace(lumn, date=date(2026, 3, 3)),)})
+    empty = explain_digest(digest, later, now)
+    assert empty.message is None and empty.reports == 0
+    assert empty.verdict == (
+        "sends nothing at 2026-02-09 08:00 EST (13:00Z): no report of its symbols falls in"
+        " the 7 days from then (as the calendar stands)"
+    )

@@ -8,7 +8,8 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -232,3 +233,59 @@ def test_deferred_deliveries_and_silences_come_from_the_store(tmp_path: Path) ->
             return [silence]
 
     assert active_silences(WithSilences(), T0) == [silence]  # type: ignore[arg-type]
+
+
+def test_a_digest_rule_shows_its_next_firing_its_message_and_when_it_last_sent(
+    tmp_path: Path,
+) -> None:
+    from service.digest import digest_alert
+    from service.market import EarningsEvent, ReportTime
+    from service.marketdata import MarketData
+
+    (tmp_path / "rules.yaml").write_text(
+        'channels:\n  hook: {type: webhook, url: "${HOOK_URL}"}\n'
+        "rules:\n  - name: week-ahead\n    symbols: [LUMN, PLTR]\n"
+        '    digest: "0 8 * * mon"\n    notify: [hook]\n'
+    )
+    write_env(tmp_path, "HOOK_URL=https://hooks.example.com/x", "EARNWATCH_RULES=rules.yaml")
+    (digest,) = load(
+        (tmp_path / "rules.yaml").read_text(), {"HOOK_URL": "https://h.example/x"}
+    ).digests
+    now = datetime.now(UTC)
+    firing = digest.cron.get_next_fire_time(None, now)
+    day = firing.astimezone(digest.tz).date() + timedelta(days=1)
+    event = EarningsEvent("LUMN", day, ReportTime.AMC, 2025, 4, eps_estimate=-0.21)
+    data = MarketData(events={"LUMN": (event,)})
+    store = open_store(f"sqlite:///{tmp_path}/earnwatch.db")
+    store.save_market_data("market", data.to_json(), now)
+    last = firing - timedelta(days=7)
+    sent = digest_alert(
+        digest, last, MarketData(events={"LUMN": (replace(event, date=day - timedelta(days=7)),)})
+    )
+    assert sent is not None
+    store.record([(sent, render, [("hook", "webhook")])], {}, last)
+    store.close()
+
+    result = earnwatch("explain", "week-ahead", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    lines = result.stdout.splitlines()
+    shown = f"{firing.astimezone(digest.tz):%Y-%m-%d %H:%M %Z}"
+    assert lines[0] == "rule        week-ahead"
+    assert lines[1] == "digest      0 8 * * mon (America/New_York), the 7 days from each firing"
+    assert lines[2].startswith("data        saved at ")
+    assert lines[3].startswith(f"verdict     sends 1 report at {shown} (")
+    assert lines[4].startswith(f"last sent   {last.astimezone(digest.tz):%Y-%m-%d %H:%M %Z} (")
+    assert lines[5] == f"message     week-ahead: 1 report in the 7 days from {shown}"
+    assert lines[6].startswith(f"            LUMN {day.isoformat()} (")
+
+    body = json.loads(earnwatch("explain", "week-ahead", "--json", cwd=tmp_path).stdout)
+    assert body["next_firing"] == firing.astimezone(UTC).isoformat() and body["reports"] == 1
+    assert body["last_sent"] == last.astimezone(UTC).isoformat() and body["message"].startswith(
+        "week-ahead: 1"
+    )
+    assert body["tz"] == "America/New_York" and body["window_seconds"] == 7 * 86400
+    wrong = earnwatch("explain", "week-ahead", "--symbol", "EQIX", cwd=tmp_path)
+    assert wrong.returncode == 1
+    assert wrong.stdout + wrong.stderr == (
+        "explain: rule 'week-ahead' does not watch EQIX (it watches LUMN, PLTR)\n"
+    )

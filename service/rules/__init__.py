@@ -160,6 +160,9 @@ class RuleSet:
     def rule(self, name: str) -> CompiledRule | None:
         return next((r for r in self.rules if r.name == name), None)
 
+    def digest(self, name: str) -> DigestRule | None:
+        return next((d for d in self.digests if d.name == name), None)
+
     def summary(self) -> str:
         parts = [
             _count(len(self.rules) + len(self.digests), "rule"),
