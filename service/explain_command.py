@@ -8,7 +8,8 @@ provider: what it shows is what the daemon last knew.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -64,21 +65,14 @@ def show_explain(
     if problem is not None:
         return 1, problem
     symbols = rule.symbols if symbol is None else (symbol.strip().upper(),)
-    from service.parts import store_for
-
     try:
-        store = store_for(settings)
+        with _reading(settings) as store:
+            states = store.load_states()
+            saved = store.load_market_data("market")
+            silences = active_silences(store, now)
+            deferred = _deferred(store, rule.name)
     except StoreError as exc:
         return 1, f"explain: {exc}"
-    try:
-        states = store.load_states()
-        saved = store.load_market_data("market")
-        silences = active_silences(store, now)
-        deferred = _deferred(store, rule.name)
-    except StoreError as exc:
-        return 1, f"explain: {exc}"
-    finally:
-        store.close()
     data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()
     data.confirming = settings.confirm_wait_if_on is not None  # `reported` as the daemon sees it
     saved_at = saved.updated_at if saved is not None else None
@@ -118,20 +112,13 @@ def _show_digest(
     settings: Settings, rule: DigestRule, *, as_json: bool, now: datetime
 ) -> tuple[int, str]:
     """A digest rule: its next firing and the message it would send, from the database."""
-    from service.parts import store_for
-
     try:
-        store = store_for(settings)
+        with _reading(settings) as store:
+            saved = store.load_market_data("market")
+            silences = active_silences(store, now)
+            last = store.history(limit=1, rule=rule.name)
     except StoreError as exc:
         return 1, f"explain: {exc}"
-    try:
-        saved = store.load_market_data("market")
-        silences = active_silences(store, now)
-        last = store.history(limit=1, rule=rule.name)
-    except StoreError as exc:
-        return 1, f"explain: {exc}"
-    finally:
-        store.close()
     data = MarketData.from_json(saved.data_json) if saved is not None else MarketData()
     saved_at = saved.updated_at if saved is not None else None
     last_sent = last[0].fired_at if last else None
@@ -149,6 +136,19 @@ def _show_digest(
     for i, text in enumerate((e.message or "").splitlines()):
         lines.append(f"{'message' if i == 0 else '':<10}  {text}")
     return 0, "\n".join(lines)
+
+
+@contextmanager
+def _reading(settings: Settings) -> Iterator[Store]:
+    """The daemon's store, closed at the end; a StoreError opening or reading it is the
+    caller's to say in one line."""
+    from service.parts import store_for
+
+    store = store_for(settings)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _data_line(saved_at: datetime | None, now: datetime) -> str:
