@@ -4,8 +4,9 @@ Pure arithmetic over the settings, the rule set's symbol counts and the provider
 declarations (`ProviderType.rates`, `max_batch`, `calendar_calls`, capabilities). A day is
 counted as a trading day: 6.5 hours of quotes every EARNWATCH_PRICE_POLL, the other 17.5
 hours every EARNWATCH_OFF_HOURS_POLL, the calendar (yesterday to 90 days out) and the price
-targets every EARNWATCH_CALENDAR_REFRESH. The report-window polls come on top, a few calls
-per report (one per EARNWATCH_EARNINGS_POLL inside each window), and are not counted.
+targets every EARNWATCH_CALENDAR_REFRESH. The report-window polls come on top, in a line
+of their own: one calendar read every EARNWATCH_EARNINGS_POLL while a report's window is
+open and its figures are not out, up to the whole window when they never come.
 Each provider listed is costed as if it served every call (the failover providers serve
 only while the first fails, but then they serve everything). With EARNWATCH_CONFIRM=2 a
 line more counts the second provider's confirmation calls, per report.
@@ -14,15 +15,17 @@ line more counts the second provider's confirmation calls, per report.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
 from service.config import Settings
-from service.market import PRICE_VARS, TARGET_VARS
+from service.market import PRICE_VARS, TARGET_VARS, ReportTime
 from service.providers import PROVIDERS, earnings_providers, quote_refresh_period
 from service.providers.plugin import Capability, ProviderType
 from service.rules import RuleSet
+from service.schedule import window_length
 
 REGULAR_SECONDS: Final = 6.5 * 3600
 DAY_SECONDS: Final = 86_400.0
@@ -147,6 +150,70 @@ def confirmation_cost(settings: Settings) -> ConfirmationCost | None:
     )
 
 
+#: The days each report-window poll reads: two before today to tomorrow (pipeline.py).
+WINDOW_POLL_DAYS: Final = 4
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCost:
+    """The report windows' calendar reads (`service/schedule.py`), by the first provider
+    carrying earnings figures: `per_poll` calls every EARNWATCH_EARNINGS_POLL while a
+    watched report's window is open and its figures are not out (one read serves every
+    symbol in a window), for a bmo and an amc window whose figures never come."""
+
+    provider: str
+    per_poll: int
+    poll: timedelta
+    bmo: int
+    amc: int
+    room: float | None  # what the daily limit leaves beside a trading day's other calls
+
+    def line(self) -> str:
+        text = (
+            f"report windows ({self.provider}): {self.per_poll} call(s) every "
+            f"EARNWATCH_EARNINGS_POLL ({_duration(self.poll)}) while a watched report's window "
+            f"is open and its figures are not out: up to {self.bmo} for a bmo report "
+            f"(06:00-12:00 New York), {self.amc} for an amc one (15:30 to 10:00 the next day)"
+        )
+        if self.room is not None and self.amc > self.room:
+            if self.room < 1:
+                return text + f"; no room left in {self.provider}'s daily limit"
+            amc = window_length(ReportTime.AMC).total_seconds()
+            poll = timedelta(seconds=math.ceil(amc * self.per_poll / self.room))
+            text += (
+                f"; OVER {self.provider}'s daily limit beside the calls above (room for "
+                f"{self.room:.0f}) if the figures come late: set EARNWATCH_EARNINGS_POLL to at "
+                f"least {_duration(poll)}"
+            )
+        return text
+
+
+def window_cost(settings: Settings, budgets: Sequence[ProviderBudget]) -> WindowCost | None:
+    """The report windows' cost, or None when no listed provider carries earnings."""
+    carrying = earnings_providers(settings)
+    if not carrying:
+        return None
+    ptype = PROVIDERS[carrying[0]]
+    per_poll = ptype.calendar_calls(WINDOW_POLL_DAYS, 1) if ptype.calendar_calls else 1
+    poll = settings.earnings_poll
+
+    def calls(report_time: ReportTime) -> int:
+        return per_poll * math.ceil(window_length(report_time) / poll)
+
+    first = next((b for b in budgets if b.name == ptype.name), None)
+    room = None
+    if first is not None and first.day_limit is not None:
+        room = max(0.0, first.day_limit - first.per_day)
+    return WindowCost(
+        provider=ptype.name,
+        per_poll=per_poll,
+        poll=poll,
+        bmo=calls(ReportTime.BMO),
+        amc=calls(ReportTime.AMC),
+        room=room,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     providers: tuple[ProviderBudget, ...]
@@ -155,11 +222,14 @@ class Budget:
     stream_limit: int
     polled_age: timedelta  # the worst price age of a polled symbol (README: the bound)
     confirmation: ConfirmationCost | None = None
+    windows: WindowCost | None = None
 
     def lines(self) -> list[str]:
         """`check --budget`: one line per provider (and the confirmation calls), then the
         price ages."""
         out = [p.line() for p in self.providers]
+        if self.windows is not None and self.counts.symbols:
+            out.append(self.windows.line())
         if self.confirmation is not None:
             out.append(self.confirmation.line())
         polled = self.counts.price_symbols - self.streamed
@@ -241,11 +311,11 @@ def rule_budget(settings: Settings, counts: Counts) -> Budget:
     build providers, `run` refuses them)."""
     names = [n for n in dict.fromkeys(settings.provider_names) if n in PROVIDERS]
     streamed = min(counts.price_symbols, settings.stream_symbols) if settings.stream_provider else 0
+    budgets = tuple(
+        provider_budget(PROVIDERS[n], settings, counts, failover=i > 0) for i, n in enumerate(names)
+    )
     return Budget(
-        providers=tuple(
-            provider_budget(PROVIDERS[n], settings, counts, failover=i > 0)
-            for i, n in enumerate(names)
-        ),
+        providers=budgets,
         counts=counts,
         streamed=streamed,
         stream_limit=settings.stream_symbols,
@@ -254,6 +324,7 @@ def rule_budget(settings: Settings, counts: Counts) -> Budget:
         polled_age=2 * quote_refresh_period(names, counts.price_symbols, settings.price_poll)
         + settings.http_timeout,
         confirmation=confirmation_cost(settings),
+        windows=window_cost(settings, budgets),
     )
 
 

@@ -38,6 +38,14 @@ def earnings_window(event: EarningsEvent) -> tuple[datetime, datetime]:
     return start, end
 
 
+def window_length(report_time: ReportTime) -> timedelta:
+    """How long a report window of `report_time` stays open (a day without an early close):
+    bmo 6 h, amc 18.5 h, dmh and unknown 28 h."""
+    opens, days_after, closes = _WINDOWS[report_time]
+    clock = timedelta(hours=closes.hour - opens.hour, minutes=closes.minute - opens.minute)
+    return timedelta(days=days_after) + clock
+
+
 def in_earnings_window(event: EarningsEvent, now: datetime) -> bool:
     if event.reported:
         return False

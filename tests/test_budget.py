@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import pytest
@@ -82,7 +83,8 @@ def test_the_whole_budget_counts_streamed_and_polled_symbols() -> None:
     assert plan.streamed == 50
     lines = plan.lines()
     assert lines[1].startswith("fmp (failover, if it served every call): ")
-    assert "50 stream (EARNWATCH_STREAM_SYMBOLS 50), 10 polled only" in lines[2]
+    assert lines[2].startswith("report windows (finnhub): ")  # the first carrying earnings
+    assert "50 stream (EARNWATCH_STREAM_SYMBOLS 50), 10 polled only" in lines[3]
     assert lines[-1] == "worst price age, polled: 2.2 min"  # 2 x 62 s + 10 s
     assert rule_budget(settings(), Counts(60, 60, 0)).streamed == 0  # no key: no stream
 
@@ -114,3 +116,48 @@ def test_confirmation_calls_are_counted_per_report_on_the_second_provider() -> N
     assert not any(
         x.startswith("confirmation") for x in rule_budget(settings(), Counts(1, 1, 0)).lines()
     )
+
+
+def test_report_windows_cost_a_read_each_poll_up_to_the_whole_window() -> None:
+    from service.budget import window_cost
+    from service.market import ReportTime
+    from service.schedule import window_length
+
+    assert {t: window_length(t) for t in ReportTime} == {
+        ReportTime.BMO: timedelta(hours=6),  # 06:00-12:00
+        ReportTime.AMC: timedelta(hours=18, minutes=30),  # 15:30 to 10:00 the next day
+        ReportTime.DMH: timedelta(hours=28),  # 06:00 to 10:00 the next day
+        ReportTime.UNKNOWN: timedelta(hours=28),
+    }
+    # Finnhub: one read a poll, every 30 s: 720 over a bmo window, 2,220 over an amc one;
+    # no daily cap, so no advice.
+    finnhub = settings(earnings_poll=timedelta(seconds=30))
+    budget = rule_budget(finnhub, Counts(3, 3, 0))
+    cost = budget.windows
+    assert cost is not None and (cost.per_poll, cost.bmo, cost.amc) == (1, 720, 2220)
+    assert budget.lines()[1] == (
+        "report windows (finnhub): 1 call(s) every EARNWATCH_EARNINGS_POLL (30 s) while a"
+        " watched report's window is open and its figures are not out: up to 720 for a bmo"
+        " report (06:00-12:00 New York), 2220 for an amc one (15:30 to 10:00 the next day)"
+    )
+    # FMP: 250 a day. 5 symbols polled every 15 min leave some room; an amc window at
+    # 30 s would take 2,220 calls: the setting that fits the room is named.
+    fmp = settings(
+        providers="fmp",
+        price_poll=timedelta(minutes=15),
+        earnings_poll=timedelta(seconds=30),
+    )
+    plan = provider_budget(PROVIDERS["fmp"], fmp, Counts(5, 5, 0))
+    room = 250 - plan.per_day
+    assert room > 0
+    cost = window_cost(fmp, [plan])
+    assert cost is not None and cost.room == pytest.approx(room)
+    poll = math.ceil(18.5 * 3600 / room)
+    assert cost.line().endswith(
+        f"; OVER fmp's daily limit beside the calls above (room for {room:.0f}) if the figures"
+        f" come late: set EARNWATCH_EARNINGS_POLL to at least {poll / 60:.1f} min"
+    )
+    slow = window_cost(settings(providers="fmp", earnings_poll=timedelta(minutes=30)), [plan])
+    assert slow is not None and slow.amc == 37 and "OVER" not in slow.line()
+    # no provider carrying earnings figures: nothing to count
+    assert window_cost(settings(providers="nosuch"), []) is None

@@ -72,7 +72,10 @@ def test_check_budget_shows_each_provider_and_a_daily_limit_exceeded(tmp_path: P
         "set EARNWATCH_PRICE_POLL to at least 14.4 min"
     )
     assert lines[1].startswith("finnhub (failover, if it served every call): 150/min of 58/min")
-    assert "0 stream" in lines[2] and lines[-1] == "worst price age, polled: 23.2 min"
+    # FMP carries the calendar first; the trading day already fills its 250
+    assert lines[2].startswith("report windows (fmp): 1 call(s) every EARNWATCH_EARNINGS_POLL")
+    assert lines[2].endswith("; no room left in fmp's daily limit")
+    assert "0 stream" in lines[3] and lines[-1] == "worst price age, polled: 23.2 min"
 
 
 def test_check_reads_variables_from_dotenv(tmp_path: Path) -> None:
