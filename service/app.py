@@ -265,6 +265,15 @@ class App:
 
             return await read_status(self)
 
+        async def history(limit: int, rule: str | None, status: str | None) -> list[Any]:
+            from service.commands import entry_json
+
+            def read() -> list[Any]:
+                entries = self.store.history(limit=limit, rule=rule, status=status)  # type: ignore[arg-type]
+                return [entry_json(e) for e in entries]
+
+            return await asyncio.to_thread(read)
+
         host, port = self.settings.http_host_port
         secret = self.settings.http_token
         token = secret.get_secret_value() if secret is not None else None
@@ -277,6 +286,7 @@ class App:
             lambda: self.health.check(self.clock.now()),
             self.metrics,
             status=status,
+            history=history,
             token=token,
         )
         self._exits.push_async_callback(web.aclose)

@@ -33,6 +33,8 @@ MAX_REQUEST_LINE: Final = 8192
 
 HealthCheck = Callable[[], tuple[bool, str]]
 StatusSource = Callable[[], Awaitable[dict[str, Any]]]
+#: `/api/history`'s source: (limit, rule, status) -> the alerts as `history --json` has them.
+HistorySource = Callable[[int, str | None, str | None], Awaitable[list[dict[str, Any]]]]
 
 
 class WebServer(Protocol):
@@ -76,11 +78,15 @@ async def start_web(
     metrics: Metrics,
     *,
     status: StatusSource | None = None,
+    history: HistorySource | None = None,
     token: str | None = None,
 ) -> WebServer:
     """Listen on `host:port` (port 0 picks a free one; see `WebServer.port`) and answer in
-    the background. Without `status` only `/healthz` and `/metrics` are served. Raises
-    OSError only when the address cannot be bound."""
+    the background. Without `status` only `/healthz` and `/metrics` are served, and
+    `/api/history` only with `history`. Raises OSError only when the address cannot be
+    bound."""
     from service.webapp import serve
 
-    return await serve(host, port, health, metrics, status=status, token=token or None)
+    return await serve(
+        host, port, health, metrics, status=status, history=history, token=token or None
+    )

@@ -60,6 +60,9 @@ HTML_HEADERS: Final = {
     "Referrer-Policy": "no-referrer",
 }
 REFRESH_SECONDS: Final = 15
+#: `/api/history`: `limit` by default and at most (the CLI's `history --limit` default: 50).
+HISTORY_LIMIT: Final = 50
+HISTORY_MAX: Final = 1000
 
 
 def _text(status: int, body: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -119,10 +122,12 @@ class Routes:
         metrics: Metrics,
         status: web.StatusSource | None,
         token: str | None,
+        history: web.HistorySource | None = None,
     ) -> None:
         self._health = health
         self._metrics = metrics
         self._status = status
+        self._history = history
         self._token = token.encode() if token else None
         self._session = session_value(token).encode() if token else None
         self._pages = status is not None  # the HTML page and the login form are served
@@ -214,6 +219,31 @@ class Routes:
         body = await asyncio.to_thread(json.dumps, snapshot, allow_nan=False, default=str)
         return Response(body, 200, media_type="application/json")
 
+    async def api_history(self, request: Request) -> Response:
+        """`/api/history?limit=&rule=&status=`: the alerts newest first, as `earnwatch
+        history --json` gives them (errors as stored, already masked); a bad parameter is a
+        400 naming it."""
+        if not self._authorized(request):
+            return self._unauthorized(html=False)
+        from service.store.statuses import STATUSES
+
+        query = request.query_params
+        raw = query.get("limit", str(HISTORY_LIMIT))
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= HISTORY_MAX:
+            return _text(400, f"limit: a whole number from 1 to {HISTORY_MAX}\n")
+        status = query.get("status") or None
+        if status is not None and status not in STATUSES:
+            return _text(400, f"status: one of {', '.join(STATUSES)}\n")
+        rule = query.get("rule") or None
+        assert self._history is not None
+        try:
+            entries = await self._history(int(raw), rule, status)
+        except Exception:
+            log.exception("web: reading the history failed")
+            return _text(500, "history unavailable\n")
+        body = await asyncio.to_thread(json.dumps, entries, allow_nan=False, default=str)
+        return Response(body, 200, media_type="application/json")
+
     async def login(self, request: Request) -> Response:
         """`/login?token=`: the session cookie, then the page; a wrong token is a 401."""
         if self._token is None:
@@ -237,6 +267,8 @@ class Routes:
         endpoints = {"/healthz": self.healthz, "/metrics": self.metrics}
         if self._status is not None:
             endpoints |= {"/": self.page, "/api/status": self.api_status, "/login": self.login}
+        if self._history is not None:
+            endpoints["/api/history"] = self.api_history
 
         async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
             # One endpoint per exact path, for GET and HEAD (the body dropped on HEAD).
@@ -384,11 +416,12 @@ async def serve(
     metrics: Metrics,
     *,
     status: web.StatusSource | None,
+    history: web.HistorySource | None = None,
     token: str | None,
 ) -> UvicornServer:
     """See `web.start_web`."""
     config = uvicorn.Config(
-        Routes(health, metrics, status, token).app(),
+        Routes(health, metrics, status, token, history).app(),
         http=_Protocol,
         ws="none",
         lifespan="off",
@@ -413,5 +446,6 @@ async def serve(
         raise
     running = UvicornServer(server, sock)
     pages = "/healthz, /metrics" + (", / (status page), /api/status" if status else "")
+    pages += ", /api/history" if history else ""
     log.info("web: listening on %s:%d (%s)", running.host, running.port, pages)
     return running

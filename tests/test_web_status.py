@@ -17,7 +17,7 @@ from service.config import load_settings
 from service.metrics import Metrics
 from service.web import WebServer, is_loopback, refusal, start_web
 from service.webapp import COOKIE, session_value
-from tests.daemon_setup import RULES, fake_finnhub, write_env
+from tests.daemon_setup import MISSED, RULES, fake_finnhub, write_env
 from tests.e2e import Daemon
 from tests.servers import Receiver
 from tests.test_status import snapshot
@@ -174,6 +174,68 @@ async def test_with_a_token_the_page_is_401_without_it_and_200_with_it(
     assert (await guarded.get("/api/status", headers=BEARER)).json()["rules"]
 
 
+class History:
+    """A history source that records its calls (and fails when told to)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str | None, str | None]] = []
+        self.fail = False
+
+    async def __call__(
+        self, limit: int, rule: str | None, status: str | None
+    ) -> list[dict[str, Any]]:
+        self.calls.append((limit, rule, status))
+        if self.fail:
+            raise RuntimeError("the store is gone")
+        return [{"alert_id": f"a{n}", "rule": rule or "r"} for n in range(min(limit, 3))]
+
+
+@pytest.mark.anyio
+async def test_api_history_behind_the_token_passes_its_parameters_and_refuses_bad_ones(
+    status: Status,
+) -> None:
+    history = History()
+    web = await start_web(
+        "127.0.0.1", 0, healthy, Metrics(), status=status, history=history, token=TOKEN
+    )
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{web.port}", trust_env=False, timeout=5
+        ) as http:
+            assert (await http.get("/api/history")).status_code == 401
+            assert history.calls == []  # nothing was read for a stranger
+            got = await http.get("/api/history", headers=BEARER)
+            assert got.status_code == 200 and got.headers["content-type"] == "application/json"
+            assert [a["alert_id"] for a in got.json()] == ["a0", "a1", "a2"]
+            query = {"limit": "2", "rule": "lumn-miss", "status": "dead"}
+            got = await http.get("/api/history", params=query, headers=BEARER)
+            assert got.json() == [
+                {"alert_id": "a0", "rule": "lumn-miss"},
+                {"alert_id": "a1", "rule": "lumn-miss"},
+            ]
+            assert history.calls == [(50, None, None), (2, "lumn-miss", "dead")]
+            for bad in ({"limit": "0"}, {"limit": "1001"}, {"limit": "x"}, {"limit": "-1"}):
+                refused = await http.get("/api/history", params=bad, headers=BEARER)
+                assert refused.status_code == 400
+                assert refused.text == "limit: a whole number from 1 to 1000\n"
+            refused = await http.get("/api/history", params={"status": "lost"}, headers=BEARER)
+            assert refused.status_code == 400 and refused.text.startswith("status: one of pending")
+            assert len(history.calls) == 2  # a refused request reads nothing
+            history.fail = True
+            failed = await http.get("/api/history", headers=BEARER)
+            assert failed.status_code == 500 and failed.text == "history unavailable\n"
+            assert (await http.get("/healthz")).status_code == 200  # and it goes on
+    finally:
+        await web.aclose()
+
+
+@pytest.mark.anyio
+async def test_without_a_history_source_there_is_no_api_history(
+    open_page: httpx.AsyncClient,
+) -> None:
+    assert (await open_page.get("/api/history")).status_code == 404
+
+
 @pytest.mark.anyio
 async def test_login_sets_an_httponly_strict_cookie_that_opens_the_page(
     guarded: httpx.AsyncClient,
@@ -270,6 +332,7 @@ def test_a_daemon_on_0_0_0_0_with_a_token_serves_the_page_only_with_it(tmp_path:
     from tests.e2e import wait_for
 
     finnhub = fake_finnhub()
+    finnhub.set_event(**MISSED)  # reported: the miss fires, for /api/history to list
     try:
         with Receiver() as receiver:
             write_env(
@@ -290,6 +353,14 @@ def test_a_daemon_on_0_0_0_0_with_a_token_serves_the_page_only_with_it(tmp_path:
                     assert http.get("/healthz").status_code in (200, 503)
                     page = http.get("/", headers=BEARER)
                     assert page.status_code == 200 and "lumn-miss" in page.text
+                    # the daemon's own history: the miss it sent, as `history --json` has it
+                    wait_for(lambda: receiver.requests, 20, "the miss alert", daemon)
+                    assert http.get("/api/history").status_code == 401
+                    listed = http.get("/api/history", params={"rule": "lumn-miss"}, headers=BEARER)
+                    assert listed.status_code == 200, listed.text
+                    [alert] = listed.json()
+                    assert alert["rule"] == "lumn-miss" and alert["symbol"] == "LUMN"
+                    assert [d["channel"] for d in alert["deliveries"]] == ["hook"]
     finally:
         finnhub.stop()
     assert TOKEN not in daemon.log()
