@@ -199,14 +199,9 @@ def explain_digest(
     firing = rule.cron.get_next_fire_time(None, now)
     reports = len(in_window(rule, data, firing)) if firing is not None else 0
     alert = digest_alert(rule, firing, data) if firing is not None and reports else None
-    muting = tuple(
-        s
-        for s in silences
-        if (s.rule is None or s.rule == rule.name)
-        and s.symbol is None
-        and firing is not None
-        and s.starts_at <= firing < s.ends_at
-    )
+    # the silences the daemon's stage would find over the firing's alert (its symbol is
+    # the symbols it lists)
+    muting = silences_for(silences, rule.name, alert.symbol, firing) if alert is not None else ()
     if firing is None:
         verdict = "never fires again"
     elif alert is None:

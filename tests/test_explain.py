@@ -223,6 +223,11 @@ def test_a_digest_explains_its_next_firing_with_the_message_it_would_send() -> N
     short = Silence("s2", None, None, now, now + timedelta(days=1))
     muted = explain_digest(digest, data, now, silences=[over, short])
     assert muted.verdict.endswith(", but it is silenced by s1 until 2026-02-11 15:00Z")
+    # as the daemon's silence stage matches a digest's alert: by the symbols it lists
+    listed = Silence("s3", None, "LUMN", now, now + timedelta(days=7))
+    assert explain_digest(digest, data, now, silences=[listed]).silences == (listed,)
+    other = Silence("s4", None, "PLTR", now, now + timedelta(days=7))
+    assert explain_digest(digest, data, now, silences=[other]).silences == ()
     # nothing in the window: nothing to send, and it says so
     later = MarketData(events={"LUMN": (replace(lumn, date=date(2026, 3, 3)),)})
     empty = explain_digest(digest, later, now)
