@@ -49,15 +49,21 @@ def fake_python(tmp_path: Path, body: str) -> str:
     return str(script)
 
 
-def test_a_child_migration_makes_the_schema_the_in_process_path_makes(tmp_path: Path) -> None:
-    open_store(f"sqlite:///{tmp_path / 'here.db'}").close()
-    migrator.migrate_in_child(f"sqlite:///{tmp_path / 'child.db'}")
-    assert schema_of(tmp_path / "child.db") == schema_of(tmp_path / "here.db")
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'child.db'}")
+def assert_at_head(url: str) -> None:
+    """The database at `url` holds the packaged head revision (read on an engine of its
+    own, not through the store)."""
+    engine = create_db_engine(url)
     try:
         assert current_revision(engine) == packaged_head()
     finally:
         engine.dispose()
+
+
+def test_a_child_migration_makes_the_schema_the_in_process_path_makes(tmp_path: Path) -> None:
+    open_store(f"sqlite:///{tmp_path / 'here.db'}").close()
+    migrator.migrate_in_child(f"sqlite:///{tmp_path / 'child.db'}")
+    assert schema_of(tmp_path / "child.db") == schema_of(tmp_path / "here.db")
+    assert_at_head(f"sqlite:///{tmp_path / 'child.db'}")
 
 
 @pytest.mark.postgres
@@ -144,11 +150,7 @@ def test_the_daemon_on_an_empty_file_migrates_it_without_loading_alembic_or_mako
     # the migration's SQLAlchemy, Alembic and Mako stayed in the child
     assert {m.split(".")[0] for m in modules} & {"alembic", "mako", "sqlalchemy"} == set()
     assert "Running upgrade -> r0001" in output  # the child's log, logged again here
-    engine = create_db_engine(url)
-    try:
-        assert current_revision(engine) == packaged_head()
-    finally:
-        engine.dispose()
+    assert_at_head(url)
 
 
 def test_the_daemon_refuses_a_newer_database_as_the_in_process_start_did(
@@ -190,11 +192,7 @@ def test_the_child_runs_earnwatch_s_code_from_a_folder_holding_another_service_p
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'earnwatch.db'}"
     migrator.migrate_in_child(url)
-    engine = create_db_engine(url)
-    try:
-        assert current_revision(engine) == packaged_head()
-    finally:
-        engine.dispose()
+    assert_at_head(url)
 
 
 def test_a_child_that_dies_is_one_line_without_the_password(
