@@ -39,6 +39,7 @@ from service import web
 from service.health import MAX_REASON
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.metrics import Metrics
+from service.store.statuses import STATUSES
 
 if TYPE_CHECKING:
     import jinja2
@@ -225,8 +226,6 @@ class Routes:
         400 naming it."""
         if not self._authorized(request):
             return self._unauthorized(html=False)
-        from service.store.statuses import STATUSES
-
         query = request.query_params
         raw = query.get("limit", str(HISTORY_LIMIT))
         if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= HISTORY_MAX:
